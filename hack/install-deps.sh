@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, the tests and the local cluster
+# need, when any is missing. Idempotent and quiet when all are present.
+set -euo pipefail
+
+# command:package pairs; a package is installed when its command is missing.
+needs=(
+  qemu-img:qemu-utils
+  qemu-io:qemu-utils
+  docker-registry:docker-registry
+  xz:xz-utils
+  zstd:zstd
+  gzip:gzip
+  tar:tar
+  curl:curl
+  losetup:mount
+  mkfs.ext4:e2fsprogs
+  openssl:openssl
+)
+
+missing=()
+for pair in "${needs[@]}"; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  if ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$cmd && ! -x /sbin/$cmd ]]; then
+    missing+=("$pkg")
+  fi
+done
+if (( ${#missing[@]} == 0 )); then exit 0; fi
+
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "installing Debian packages: ${missing[*]}" >&2
+sudo=""
+if (( EUID != 0 )); then sudo=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

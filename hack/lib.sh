@@ -1,0 +1,12 @@
+# Shared settings for hack/ scripts. Source it; do not run it.
+
+KUBE_VERSION=v1.37.2
+ETCD_VERSION=v3.7.3
+# Tool builds are cached by version outside the clone, so a fresh clone on
+# the same machine (which is what CI runs) reuses them.
+DATAVOLUME_CACHE=${DATAVOLUME_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/datavolume}
+KUBE_BIN_DIR=$DATAVOLUME_CACHE/kube-$KUBE_VERSION/bin
+ETCD_BIN_DIR=$DATAVOLUME_CACHE/etcd-$ETCD_VERSION/bin
+
+# log prints a timestamped progress line on stderr.
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
