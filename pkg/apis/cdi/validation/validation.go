@@ -1,0 +1,347 @@
+// Package validation holds the static rules of a DataVolume: the rules that
+// need nothing but the object itself. The registry enforces them on every
+// write and the admission webhook reuses them for VirtualMachine
+// dataVolumeTemplates. Every problem is reported, each with its field path.
+package validation
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/datavolume/datavolume/pkg/apis/cdi"
+)
+
+// checksumHexLen is the hex digest length of each supported checksum algorithm.
+var checksumHexLen = map[string]int{"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+
+// ValidateDataVolume validates a DataVolume being created.
+func ValidateDataVolume(dv *cdi.DataVolume) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMeta(&dv.ObjectMeta, true,
+		apimachineryvalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
+	allErrs = append(allErrs, ValidateDataVolumeSpec(&dv.Spec, field.NewPath("spec"))...)
+	return allErrs
+}
+
+// ValidateDataVolumeUpdate validates an update: metadata may change, the spec
+// may not (the data has been, or is being, moved according to it).
+func ValidateDataVolumeUpdate(dv, old *cdi.DataVolume) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&dv.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
+	allErrs = append(allErrs, validateSpecUnchanged(&dv.Spec, &old.Spec, field.NewPath("spec"))...)
+	return allErrs
+}
+
+// ValidateDataVolumeStatusUpdate validates a write to the status subresource.
+func ValidateDataVolumeStatusUpdate(dv, old *cdi.DataVolume) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&dv.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
+	allErrs = append(allErrs, ValidateDataVolumeStatus(&dv.Status, field.NewPath("status"))...)
+	return allErrs
+}
+
+// ValidateDataVolumeSpec validates a spec on its own; the webhook calls it
+// for each VirtualMachine dataVolumeTemplate.
+func ValidateDataVolumeSpec(spec *cdi.DataVolumeSpec, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	contentType := spec.ContentType
+	if contentType == "" {
+		contentType = cdi.DataVolumeKubeVirt
+	}
+	if contentType != cdi.DataVolumeKubeVirt && contentType != cdi.DataVolumeArchive {
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("contentType"), spec.ContentType,
+			[]string{string(cdi.DataVolumeKubeVirt), string(cdi.DataVolumeArchive)}))
+	}
+
+	allErrs = append(allErrs, validateSource(spec.Source, contentType, fldPath.Child("source"))...)
+
+	cloning := spec.Source != nil && spec.Source.PVC != nil
+	switch {
+	case spec.PVC == nil && spec.Storage == nil:
+		allErrs = append(allErrs, field.Required(fldPath.Child("pvc"), "exactly one of pvc or storage must be set"))
+	case spec.PVC != nil && spec.Storage != nil:
+		allErrs = append(allErrs, field.Forbidden(fldPath.Child("storage"), "exactly one of pvc or storage may be set, not both"))
+	case spec.PVC != nil:
+		allErrs = append(allErrs, validateClaim(spec.PVC.AccessModes, true, spec.PVC.Resources.Requests, false, spec.PVC.VolumeMode, contentType, fldPath.Child("pvc"))...)
+	default:
+		// A clone's size may be left out of storage: it is the source's size.
+		allErrs = append(allErrs, validateClaim(spec.Storage.AccessModes, false, spec.Storage.Resources.Requests, cloning, spec.Storage.VolumeMode, contentType, fldPath.Child("storage"))...)
+	}
+	return allErrs
+}
+
+// sourceKinds lists the members of DataVolumeSource that are set.
+func sourceKinds(source *cdi.DataVolumeSource) []string {
+	var kinds []string
+	if source.HTTP != nil {
+		kinds = append(kinds, "http")
+	}
+	if source.Registry != nil {
+		kinds = append(kinds, "registry")
+	}
+	if source.PVC != nil {
+		kinds = append(kinds, "pvc")
+	}
+	if source.Upload != nil {
+		kinds = append(kinds, "upload")
+	}
+	if source.Blank != nil {
+		kinds = append(kinds, "blank")
+	}
+	return kinds
+}
+
+func validateSource(source *cdi.DataVolumeSource, contentType cdi.DataVolumeContentType, fldPath *field.Path) field.ErrorList {
+	if source == nil {
+		return field.ErrorList{field.Required(fldPath, "one of http, registry, pvc, upload or blank must be set")}
+	}
+	var allErrs field.ErrorList
+	switch kinds := sourceKinds(source); len(kinds) {
+	case 0:
+		allErrs = append(allErrs, field.Required(fldPath, "one of http, registry, pvc, upload or blank must be set"))
+	case 1:
+	default:
+		allErrs = append(allErrs, field.Forbidden(fldPath, fmt.Sprintf("exactly one source may be set, found %s", strings.Join(kinds, ", "))))
+	}
+
+	if source.HTTP != nil {
+		allErrs = append(allErrs, validateHTTP(source.HTTP, contentType, fldPath.Child("http"))...)
+	}
+	if source.Registry != nil {
+		allErrs = append(allErrs, validateRegistry(source.Registry, fldPath.Child("registry"))...)
+		allErrs = append(allErrs, checkEndpoint(contentType, EndpointRegistry, fldPath.Child("registry"))...)
+	}
+	if source.Upload != nil {
+		allErrs = append(allErrs, checkEndpoint(contentType, EndpointUpload, fldPath.Child("upload"))...)
+	}
+	if source.Blank != nil && contentType == cdi.DataVolumeArchive {
+		allErrs = append(allErrs, field.Forbidden(fldPath.Child("blank"), "a blank image is a disk image: contentType archive is not supported"))
+	}
+	if source.PVC != nil {
+		allErrs = append(allErrs, validatePVCSource(source.PVC, fldPath.Child("pvc"))...)
+	}
+	return allErrs
+}
+
+// checkEndpoint refuses an endpoint the matrix does not support for the content type.
+func checkEndpoint(contentType cdi.DataVolumeContentType, endpoint Endpoint, fldPath *field.Path) field.ErrorList {
+	if EndpointSupported(contentType, endpoint) {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(fldPath, fmt.Sprintf("contentType %s cannot be imported from %s (see the supported operations matrix)", contentType, endpoint))}
+}
+
+func validateHTTP(h *cdi.DataVolumeSourceHTTP, contentType cdi.DataVolumeContentType, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	endpoint := EndpointHTTP
+	if u, err := parseURL(h.URL, "http", "https"); err != nil {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("url"), h.URL, err.Error()))
+	} else if u.Scheme == "https" {
+		endpoint = EndpointHTTPS
+	}
+	if h.SecretRef != "" {
+		endpoint = EndpointHTTPBasicAuth
+		allErrs = append(allErrs, validateObjectName(h.SecretRef, fldPath.Child("secretRef"))...)
+	}
+	if h.CertConfigMap != "" {
+		allErrs = append(allErrs, validateObjectName(h.CertConfigMap, fldPath.Child("certConfigMap"))...)
+	}
+	for i, name := range h.SecretExtraHeaders {
+		allErrs = append(allErrs, validateObjectName(name, fldPath.Child("secretExtraHeaders").Index(i))...)
+	}
+	for i, header := range h.ExtraHeaders {
+		if name, _, ok := strings.Cut(header, ":"); !ok || strings.TrimSpace(name) == "" {
+			allErrs = append(allErrs, field.Invalid(fldPath.Child("extraHeaders").Index(i), header, `must be "Name: value"`))
+		}
+	}
+	if h.Checksum != "" {
+		allErrs = append(allErrs, validateChecksum(h.Checksum, fldPath.Child("checksum"))...)
+	}
+	allErrs = append(allErrs, checkEndpoint(contentType, endpoint, fldPath)...)
+	return allErrs
+}
+
+func validateRegistry(r *cdi.DataVolumeSourceRegistry, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if _, err := parseURL(r.URL, "docker", "oci-archive"); err != nil {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("url"), r.URL, err.Error()))
+	}
+	switch r.PullMethod {
+	case "", cdi.RegistryPullPod, cdi.RegistryPullNode:
+	default:
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("pullMethod"), r.PullMethod,
+			[]string{string(cdi.RegistryPullPod), string(cdi.RegistryPullNode)}))
+	}
+	if r.SecretRef != "" {
+		allErrs = append(allErrs, validateObjectName(r.SecretRef, fldPath.Child("secretRef"))...)
+	}
+	if r.CertConfigMap != "" {
+		allErrs = append(allErrs, validateObjectName(r.CertConfigMap, fldPath.Child("certConfigMap"))...)
+	}
+	return allErrs
+}
+
+func validatePVCSource(p *cdi.DataVolumeSourcePVC, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if p.Name == "" {
+		allErrs = append(allErrs, field.Required(fldPath.Child("name"), "the source claim's name"))
+	} else {
+		allErrs = append(allErrs, validateObjectName(p.Name, fldPath.Child("name"))...)
+	}
+	// An empty namespace means the DataVolume's own.
+	if p.Namespace != "" {
+		for _, msg := range apimachineryvalidation.ValidateNamespaceName(p.Namespace, false) {
+			allErrs = append(allErrs, field.Invalid(fldPath.Child("namespace"), p.Namespace, msg))
+		}
+	}
+	return allErrs
+}
+
+func validateObjectName(name string, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	for _, msg := range apimachineryvalidation.NameIsDNSSubdomain(name, false) {
+		allErrs = append(allErrs, field.Invalid(fldPath, name, msg))
+	}
+	return allErrs
+}
+
+// parseURL checks that raw is an absolute URL with one of the schemes and,
+// except for oci-archive (a path), a host.
+func parseURL(raw string, schemes ...string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("must be a %s URL", strings.Join(schemes, " or "))
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("not a URL: %v", errorWithoutURL(err))
+	}
+	if !sets.New(schemes...).Has(u.Scheme) {
+		return nil, fmt.Errorf("scheme must be %s", strings.Join(schemes, " or "))
+	}
+	if u.Scheme != "oci-archive" && u.Host == "" {
+		return nil, fmt.Errorf("must name a host")
+	}
+	if u.Scheme == "oci-archive" && u.Host == "" && u.Path == "" {
+		return nil, fmt.Errorf("must name an archive path")
+	}
+	return u, nil
+}
+
+// errorWithoutURL keeps a url.Error's cause but not the URL: the URL is
+// already the error's value, and it may carry credentials.
+func errorWithoutURL(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}
+
+func validateChecksum(checksum string, fldPath *field.Path) field.ErrorList {
+	algo, digest, ok := strings.Cut(checksum, ":")
+	want, known := checksumHexLen[algo]
+	switch {
+	case !ok || !known:
+		return field.ErrorList{field.Invalid(fldPath, checksum, "must be algorithm:hex with algorithm md5, sha1, sha256 or sha512")}
+	case len(digest) != want:
+		return field.ErrorList{field.Invalid(fldPath, checksum, fmt.Sprintf("a %s digest has %d hex digits, not %d", algo, want, len(digest)))}
+	}
+	if _, err := hex.DecodeString(digest); err != nil {
+		return field.ErrorList{field.Invalid(fldPath, checksum, "digest must be hexadecimal")}
+	}
+	return nil
+}
+
+func validateClaim(accessModes []corev1.PersistentVolumeAccessMode, accessModesRequired bool, requests corev1.ResourceList,
+	sizeOptional bool, volumeMode *corev1.PersistentVolumeMode, contentType cdi.DataVolumeContentType, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if accessModesRequired && len(accessModes) == 0 {
+		allErrs = append(allErrs, field.Required(fldPath.Child("accessModes"), "at least one access mode"))
+	}
+	supportedModes := sets.New(corev1.ReadWriteOnce, corev1.ReadOnlyMany, corev1.ReadWriteMany, corev1.ReadWriteOncePod)
+	for i, mode := range accessModes {
+		if !supportedModes.Has(mode) {
+			allErrs = append(allErrs, field.NotSupported(fldPath.Child("accessModes").Index(i), mode, sets.List(supportedModes)))
+		}
+	}
+
+	sizePath := fldPath.Child("resources", "requests", string(corev1.ResourceStorage))
+	size, hasSize := requests[corev1.ResourceStorage]
+	switch {
+	case !hasSize && !sizeOptional:
+		allErrs = append(allErrs, field.Required(sizePath, "the size of the volume"))
+	case hasSize && size.Cmp(resource.Quantity{}) <= 0:
+		allErrs = append(allErrs, field.Invalid(sizePath, size.String(), "must be greater than zero"))
+	}
+
+	if volumeMode != nil {
+		switch *volumeMode {
+		case corev1.PersistentVolumeFilesystem:
+		case corev1.PersistentVolumeBlock:
+			if !BlockAllowed(contentType) {
+				allErrs = append(allErrs, field.Forbidden(fldPath.Child("volumeMode"), "contentType archive needs a Filesystem volume to extract into; Block is not supported"))
+			}
+		default:
+			allErrs = append(allErrs, field.NotSupported(fldPath.Child("volumeMode"), *volumeMode,
+				[]string{string(corev1.PersistentVolumeFilesystem), string(corev1.PersistentVolumeBlock)}))
+		}
+	}
+	return allErrs
+}
+
+func validateSpecUnchanged(spec, old *cdi.DataVolumeSpec, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	immutable := func(name string, a, b interface{}) {
+		if !apiequality.Semantic.DeepEqual(a, b) {
+			allErrs = append(allErrs, field.Forbidden(fldPath.Child(name), "the spec of a DataVolume is immutable; create a new DataVolume instead"))
+		}
+	}
+	immutable("source", spec.Source, old.Source)
+	immutable("pvc", spec.PVC, old.PVC)
+	immutable("storage", spec.Storage, old.Storage)
+	immutable("priorityClassName", spec.PriorityClassName, old.PriorityClassName)
+	immutable("contentType", spec.ContentType, old.ContentType)
+	immutable("preallocation", spec.Preallocation, old.Preallocation)
+	return allErrs
+}
+
+// validPhases are the phases a status may carry.
+var validPhases = sets.New(cdi.PhaseUnset, cdi.Pending, cdi.PVCBound, cdi.ImportScheduled, cdi.ImportInProgress,
+	cdi.CloneScheduled, cdi.CloneInProgress, cdi.UploadScheduled, cdi.UploadReady, cdi.Succeeded, cdi.Failed, cdi.Unknown)
+
+// ValidateDataVolumeStatus validates the status a controller writes.
+func ValidateDataVolumeStatus(status *cdi.DataVolumeStatus, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if !validPhases.Has(status.Phase) {
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("phase"), status.Phase, sets.List(validPhases)))
+	}
+	if status.RestartCount < 0 {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("restartCount"), status.RestartCount, "must not be negative"))
+	}
+	if p := string(status.Progress); p != "" && p != string(cdi.ProgressNotAvailable) {
+		var pct float64
+		if _, err := fmt.Sscanf(p, "%f%%", &pct); err != nil || !strings.HasSuffix(p, "%") || pct < 0 || pct > 100 {
+			allErrs = append(allErrs, field.Invalid(fldPath.Child("progress"), p, `must be "N/A" or a percentage from 0% to 100%`))
+		}
+	}
+	seen := sets.New[cdi.DataVolumeConditionType]()
+	for i, c := range status.Conditions {
+		p := fldPath.Child("conditions").Index(i)
+		if seen.Has(c.Type) {
+			allErrs = append(allErrs, field.Duplicate(p.Child("type"), c.Type))
+		}
+		seen.Insert(c.Type)
+		switch c.Status {
+		case corev1.ConditionTrue, corev1.ConditionFalse, corev1.ConditionUnknown:
+		default:
+			allErrs = append(allErrs, field.NotSupported(p.Child("status"), c.Status,
+				[]string{string(corev1.ConditionTrue), string(corev1.ConditionFalse), string(corev1.ConditionUnknown)}))
+		}
+	}
+	return allErrs
+}
