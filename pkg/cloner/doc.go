@@ -1,0 +1,16 @@
+// Package cloner moves the data of a DataVolume: it imports an image from
+// HTTP(S), an OCI registry or an upload into a filesystem or block volume,
+// and clones one volume into another over mutual TLS.
+//
+// The work is split into small packages with one job each:
+//
+//   - httpsource, registry, upload: where bytes come from
+//   - format: magic-byte sniffing and decompression (gzip, xz, zstd)
+//   - qcow2, nbd: qcow2 header checks and conversion with qemu-img
+//   - sink: writing a disk image sparsely into a file or block device
+//   - archive: safe tar extraction into a filesystem volume
+//   - importer: the pipeline that stacks sources, formats and sinks
+//   - clone, certs: volume-to-volume transport over mutual TLS
+//   - checksum, progress: verification and progress reporting
+//   - cli: the datavolume-cloner subcommands
+package cloner

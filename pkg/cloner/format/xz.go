@@ -1,0 +1,123 @@
+package format
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// pipeSize enlarges the pipes to and from xz: fewer wake-ups per MiB.
+const pipeSize = 1 << 20
+
+// xzReader streams through `xz -dc`.
+type xzReader struct {
+	cmd      *exec.Cmd
+	out      *os.File
+	stderr   bytes.Buffer
+	copyErr  error
+	copyDone chan struct{}
+	waitOnce sync.Once
+	waitErr  error
+}
+
+func newXZ(ctx context.Context, r io.Reader) (io.ReadCloser, error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, err
+	}
+	for _, f := range []*os.File{inW, outR} {
+		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, pipeSize) // best effort
+	}
+	x := &xzReader{out: outR, copyDone: make(chan struct{})}
+	x.cmd = exec.CommandContext(ctx, "xz", "--decompress", "--stdout")
+	x.cmd.Stdin, x.cmd.Stdout = inR, outW
+	x.cmd.Stderr = &limitedBuffer{buf: &x.stderr, max: 4096}
+	if err := x.cmd.Start(); err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("starting xz (run hack/install-deps.sh): %w", err)
+	}
+	inR.Close()
+	outW.Close()
+	go func() {
+		defer close(x.copyDone)
+		buf := make([]byte, pipeSize)
+		_, err := io.CopyBuffer(onlyWriter{inW}, onlyReader{r}, buf)
+		if err != nil && !errors.Is(err, unix.EPIPE) && !errors.Is(err, os.ErrClosed) {
+			x.copyErr = err
+		}
+		inW.Close()
+	}()
+	return x, nil
+}
+
+func (x *xzReader) Read(p []byte) (int, error) {
+	n, err := x.out.Read(p)
+	if err == io.EOF {
+		<-x.copyDone
+		if x.copyErr != nil {
+			return n, x.copyErr
+		}
+		if werr := x.wait(); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
+}
+
+func (x *xzReader) wait() error {
+	x.waitOnce.Do(func() {
+		if err := x.cmd.Wait(); err != nil {
+			msg := strings.TrimSpace(x.stderr.String())
+			if msg == "" {
+				msg = err.Error()
+			}
+			x.waitErr = fmt.Errorf("decompressing xz: %s", msg)
+		}
+	})
+	return x.waitErr
+}
+
+func (x *xzReader) Close() error {
+	x.out.Close()
+	if x.cmd.ProcessState == nil {
+		_ = x.cmd.Process.Kill()
+	}
+	_ = x.wait()
+	<-x.copyDone
+	return nil
+}
+
+// limitedBuffer keeps the first max bytes of a tool's stderr.
+type limitedBuffer struct {
+	buf *bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.buf.Len(); room > 0 {
+		l.buf.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+// onlyReader and onlyWriter hide ReaderFrom/WriterTo so CopyBuffer uses
+// our large buffer.
+type onlyReader struct{ io.Reader }
+type onlyWriter struct{ io.Writer }

@@ -1,0 +1,299 @@
+// Package importer is the import pipeline: it sniffs a stream's format,
+// peels compression layers, and writes a raw disk image to its target
+// (converting qcow2 with qemu-img on the way) or extracts a tar archive.
+//
+// The pipeline overlaps its stages in goroutines: reading the source (and
+// hashing it when a checksum is given), decompressing, and writing. Raw
+// data is never passed through a conversion step. Scratch space is used
+// only for qcow2 that cannot be read at random offsets (compressed, from a
+// registry or an upload, or when a checksum must be verified first).
+package importer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/sys/unix"
+
+	"github.com/datavolume/datavolume/pkg/cloner/archive"
+	"github.com/datavolume/datavolume/pkg/cloner/checksum"
+	"github.com/datavolume/datavolume/pkg/cloner/format"
+	"github.com/datavolume/datavolume/pkg/cloner/internal/readahead"
+	"github.com/datavolume/datavolume/pkg/cloner/progress"
+	"github.com/datavolume/datavolume/pkg/cloner/qcow2"
+	"github.com/datavolume/datavolume/pkg/cloner/sink"
+)
+
+// ContentType is what the volume receives.
+type ContentType string
+
+// Content types, as in DataVolume spec.contentType.
+const (
+	KubeVirt ContentType = "kubevirt" // a disk image
+	Archive  ContentType = "archive"  // a tar archive extracted into a filesystem volume
+)
+
+// Stream is an image being read from its source.
+type Stream interface {
+	io.ReadCloser
+	// Size is the stream length in bytes, -1 when unknown.
+	Size() int64
+}
+
+// RandomAccess is a Stream that can also be read at offsets, such as an
+// HTTP download from a server that supports Range requests.
+type RandomAccess interface {
+	ReaderAt() (io.ReaderAt, bool)
+}
+
+// Options says what to import where.
+type Options struct {
+	ContentType ContentType
+	// Target is the disk image file or block device for kubevirt content,
+	// the directory to extract into for archive content.
+	Target string
+	// TargetSize is the usable size of the volume; 0 means the image's own
+	// size bounded by the filesystem (file) or the device size (block).
+	TargetSize int64
+	// ScratchDir holds temporary files where the pipeline needs them.
+	ScratchDir string
+	// Checksum, when set, is verified over the bytes read from the source
+	// before the result is committed.
+	Checksum *checksum.Expected
+	// RawOrQcow2Only refuses compressed images (registry images carry raw
+	// or qcow2 disks only, as in CDI).
+	RawOrQcow2Only bool
+	Progress       *progress.Counter
+	Log            logr.Logger
+}
+
+const (
+	maxLayers   = 3       // compression layers to peel
+	sniffBuffer = 64 << 10 // bufio size for peeking at magic bytes
+	chunkSize   = 2 << 20 // unit of work between pipeline stages
+	chunks      = 4       // chunks in flight per stage
+)
+
+// Import reads src to its end and writes it to the target. It closes src.
+// On failure nothing that looks like a finished import is left behind.
+func Import(ctx context.Context, src Stream, o Options) error {
+	defer src.Close()
+	if o.Progress == nil {
+		o.Progress = &progress.Counter{}
+	}
+	o.Progress.SetTotal(max(src.Size(), 0))
+	p := &pipeline{o: o, src: src}
+	var r io.Reader = &progress.Reader{R: src, Counter: o.Progress}
+	if o.Checksum != nil {
+		p.hash = o.Checksum.NewHash()
+		r = io.TeeReader(r, p.hash)
+	}
+	p.download = readahead.New(r, chunks, chunkSize/2)
+	defer p.download.Close()
+	return p.run(ctx)
+}
+
+type pipeline struct {
+	o        Options
+	src      Stream
+	hash     hash.Hash
+	download *readahead.Reader // the source bytes, read ahead and hashed
+	layers   []format.Format
+}
+
+func (p *pipeline) run(ctx context.Context) error {
+	br := bufio.NewReaderSize(p.download, sniffBuffer)
+	for {
+		head, err := br.Peek(format.SniffLen)
+		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+			return fmt.Errorf("reading source: %w", err)
+		}
+		f := format.Sniff(head)
+		p.o.Log.Info("detected format", "format", f, "layer", len(p.layers))
+		if f.Compressed() {
+			if p.o.RawOrQcow2Only {
+				return fmt.Errorf("%s-compressed images are not supported from this source: use raw or qcow2", f)
+			}
+			if len(p.layers) == maxLayers {
+				return fmt.Errorf("more than %d compression layers", maxLayers)
+			}
+			dec, err := format.Decompress(ctx, f, br)
+			if err != nil {
+				return err
+			}
+			defer dec.Close()
+			p.layers = append(p.layers, f)
+			br = bufio.NewReaderSize(dec, sniffBuffer)
+			continue
+		}
+		switch {
+		case p.o.ContentType == Archive && f == format.Tar:
+			return p.extract(ctx, br)
+		case p.o.ContentType == Archive:
+			return fmt.Errorf("archive content must be a tar archive, found %s", f)
+		case f == format.Tar:
+			return errors.New("found a tar archive: use content type archive to extract it")
+		case f == format.Qcow2:
+			return p.qcow2(ctx, br, head)
+		default:
+			return p.raw(ctx, br)
+		}
+	}
+}
+
+// finishDownload reads the source to its end and verifies the checksum.
+func (p *pipeline) finishDownload() error {
+	if _, err := io.Copy(io.Discard, p.download); err != nil {
+		return fmt.Errorf("reading source: %w", err)
+	}
+	if p.hash != nil {
+		if err := p.o.Checksum.Verify(p.hash); err != nil {
+			return err
+		}
+		p.o.Log.Info("checksum verified", "algorithm", p.o.Checksum.Algorithm)
+	}
+	return nil
+}
+
+func (p *pipeline) openDisk() (*sink.Disk, error) {
+	return sink.Open(sink.Options{Path: p.o.Target, Size: p.o.TargetSize, Log: p.o.Log})
+}
+
+func (p *pipeline) raw(ctx context.Context, r io.Reader) error {
+	disk, err := p.openDisk()
+	if err != nil {
+		return err
+	}
+	defer disk.Abort()
+	if size := p.src.Size(); size >= 0 && len(p.layers) == 0 {
+		if err := disk.CheckFits(size); err != nil {
+			return err
+		}
+	}
+	n, err := pump(ctx, r, disk, p.src)
+	if err != nil {
+		return err
+	}
+	if err := p.finishDownload(); err != nil {
+		return err
+	}
+	if err := disk.Commit(n); err != nil {
+		return err
+	}
+	p.o.Log.Info("wrote raw image", "bytes", n, "target", p.o.Target)
+	return nil
+}
+
+func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
+	hdr, err := qcow2.ParseHeader(head)
+	if err != nil {
+		return err
+	}
+	disk, err := p.openDisk()
+	if err != nil {
+		return err
+	}
+	defer disk.Abort()
+	if err := disk.CheckFits(hdr.VirtualSize); err != nil {
+		return err
+	}
+	if ra, ok := p.randomAccess(); ok {
+		// Convert straight from the source: qemu-img reads it over NBD.
+		p.src.Close()
+		path, zeroed, err := disk.External(hdr.VirtualSize)
+		if err != nil {
+			return err
+		}
+		p.o.Log.Info("converting qcow2 from the source", "virtualSize", hdr.VirtualSize)
+		counted := &countingReaderAt{r: ra, c: p.o.Progress}
+		if err := qcow2.ConvertReaderAt(ctx, p.o.Log, counted, p.src.Size(), qcow2.Target{Path: path, Zeroed: zeroed}); err != nil {
+			return err
+		}
+		return disk.Commit(hdr.VirtualSize)
+	}
+	if p.o.ScratchDir == "" {
+		return errors.New("this qcow2 image must be staged in scratch space: pass --scratch")
+	}
+	scratch, err := os.CreateTemp(p.o.ScratchDir, "image-*.qcow2")
+	if err != nil {
+		return fmt.Errorf("creating scratch file: %w", err)
+	}
+	defer os.Remove(scratch.Name())
+	defer scratch.Close()
+	// A qcow2 file is its data plus metadata; refuse one far larger than
+	// its virtual size rather than fill the scratch volume.
+	limit := hdr.VirtualSize + hdr.VirtualSize/8 + 64<<20
+	p.o.Log.Info("staging qcow2 in scratch space", "path", scratch.Name(), "virtualSize", hdr.VirtualSize)
+	n, err := io.CopyBuffer(onlyWriter{scratch}, io.LimitReader(r, limit+1), make([]byte, 1<<20))
+	if err != nil {
+		return fmt.Errorf("writing scratch file: %w", err)
+	}
+	if n > limit {
+		return fmt.Errorf("qcow2 file exceeds %d bytes, too large for its virtual size %d", limit, hdr.VirtualSize)
+	}
+	if err := p.finishDownload(); err != nil {
+		return err
+	}
+	path, zeroed, err := disk.External(hdr.VirtualSize)
+	if err != nil {
+		return err
+	}
+	if err := qcow2.ConvertFile(ctx, p.o.Log, scratch.Name(), qcow2.Target{Path: path, Zeroed: zeroed}); err != nil {
+		return err
+	}
+	return disk.Commit(hdr.VirtualSize)
+}
+
+// randomAccess offers the source for direct conversion when nothing needs
+// the sequential stream: no compression and no checksum to verify.
+func (p *pipeline) randomAccess() (io.ReaderAt, bool) {
+	ra, ok := p.src.(RandomAccess)
+	if !ok || len(p.layers) > 0 || p.hash != nil {
+		return nil, false
+	}
+	return ra.ReaderAt()
+}
+
+func (p *pipeline) extract(ctx context.Context, r io.Reader) error {
+	limit := p.o.TargetSize
+	if limit <= 0 {
+		var st unix.Statfs_t
+		if err := unix.Statfs(p.o.Target, &st); err != nil {
+			return fmt.Errorf("checking target filesystem: %w", err)
+		}
+		limit = int64(st.Blocks) * int64(st.Bsize)
+	}
+	x, err := archive.Extract(ctx, r, p.o.Target, limit, p.o.Log)
+	if err != nil {
+		return err
+	}
+	if err := p.finishDownload(); err != nil {
+		x.Abort()
+		return err
+	}
+	if err := x.Commit(); err != nil {
+		x.Abort()
+		return err
+	}
+	p.o.Log.Info("extracted archive", "target", p.o.Target)
+	return nil
+}
+
+type countingReaderAt struct {
+	r io.ReaderAt
+	c *progress.Counter
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.c.Add(int64(n))
+	return n, err
+}
+
+type onlyWriter struct{ io.Writer }

@@ -1,0 +1,299 @@
+package importer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/datavolume/datavolume/pkg/cloner/checksum"
+	"github.com/datavolume/datavolume/pkg/cloner/httpsource"
+	"github.com/datavolume/datavolume/pkg/cloner/importer"
+	"github.com/datavolume/datavolume/pkg/cloner/internal/testenv"
+	"github.com/datavolume/datavolume/pkg/cloner/progress"
+)
+
+const diskSize = 16 << 20
+
+// images holds the test images, made once with the real tools.
+var images struct {
+	once sync.Once
+	dir  string
+	raw  string // reference
+}
+
+func imageDir(t *testing.T) string {
+	t.Helper()
+	images.once.Do(func() {
+		testenv.RequireTools(t, "qemu-img", "gzip", "xz", "zstd", "tar")
+		dir, err := os.MkdirTemp("", "importer-images-")
+		assert.NilError(t, err)
+		images.dir = dir
+		raw := filepath.Join(dir, "disk.raw")
+		testenv.WriteDisk(t, raw, diskSize, 1)
+		testenv.Run(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, filepath.Join(dir, "disk.qcow2"))
+		testenv.Shell(t, fmt.Sprintf(`cd %s
+			gzip -k -1 disk.raw && xz -k -0 -T1 disk.raw && zstd -q -k disk.raw
+			gzip -k -1 disk.qcow2 && xz -k -0 -T1 disk.qcow2 && zstd -q -k disk.qcow2
+			xz -c -0 disk.raw.gz > disk.raw.gz.xz
+			qemu-img create -q -f qcow2 -b disk.qcow2 -F qcow2 backed.qcow2
+			qemu-img create -q -f qcow2 big.qcow2 64M
+			truncate -s 64M big.raw
+			head -c 100M /dev/zero | gzip -1 > bomb.raw.gz
+			head -c 100M /dev/zero | xz -0 -T1 > bomb.raw.xz
+			head -c 5M disk.raw.gz > truncated.raw.gz
+			mkdir -p tree/sub && echo hello > tree/sub/file.txt && ln -s sub/file.txt tree/link && ln tree/sub/file.txt tree/hard
+			tar -C tree -cf archive.tar . && gzip -k archive.tar`, dir))
+		images.raw = raw
+	})
+	if images.dir == "" {
+		t.Fatal("test images could not be made")
+	}
+	return images.dir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if images.dir != "" {
+		os.RemoveAll(images.dir)
+	}
+	os.Exit(code)
+}
+
+type importCase struct {
+	file        string
+	contentType importer.ContentType
+	target      string
+	targetSize  int64
+	checksum    string
+	scratch     bool
+	wrap        func(http.Handler) http.Handler
+	username    string
+	log         logr.Logger
+}
+
+func runImport(t *testing.T, c importCase) error {
+	t.Helper()
+	dir := imageDir(t)
+	srv := testenv.FileServer(t, dir, c.wrap)
+	user := srv.Username
+	if c.username != "" {
+		user = c.username
+	}
+	src, err := httpsource.New(httpsource.Options{
+		URL: srv.URL + "/" + c.file, CAFile: srv.CAFile, Username: user, Password: srv.Password,
+		RetryWait: 10 * time.Millisecond, IdleTimeout: 500 * time.Millisecond, Retries: 3, Log: c.log,
+	})
+	assert.NilError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stream, err := src.Open(ctx)
+	if err != nil {
+		return err
+	}
+	o := importer.Options{
+		ContentType: c.contentType, Target: c.target, TargetSize: c.targetSize,
+		Progress: &progress.Counter{}, Log: c.log,
+	}
+	if o.ContentType == "" {
+		o.ContentType = importer.KubeVirt
+	}
+	if c.scratch {
+		o.ScratchDir = t.TempDir()
+	}
+	if c.checksum != "" {
+		o.Checksum, err = checksum.Parse(c.checksum)
+		assert.NilError(t, err)
+	}
+	return importer.Import(ctx, stream, o)
+}
+
+// TestImportFormats imports every supported format over HTTPS with basic
+// auth and a custom CA, into a file and into a block device, and compares
+// the result with qemu-img's own conversion.
+func TestImportFormats(t *testing.T) {
+	dir := imageDir(t)
+	for _, file := range []string{
+		"disk.raw", "disk.raw.gz", "disk.raw.xz", "disk.raw.zst", "disk.raw.gz.xz",
+		"disk.qcow2", "disk.qcow2.gz", "disk.qcow2.xz", "disk.qcow2.zst",
+	} {
+		for _, block := range []bool{false, true} {
+			name := file + "/file"
+			if block {
+				name = file + "/block"
+			}
+			t.Run(name, func(t *testing.T) {
+				target := filepath.Join(t.TempDir(), "disk.img")
+				targetSize := int64(32 << 20)
+				if block {
+					target = testenv.BlockDevice(t, 24<<20)
+					targetSize = 0
+				}
+				err := runImport(t, importCase{file: file, target: target, targetSize: targetSize, scratch: true})
+				assert.NilError(t, err)
+				testenv.AssertSameDisk(t, target, images.raw)
+				if !block {
+					fi, err := os.Stat(target)
+					assert.NilError(t, err)
+					assert.Equal(t, fi.Size(), targetSize, "a file target takes the requested size")
+					entries, err := os.ReadDir(filepath.Dir(target))
+					assert.NilError(t, err)
+					assert.Equal(t, len(entries), 1, "only disk.img is left")
+				}
+			})
+		}
+	}
+	_ = dir
+}
+
+func TestImportFileIsSparse(t *testing.T) {
+	for _, file := range []string{"disk.raw.gz", "disk.qcow2"} {
+		t.Run(file, func(t *testing.T) {
+			target := filepath.Join(t.TempDir(), "disk.img")
+			assert.NilError(t, runImport(t, importCase{file: file, target: target, targetSize: 1 << 30}))
+			var used int64
+			fi, err := os.Stat(target)
+			assert.NilError(t, err)
+			used = blocks(t, target)
+			assert.Assert(t, used < diskSize*3/4, "%d bytes allocated for a 16 MiB half-empty image", used)
+			assert.Equal(t, fi.Size(), int64(1<<30))
+		})
+	}
+}
+
+// TestImportChecksum verifies the digest over the downloaded bytes.
+func TestImportChecksum(t *testing.T) {
+	dir := imageDir(t)
+	good := testenv.SHA256(t, filepath.Join(dir, "disk.raw.gz"))
+	for _, tc := range []struct {
+		name, file, checksum string
+		wantErr              string
+	}{
+		{name: "gzip matches", file: "disk.raw.gz", checksum: good},
+		{name: "qcow2 mismatch", file: "disk.qcow2", checksum: good, wantErr: "checksum mismatch"},
+		{name: "raw mismatch", file: "disk.raw", checksum: good, wantErr: "checksum mismatch"},
+		{name: "md5 mismatch", file: "disk.raw.gz", checksum: "md5:00000000000000000000000000000000", wantErr: "checksum mismatch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := filepath.Join(t.TempDir(), "disk.img")
+			err := runImport(t, importCase{file: tc.file, target: target, targetSize: diskSize, checksum: tc.checksum, scratch: true})
+			if tc.wantErr == "" {
+				assert.NilError(t, err)
+				testenv.AssertSameDisk(t, target, images.raw)
+				return
+			}
+			assert.ErrorContains(t, err, tc.wantErr)
+			assertNothingLeft(t, filepath.Dir(target))
+		})
+	}
+}
+
+// TestImportRefused covers images that must fail with a clear error and
+// leave nothing that looks like a finished import.
+func TestImportRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		file       string
+		targetSize int64
+		wantErr    string
+	}{
+		{name: "qcow2 with backing file", file: "backed.qcow2", wantErr: "backing file"},
+		{name: "qcow2 larger than target", file: "big.qcow2", targetSize: 32 << 20, wantErr: "image is larger than the target"},
+		{name: "raw larger than target", file: "big.raw", targetSize: 32 << 20, wantErr: "image is larger than the target"},
+		{name: "gzip bomb", file: "bomb.raw.gz", targetSize: 32 << 20, wantErr: "image is larger than the target"},
+		{name: "xz bomb", file: "bomb.raw.xz", targetSize: 32 << 20, wantErr: "image is larger than the target"},
+		{name: "truncated gzip", file: "truncated.raw.gz", targetSize: 32 << 20, wantErr: "unexpected EOF"},
+		{name: "tar for kubevirt content", file: "archive.tar", targetSize: 32 << 20, wantErr: "content type archive"},
+		{name: "missing file", file: "nope.raw", targetSize: 32 << 20, wantErr: "HTTP 404 Not Found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := filepath.Join(t.TempDir(), "disk.img")
+			err := runImport(t, importCase{file: tc.file, target: target, targetSize: tc.targetSize, scratch: true})
+			assert.ErrorContains(t, err, tc.wantErr)
+			assertNothingLeft(t, filepath.Dir(target))
+		})
+	}
+}
+
+// TestImportRefusedBlock checks that a refused image leaves no old data
+// that looks like a disk at the head of a block device.
+func TestImportRefusedBlock(t *testing.T) {
+	dev := testenv.BlockDevice(t, 8<<20)
+	err := runImport(t, importCase{file: "disk.raw.gz", target: dev})
+	assert.Assert(t, errors.Is(err, errTooLarge) || strings.Contains(err.Error(), "larger than the target"), "%v", err)
+	head := make([]byte, 1<<20)
+	f, err := os.Open(dev)
+	assert.NilError(t, err)
+	defer f.Close()
+	_, err = f.ReadAt(head, 0)
+	assert.NilError(t, err)
+	assert.Assert(t, is.DeepEqual(head, make([]byte, 1<<20)), "the first MiB must read as zeros")
+}
+
+var errTooLarge = errors.New("image is larger than the target")
+
+func TestImportArchive(t *testing.T) {
+	for _, file := range []string{"archive.tar", "archive.tar.gz"} {
+		t.Run(file, func(t *testing.T) {
+			target := t.TempDir()
+			assert.NilError(t, runImport(t, importCase{file: file, contentType: importer.Archive, target: target, targetSize: 1 << 20}))
+			data, err := os.ReadFile(filepath.Join(target, "sub", "file.txt"))
+			assert.NilError(t, err)
+			assert.Equal(t, string(data), "hello\n")
+			link, err := os.Readlink(filepath.Join(target, "link"))
+			assert.NilError(t, err)
+			assert.Equal(t, link, "sub/file.txt")
+			data, err = os.ReadFile(filepath.Join(target, "hard"))
+			assert.NilError(t, err)
+			assert.Equal(t, string(data), "hello\n")
+			_, err = os.Stat(filepath.Join(target, ".datavolume-extract"))
+			assert.Assert(t, os.IsNotExist(err), "staging directory is removed")
+		})
+	}
+	t.Run("raw image is refused", func(t *testing.T) {
+		err := runImport(t, importCase{file: "disk.raw", contentType: importer.Archive, target: t.TempDir(), targetSize: 1 << 30})
+		assert.ErrorContains(t, err, "archive content must be a tar archive")
+	})
+}
+
+// TestImportCredentialsNeverLogged captures every log line of an import,
+// a failed one included, and looks for the password.
+func TestImportCredentialsNeverLogged(t *testing.T) {
+	log, captured := testenv.NewLogger()
+	target := filepath.Join(t.TempDir(), "disk.img")
+	assert.NilError(t, runImport(t, importCase{file: "disk.qcow2", target: target, targetSize: diskSize, log: log}))
+	err := runImport(t, importCase{file: "disk.raw", target: target, targetSize: diskSize, log: log, username: "wrong"})
+	assert.ErrorContains(t, err, "401")
+	assert.Assert(t, captured.String() != "", "the import logged something")
+	assert.Assert(t, !strings.Contains(captured.String(), "s3cret-Pa55"), "password in logs:\n%s", captured)
+	assert.Assert(t, !strings.Contains(err.Error(), "s3cret-Pa55"))
+}
+
+func assertNothingLeft(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	assert.NilError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	assert.Assert(t, is.Len(names, 0), "left behind: %v", names)
+}
+
+func blocks(t *testing.T, path string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	assert.NilError(t, syscall.Stat(path, &st))
+	return st.Blocks * 512
+}
