@@ -74,10 +74,10 @@ type Options struct {
 }
 
 const (
-	maxLayers   = 3       // compression layers to peel
+	maxLayers   = 3        // compression layers to peel
 	sniffBuffer = 64 << 10 // bufio size for peeking at magic bytes
-	chunkSize   = 2 << 20 // unit of work between pipeline stages
-	chunks      = 4       // chunks in flight per stage
+	chunkSize   = 2 << 20  // unit of work between pipeline stages
+	chunks      = 4        // chunks in flight per stage
 )
 
 // Import reads src to its end and writes it to the target. It closes src.

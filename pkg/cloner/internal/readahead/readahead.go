@@ -13,11 +13,11 @@ type chunk struct {
 
 // Reader reads ahead of its consumer in buffers of a fixed size.
 type Reader struct {
-	full  chan chunk
-	free  chan []byte
-	stop  chan struct{}
-	cur   chunk
-	off   int
+	full chan chunk
+	free chan []byte
+	stop chan struct{}
+	cur  chunk
+	off  int
 }
 
 // New starts reading r ahead with n buffers of size bytes each. Close
