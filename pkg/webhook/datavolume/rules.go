@@ -1,0 +1,97 @@
+package datavolume
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/datavolume/datavolume/pkg/apis/cdi"
+	"github.com/datavolume/datavolume/pkg/apis/cdi/validation"
+)
+
+// Rules checks DataVolume specs against the static rules and the cluster.
+type Rules struct {
+	Lookups
+	// FilesystemOverhead is counted when a Block source is cloned into a
+	// Filesystem target.
+	FilesystemOverhead FilesystemOverhead
+}
+
+// Verdict is what the rules found in one spec: errors refuse it, warnings
+// are shown to the user (prefixed with the field they are about).
+type Verdict struct {
+	Errors   field.ErrorList
+	Warnings []string
+}
+
+// Check runs every rule on a spec of a DataVolume in namespace; fldPath is
+// where the spec sits in the admitted object. The error is a failed lookup.
+func (r *Rules) Check(ctx context.Context, namespace string, spec *cdi.DataVolumeSpec, fldPath *field.Path) (Verdict, error) {
+	verdict := Verdict{Errors: validation.ValidateDataVolumeSpec(spec, fldPath)}
+	sourceNamespace, sourceName, cloning := cloneSource(namespace, spec)
+	target, ok := targetClaimOf(spec, fldPath)
+	if !cloning || !ok {
+		return verdict, nil
+	}
+	source, err := r.sourceClaim(sourceNamespace, sourceName)
+	if err != nil {
+		return Verdict{}, err
+	}
+	sourcePath := fldPath.Child("source", "pvc")
+	if source == nil {
+		verdict.Warnings = append(verdict.Warnings, fmt.Sprintf(
+			"%s: the source PersistentVolumeClaim %q does not exist yet; the clone waits until it does",
+			sourcePath, sourceNamespace+"/"+sourceName))
+		return verdict, nil
+	}
+	logr.FromContextOrDiscard(ctx).V(4).Info("Checking clone against its source",
+		"source", source.String(), "sourceSize", source.Size.String(), "sourceMode", source.Mode, "targetMode", target.Mode)
+	usedBy, err := r.podsUsing(source.Namespace, source.Name)
+	if err != nil {
+		return Verdict{}, err
+	}
+	if len(usedBy) > 0 {
+		verdict.Warnings = append(verdict.Warnings, fmt.Sprintf(
+			"%s: the source PersistentVolumeClaim %q is in use by pod %s; the clone waits until it is released (power off the VM using it)",
+			sourcePath, source, strings.Join(usedBy, ", ")))
+	}
+	verdict.Errors = append(verdict.Errors, checkVolumeMode(contentTypeOf(spec), source, target)...)
+	verdict.Errors = append(verdict.Errors, r.checkSize(source, target)...)
+	return verdict, nil
+}
+
+// checkVolumeMode refuses an archive that would cross volume modes: it is a
+// filesystem's files, not a disk image a device can hold. (An archive into
+// a Block target is already refused by the static rules.)
+func checkVolumeMode(contentType cdi.DataVolumeContentType, source *sourceClaim, target *targetClaim) field.ErrorList {
+	if validation.BlockAllowed(contentType) || source.Mode == target.Mode || target.Mode == corev1.PersistentVolumeBlock {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(target.Path.Child("volumeMode"), string(target.Mode), fmt.Sprintf(
+		"contentType %s cannot be cloned across volume modes: the source PersistentVolumeClaim %q is %s",
+		contentType, source, source.Mode))}
+}
+
+// checkSize refuses a target smaller than what the source needs.
+func (r *Rules) checkSize(source *sourceClaim, target *targetClaim) field.ErrorList {
+	if target.Size == nil || source.Size.IsZero() {
+		// A storage size left out is filled by the mutation (or the
+		// controller) from the source; a source without a size has nothing
+		// to compare.
+		return nil
+	}
+	required, inflated := requiredTargetSize(source.Size, source.Mode, target.Mode, r.FilesystemOverhead)
+	if target.Size.Cmp(required) >= 0 {
+		return nil
+	}
+	detail := fmt.Sprintf("must be at least the size of the source PersistentVolumeClaim %q (%s)", source, source.Size.String())
+	if inflated {
+		detail = fmt.Sprintf("must be at least %s: the source PersistentVolumeClaim %q is a Block volume of %s, and a Filesystem volume loses %s of its size to filesystem overhead",
+			required.String(), source, source.Size.String(), r.FilesystemOverhead)
+	}
+	return field.ErrorList{field.Invalid(target.sizePath(), target.Size.String(), detail)}
+}

@@ -1,0 +1,93 @@
+package datavolume
+
+import (
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+)
+
+// Lookups reads the objects the rules depend on, from informer caches.
+type Lookups struct {
+	Claims corev1listers.PersistentVolumeClaimLister
+	Pods   corev1listers.PodLister
+}
+
+// sourceClaim is what the rules need to know about a clone's source.
+type sourceClaim struct {
+	Namespace, Name string
+	// Size is the bound capacity, or the request while unbound; zero when
+	// the claim states neither.
+	Size resource.Quantity
+	Mode corev1.PersistentVolumeMode
+}
+
+func (s *sourceClaim) String() string { return s.Namespace + "/" + s.Name }
+
+// sourceClaim reads the claim namespace/name; nil when it does not exist.
+func (l Lookups) sourceClaim(namespace, name string) (*sourceClaim, error) {
+	claim, err := l.Claims.PersistentVolumeClaims(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading source PersistentVolumeClaim %s/%s: %w", namespace, name, err)
+	}
+	return &sourceClaim{
+		Namespace: namespace,
+		Name:      name,
+		Size:      claimSize(claim),
+		Mode:      volumeModeOrDefault(claim.Spec.VolumeMode),
+	}, nil
+}
+
+// claimSize is the bound capacity, or the request while the claim is unbound.
+func claimSize(claim *corev1.PersistentVolumeClaim) resource.Quantity {
+	if claim.Status.Phase == corev1.ClaimBound {
+		if capacity, ok := claim.Status.Capacity[corev1.ResourceStorage]; ok {
+			return capacity
+		}
+	}
+	return claim.Spec.Resources.Requests[corev1.ResourceStorage]
+}
+
+// podsUsing names the pods of namespace that mount the claim and have not
+// finished: the clone has to wait for them.
+func (l Lookups) podsUsing(namespace, claimName string) ([]string, error) {
+	pods, err := l.Pods.Pods(namespace).List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("listing pods in %s: %w", namespace, err)
+	}
+	var names []string
+	for _, pod := range pods {
+		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if mountsClaim(pod, claimName) {
+			names = append(names, pod.Name)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+func mountsClaim(pod *corev1.Pod, claimName string) bool {
+	for _, volume := range pod.Spec.Volumes {
+		if volume.PersistentVolumeClaim != nil && volume.PersistentVolumeClaim.ClaimName == claimName {
+			return true
+		}
+	}
+	return false
+}
+
+// volumeModeOrDefault is the mode Kubernetes gives a claim that names none.
+func volumeModeOrDefault(mode *corev1.PersistentVolumeMode) corev1.PersistentVolumeMode {
+	if mode == nil {
+		return corev1.PersistentVolumeFilesystem
+	}
+	return *mode
+}
