@@ -54,7 +54,6 @@ func dataVolumeRequest(t testing.TB, operation admissionv1.Operation, manifest, 
 	return req
 }
 
-
 // cloneDV is a v1beta1 DataVolume cloning src/<source> into a spec.pvc
 // of the given size and volume mode, with optional extra spec lines.
 func cloneDV(source, size, mode string, extraSpec ...string) string {

@@ -1,0 +1,334 @@
+package virtualmachine
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"gotest.tools/v3/assert"
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/datavolume/datavolume/pkg/cloneauth"
+	"github.com/datavolume/datavolume/pkg/webhook/internal/webhooktest"
+)
+
+const (
+	defaultSA = "system:serviceaccount:vm-ns:default"
+	clonerSA  = "system:serviceaccount:vm-ns:cloner"
+	rbacAllow = `RBAC: allowed by RoleBinding "clone-to-vm-ns/source-namespace" of ClusterRole "datavolume-cloner" to ServiceAccount "default/vm-ns"`
+)
+
+func TestAdmitCrossNamespaceClone(t *testing.T) {
+	sourceDisk := webhooktest.BoundClaim("source-namespace", "my-favorite-vm-disk", "2Gi")
+	tests := []struct {
+		name            string
+		manifest        string
+		allowed         map[string]string
+		authorizerErr   error
+		wantAllowed     bool
+		wantCode        int32
+		wantMessage     string
+		wantAskedUser   string
+		wantAnnotations map[string]string
+	}{{
+		name:          "the seed's VM may clone when its default service account may",
+		manifest:      seedCloneVM,
+		allowed:       map[string]string{defaultSA + " source-namespace/my-favorite-vm-disk": rbacAllow},
+		wantAllowed:   true,
+		wantAskedUser: defaultSA,
+		wantAnnotations: map[string]string{
+			"decision":       "allow",
+			"reason":         rbacAllow,
+			"source":         "source-namespace/my-favorite-vm-disk",
+			"target":         "vm-ns/favorite-clone",
+			"serviceaccount": "vm-ns/default",
+		},
+	}, {
+		name:          "the seed's VM is refused when its service account may not clone",
+		manifest:      seedCloneVM,
+		wantCode:      http.StatusForbidden,
+		wantAskedUser: defaultSA,
+		wantMessage: `virtualmachines.kubevirt.io "vm-dv-clone" is forbidden: spec.dataVolumeTemplates[0].spec.source.pvc: Forbidden: ` +
+			`service account vm-ns/default may not clone the PersistentVolumeClaim source-namespace/my-favorite-vm-disk into namespace vm-ns; ` +
+			`it needs create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace`,
+		wantAnnotations: map[string]string{
+			"decision":       "deny",
+			"reason":         "missing permission create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace",
+			"source":         "source-namespace/my-favorite-vm-disk",
+			"target":         "vm-ns/favorite-clone",
+			"serviceaccount": "vm-ns/default",
+		},
+	}, {
+		name:          "a serviceAccount volume names the account that is checked",
+		manifest:      vmWithTemplates(cloneTemplate("disk", "", "source-namespace", "my-favorite-vm-disk"), saVolume),
+		allowed:       map[string]string{clonerSA + " source-namespace/my-favorite-vm-disk": "RBAC: allowed"},
+		wantAllowed:   true,
+		wantAskedUser: clonerSA,
+		wantAnnotations: map[string]string{
+			"decision":       "allow",
+			"reason":         "RBAC: allowed",
+			"source":         "source-namespace/my-favorite-vm-disk",
+			"target":         "vm-ns/disk",
+			"serviceaccount": "vm-ns/cloner",
+		},
+	}, {
+		name:          "the default account's permission does not cover a VM running as another",
+		manifest:      vmWithTemplates(cloneTemplate("disk", "", "source-namespace", "my-favorite-vm-disk"), saVolume),
+		allowed:       map[string]string{defaultSA + " source-namespace/my-favorite-vm-disk": rbacAllow},
+		wantCode:      http.StatusForbidden,
+		wantAskedUser: clonerSA,
+		wantMessage: `virtualmachines.kubevirt.io "vm" is forbidden: spec.dataVolumeTemplates[0].spec.source.pvc: Forbidden: ` +
+			`service account vm-ns/cloner may not clone the PersistentVolumeClaim source-namespace/my-favorite-vm-disk into namespace vm-ns; ` +
+			`it needs create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace`,
+		wantAnnotations: map[string]string{
+			"decision":       "deny",
+			"reason":         "missing permission create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace",
+			"source":         "source-namespace/my-favorite-vm-disk",
+			"target":         "vm-ns/disk",
+			"serviceaccount": "vm-ns/cloner",
+		},
+	}, {
+		name:          "an authorization error refuses the clone (fail closed)",
+		manifest:      seedCloneVM,
+		allowed:       map[string]string{defaultSA + " source-namespace/my-favorite-vm-disk": rbacAllow},
+		authorizerErr: errAuthorizerDown,
+		wantCode:      http.StatusForbidden,
+		wantAskedUser: defaultSA,
+		wantMessage: `virtualmachines.kubevirt.io "vm-dv-clone" is forbidden: spec.dataVolumeTemplates[0].spec.source.pvc: Forbidden: ` +
+			`service account vm-ns/default may not clone the PersistentVolumeClaim source-namespace/my-favorite-vm-disk into namespace vm-ns ` +
+			`(the authorization check failed: SubjectAccessReview: connection refused)`,
+		wantAnnotations: map[string]string{
+			"decision":       "deny",
+			"reason":         "the authorization check failed: SubjectAccessReview: connection refused",
+			"source":         "source-namespace/my-favorite-vm-disk",
+			"target":         "vm-ns/favorite-clone",
+			"serviceaccount": "vm-ns/default",
+		},
+	}, {
+		name:        "a same-namespace clone needs no authorization",
+		manifest:    vmWithTemplates(cloneTemplate("disk", "", "vm-ns", "local-disk"), ""),
+		wantAllowed: true,
+	}, {
+		name:        "a clone without a source namespace is a same-namespace clone",
+		manifest:    vmWithTemplates(cloneTemplate("disk", "vm-ns", "", "local-disk"), ""),
+		wantAllowed: true,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			authorizer := &fakeAuthorizer{allowed: tt.allowed, err: tt.authorizerErr}
+			handler := newHandler(t, authorizer.authorize, sourceDisk, webhooktest.BoundClaim("vm-ns", "local-disk", "1Gi"))
+			resp := handler.Handle(context.Background(), vmRequest(t, admissionv1.Create, "v1alpha3", tt.manifest, ""))
+
+			assert.Equal(t, resp.Allowed, tt.wantAllowed, "result: %+v", resp.Result)
+			if !tt.wantAllowed {
+				assert.Equal(t, resp.Result.Code, tt.wantCode)
+				assert.Equal(t, resp.Result.Message, tt.wantMessage)
+			}
+			assert.DeepEqual(t, resp.AuditAnnotations, tt.wantAnnotations)
+			for key := range resp.AuditAnnotations {
+				assert.Assert(t, !strings.Contains(key, "/"), "audit annotation key %q", key)
+			}
+			if tt.wantAskedUser == "" {
+				assert.Equal(t, len(authorizer.asked), 0, "asked: %+v", authorizer.asked)
+				return
+			}
+			assert.Equal(t, len(authorizer.asked), 1)
+			asked := authorizer.asked[0]
+			assert.Equal(t, asked.User.GetName(), tt.wantAskedUser)
+			assert.DeepEqual(t, asked.User.GetGroups(), []string{"system:serviceaccounts", "system:serviceaccounts:vm-ns", "system:authenticated"})
+			assert.Equal(t, asked.TargetNamespace, "vm-ns")
+		})
+	}
+}
+
+func TestAdmitTemplateRules(t *testing.T) {
+	allowAll := func(context.Context, cloneauth.Request) (cloneauth.Decision, error) {
+		return cloneauth.Decision{Allowed: true, Checked: true, Reason: "test"}, nil
+	}
+	objects := []runtime.Object{webhooktest.BoundClaim("vm-ns", "big-disk", "5Gi")}
+	tests := []struct {
+		name         string
+		manifest     string
+		wantCauses   []string
+		wantWarnings []string
+	}{{
+		name:     "a template in another namespace is refused",
+		manifest: vmWithTemplates(cloneTemplate("disk", "elsewhere", "vm-ns", "big-disk")+"", ""),
+		wantCauses: []string{
+			`spec.dataVolumeTemplates[0].metadata.namespace: Invalid value: "elsewhere": must be empty or the VirtualMachine's namespace "vm-ns"`,
+			`spec.dataVolumeTemplates[0].spec.pvc.resources.requests.storage: Invalid value: "2Gi": must be at least the size of the source PersistentVolumeClaim "vm-ns/big-disk" (5Gi)`,
+		},
+	}, {
+		name: "a template without a name is refused",
+		manifest: vmWithTemplates(`
+  - metadata: {}
+    spec:
+      source: {blank: {}}
+      pvc: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+`, ""),
+		wantCauses: []string{`spec.dataVolumeTemplates[0].metadata.name: Required value: the name of the DataVolume to create`},
+	}, {
+		name: "a template name that is not a DNS subdomain is refused",
+		manifest: vmWithTemplates(`
+  - metadata: {name: Disk_1}
+    spec:
+      source: {blank: {}}
+      pvc: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+`, ""),
+		wantCauses: []string{`spec.dataVolumeTemplates[0].metadata.name: Invalid value: "Disk_1": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
+	}, {
+		name: "static rules of each template are reported under its index",
+		manifest: vmWithTemplates(`
+  - metadata: {name: ok}
+    spec:
+      source: {blank: {}}
+      pvc: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+  - metadata: {name: bad}
+    spec:
+      contentType: archive
+      source: {registry: {url: "docker://registry.example/disk"}}
+      pvc: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+      storage: {resources: {requests: {storage: 1Gi}}}
+`, ""),
+		wantCauses: []string{
+			`spec.dataVolumeTemplates[1].spec.source.registry: Forbidden: contentType archive cannot be imported from registry (see the supported operations matrix)`,
+			`spec.dataVolumeTemplates[1].spec.storage: Forbidden: exactly one of pvc or storage may be set, not both`,
+		},
+	}, {
+		name: "a template spec that is not a DataVolume spec is refused at its spec",
+		manifest: vmWithTemplates(`
+  - metadata: {name: disk}
+    spec: {pvc: 7}
+`, ""),
+		wantCauses: []string{`spec.dataVolumeTemplates[0].spec: Invalid value: cannot be read as a DataVolume spec: decoding the DataVolume: ` +
+			`json: cannot unmarshal number into Go struct field DataVolumeSpec.spec.pvc of type v1.PersistentVolumeClaimSpec`},
+	}, {
+		name:       "a clone smaller than its source is refused under the template",
+		manifest:   vmWithTemplates(cloneTemplate("disk", "", "vm-ns", "big-disk"), ""),
+		wantCauses: []string{`spec.dataVolumeTemplates[0].spec.pvc.resources.requests.storage: Invalid value: "2Gi": must be at least the size of the source PersistentVolumeClaim "vm-ns/big-disk" (5Gi)`},
+	}, {
+		name:         "a missing source is allowed with a warning under the template",
+		manifest:     vmWithTemplates(cloneTemplate("disk", "", "vm-ns", "not-yet"), ""),
+		wantWarnings: []string{`spec.dataVolumeTemplates[0].spec.source.pvc: the source PersistentVolumeClaim "vm-ns/not-yet" does not exist yet; the clone waits until it does`},
+	}, {
+		name: "a VM without templates is allowed",
+		manifest: `
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: plain}
+spec: {running: false, template: {spec: {domain: {devices: {}}}}}
+`,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := newHandler(t, allowAll, objects...).Handle(context.Background(), vmRequest(t, admissionv1.Create, "v1", tt.manifest, ""))
+			assert.Equal(t, resp.Allowed, len(tt.wantCauses) == 0, "result: %+v", resp.Result)
+			assert.DeepEqual(t, causes(resp), tt.wantCauses)
+			assert.DeepEqual(t, resp.Warnings, tt.wantWarnings)
+			if len(tt.wantCauses) > 0 {
+				assert.Equal(t, resp.Result.Code, int32(http.StatusUnprocessableEntity))
+			}
+		})
+	}
+}
+
+func TestAdmitSeveralClonesAnnotatesEach(t *testing.T) {
+	authorizer := &fakeAuthorizer{allowed: map[string]string{defaultSA + " src-a/disk": "RBAC: a"}}
+	manifest := vmWithTemplates(
+		cloneTemplate("local", "", "vm-ns", "local-disk")+
+			cloneTemplate("from-a", "", "src-a", "disk")+
+			cloneTemplate("from-b", "", "src-b", "disk"), "")
+	resp := newHandler(t, authorizer.authorize).Handle(context.Background(), vmRequest(t, admissionv1.Create, "v1", manifest, ""))
+
+	assert.Assert(t, !resp.Allowed)
+	assert.Equal(t, resp.Result.Code, int32(http.StatusForbidden))
+	assert.DeepEqual(t, resp.AuditAnnotations, map[string]string{
+		"decision.1": "allow", "reason.1": "RBAC: a", "source.1": "src-a/disk", "target.1": "vm-ns/from-a", "serviceaccount.1": "vm-ns/default",
+		"decision.2": "deny", "reason.2": "missing permission create datavolumes/source (cdi.kubevirt.io) in namespace src-b",
+		"source.2": "src-b/disk", "target.2": "vm-ns/from-b", "serviceaccount.2": "vm-ns/default",
+	})
+	// Every template's source is missing: each gets its warning.
+	assert.Equal(t, len(resp.Warnings), 3, cmp.Diff(nil, resp.Warnings))
+}
+
+func TestAdmitUpdateChecksOnlyNewOrChangedTemplates(t *testing.T) {
+	authorizer := &fakeAuthorizer{}
+	// The source has grown past the template since the VM was created.
+	handler := newHandler(t, authorizer.authorize, webhooktest.BoundClaim("source-namespace", "my-favorite-vm-disk", "9Gi"))
+
+	t.Run("starting the VM does not re-check its templates", func(t *testing.T) {
+		started := strings.Replace(seedCloneVM, "running: false", "running: true", 1)
+		resp := handler.Handle(context.Background(), vmRequest(t, admissionv1.Update, "v1alpha3", started, seedCloneVM))
+		assert.Assert(t, resp.Allowed, "result: %+v", resp.Result)
+		assert.Equal(t, len(authorizer.asked), 0)
+		assert.Assert(t, resp.AuditAnnotations == nil)
+	})
+	t.Run("a changed template is checked again", func(t *testing.T) {
+		resized := strings.Replace(seedCloneVM, "storage: 2Gi", "storage: 3Gi", 1)
+		resp := handler.Handle(context.Background(), vmRequest(t, admissionv1.Update, "v1alpha3", resized, seedCloneVM))
+		assert.Assert(t, !resp.Allowed)
+		assert.Equal(t, len(authorizer.asked), 1)
+		assert.DeepEqual(t, causes(resp), []string{
+			`spec.dataVolumeTemplates[0].spec.pvc.resources.requests.storage: Invalid value: "3Gi": must be at least the size of the source PersistentVolumeClaim "source-namespace/my-favorite-vm-disk" (9Gi)`,
+			`spec.dataVolumeTemplates[0].spec.source.pvc: Forbidden: service account vm-ns/default may not clone the PersistentVolumeClaim source-namespace/my-favorite-vm-disk into namespace vm-ns; it needs create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace`,
+		})
+	})
+	t.Run("delete is allowed", func(t *testing.T) {
+		assert.Assert(t, handler.Handle(context.Background(), vmRequest(t, admissionv1.Delete, "v1", seedCloneVM, "")).Allowed)
+	})
+}
+
+func TestSeedVirtualMachinesDecode(t *testing.T) {
+	decoder := newHandler(t, nil).Admitter.Decoder
+	for name, manifest := range map[string]string{"vm-dv-clone": seedCloneVM, "example-vm": seedImportVM} {
+		t.Run(name, func(t *testing.T) {
+			vm, err := decodeVirtualMachine(webhooktest.JSON(t, manifest))
+			assert.NilError(t, err)
+			assert.Equal(t, vm.name(), name)
+			assert.Equal(t, vm.serviceAccountName(), "default")
+			assert.Equal(t, len(vm.Spec.DataVolumeTemplates), 1)
+			spec, err := decoder.Spec(vm.Spec.DataVolumeTemplates[0].Spec)
+			assert.NilError(t, err)
+			assert.Equal(t, string(spec.ContentType), "kubevirt", "defaulted as a v1beta1 DataVolume")
+			assert.Assert(t, spec.PVC != nil && spec.Source != nil)
+		})
+	}
+}
+
+// The seed's example-dv-vm.yaml leaves its http url empty, a placeholder
+// for the image to import: the static rules refuse it until it is filled.
+func TestSeedImportVMNeedsItsURL(t *testing.T) {
+	handler := newHandler(t, nil)
+	resp := handler.Handle(context.Background(), vmRequest(t, admissionv1.Create, "v1alpha3", seedImportVM, ""))
+	assert.DeepEqual(t, causes(resp), []string{`spec.dataVolumeTemplates[0].spec.source.http.url: Invalid value: "": must be a http or https URL`})
+
+	filled := strings.Replace(seedImportVM, `url: ""`, `url: "http://images.example/fedora.qcow2"`, 1)
+	resp = handler.Handle(context.Background(), vmRequest(t, admissionv1.Create, "v1alpha3", filled, ""))
+	assert.Assert(t, resp.Allowed, "result: %+v", resp.Result)
+}
+
+func TestHandlerRefusesWhatItCannotRead(t *testing.T) {
+	handler := newHandler(t, nil)
+	tests := []struct {
+		name   string
+		modify func(*admissionv1.AdmissionRequest)
+	}{
+		{"another resource", func(r *admissionv1.AdmissionRequest) { r.Resource.Resource = "virtualmachineinstances" }},
+		{"another group", func(r *admissionv1.AdmissionRequest) { r.Resource.Group = "cdi.kubevirt.io" }},
+		{"no object", func(r *admissionv1.AdmissionRequest) { r.Object.Raw = nil }},
+		{"not JSON", func(r *admissionv1.AdmissionRequest) { r.Object.Raw = []byte("[") }},
+		{"templates not a list", func(r *admissionv1.AdmissionRequest) { r.Object.Raw = []byte(`{"spec":{"dataVolumeTemplates":{}}}`) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := vmRequest(t, admissionv1.Create, "v1", seedCloneVM, "")
+			tt.modify(&req.AdmissionRequest)
+			resp := handler.Handle(context.Background(), req)
+			assert.Assert(t, !resp.Allowed)
+			assert.Equal(t, resp.Result.Code, int32(http.StatusBadRequest))
+		})
+	}
+}
