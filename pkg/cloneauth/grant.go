@@ -1,0 +1,199 @@
+package cloneauth
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// tokenVersion is the first field of every token; a new format gets a new one.
+const tokenVersion = "v1"
+
+// maxTokenSize bounds the work done on a token before its MAC is checked.
+const maxTokenSize = 4096
+
+// ClockSkew is how far ahead of the verifier's clock a grant may have been
+// issued, for a signer on another node.
+const ClockSkew = 30 * time.Second
+
+var encoding = base64.RawURLEncoding
+
+// Grant allows one clone: the source claim into the target DataVolume with
+// this UID, until Expires. Times have a second's precision.
+type Grant struct {
+	SourceNamespace, SourceName string
+	TargetNamespace, TargetName string
+	TargetUID                   types.UID
+	Issuer                      string
+	IssuedAt, Expires           time.Time
+}
+
+// Target is what a verifier expects a grant to be for.
+type Target struct {
+	Namespace, Name string
+	UID             types.UID
+	SourceNamespace string
+	SourceName      string
+}
+
+// NewGrant is the grant for an allowed req into the DataVolume with
+// targetUID, valid for ttl from now.
+func NewGrant(req Request, targetUID types.UID, issuer string, now time.Time, ttl time.Duration) Grant {
+	sourceNamespace := req.SourceNamespace
+	if sourceNamespace == "" {
+		sourceNamespace = req.TargetNamespace
+	}
+	return Grant{
+		SourceNamespace: sourceNamespace,
+		SourceName:      req.SourceName,
+		TargetNamespace: req.TargetNamespace,
+		TargetName:      req.TargetName,
+		TargetUID:       targetUID,
+		Issuer:          issuer,
+		IssuedAt:        now,
+		Expires:         now.Add(ttl),
+	}
+}
+
+// payload is a grant as signed.
+type payload struct {
+	SourceNamespace string    `json:"sourceNamespace"`
+	SourceName      string    `json:"sourceName"`
+	TargetNamespace string    `json:"targetNamespace"`
+	TargetName      string    `json:"targetName"`
+	TargetUID       types.UID `json:"targetUID"`
+	Issuer          string    `json:"issuer,omitempty"`
+	IssuedAt        int64     `json:"iat"`
+	Expires         int64     `json:"exp"`
+}
+
+func (g Grant) validate() error {
+	switch {
+	case g.SourceNamespace == "" || g.SourceName == "":
+		return fmt.Errorf("%w: no source", ErrInvalidGrant)
+	case g.TargetNamespace == "" || g.TargetName == "":
+		return fmt.Errorf("%w: no target", ErrInvalidGrant)
+	case g.TargetUID == "":
+		return fmt.Errorf("%w: no target UID", ErrInvalidGrant)
+	case g.IssuedAt.IsZero() || g.Expires.IsZero():
+		return fmt.Errorf("%w: no issue or expiry time", ErrInvalidGrant)
+	case !g.Expires.After(g.IssuedAt):
+		return fmt.Errorf("%w: expires %s, not after it is issued %s", ErrInvalidGrant, g.Expires, g.IssuedAt)
+	}
+	return nil
+}
+
+// Sign returns the token of g, signed with the active key.
+func (s *KeySet) Sign(g Grant) (string, error) {
+	// Validate what will be signed: whole seconds.
+	g.IssuedAt, g.Expires = time.Unix(g.IssuedAt.Unix(), 0), time.Unix(g.Expires.Unix(), 0)
+	if err := g.validate(); err != nil {
+		return "", err
+	}
+	body, err := json.Marshal(payload{
+		SourceNamespace: g.SourceNamespace,
+		SourceName:      g.SourceName,
+		TargetNamespace: g.TargetNamespace,
+		TargetName:      g.TargetName,
+		TargetUID:       g.TargetUID,
+		Issuer:          g.Issuer,
+		IssuedAt:        g.IssuedAt.Unix(),
+		Expires:         g.Expires.Unix(),
+	})
+	if err != nil {
+		return "", fmt.Errorf("encoding clone grant: %w", err)
+	}
+	signed := tokenVersion + "." + s.active + "." + encoding.EncodeToString(body)
+	return signed + "." + encoding.EncodeToString(mac(s.keys[s.active], signed)), nil
+}
+
+func mac(key []byte, signed string) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte(signed))
+	return h.Sum(nil)
+}
+
+// Verify returns the grant of token if a key of the set signed it, it is
+// valid at now, and it is for want; otherwise an error that errors.Is one of
+// the ErrGrant errors.
+func (s *KeySet) Verify(token string, want Target, now time.Time) (Grant, error) {
+	g, err := s.open(token)
+	if err != nil {
+		return Grant{}, err
+	}
+	if now.Add(ClockSkew).Before(g.IssuedAt) {
+		return Grant{}, fmt.Errorf("%w: issued at %s, now is %s", ErrGrantNotYetValid, g.IssuedAt.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if !now.Before(g.Expires) {
+		return Grant{}, fmt.Errorf("%w: at %s", ErrGrantExpired, g.Expires.Format(time.RFC3339))
+	}
+	if g.TargetNamespace != want.Namespace || g.TargetName != want.Name || g.TargetUID != want.UID {
+		return Grant{}, fmt.Errorf("%w: grant for DataVolume %s/%s (uid %s), not %s/%s (uid %s)",
+			ErrGrantWrongTarget, g.TargetNamespace, g.TargetName, g.TargetUID, want.Namespace, want.Name, want.UID)
+	}
+	if g.SourceNamespace != want.SourceNamespace || g.SourceName != want.SourceName {
+		return Grant{}, fmt.Errorf("%w: grant for PersistentVolumeClaim %s/%s, not %s/%s",
+			ErrGrantWrongSource, g.SourceNamespace, g.SourceName, want.SourceNamespace, want.SourceName)
+	}
+	return g, nil
+}
+
+// open checks the token's MAC and decodes its grant.
+func (s *KeySet) open(token string) (Grant, error) {
+	if token == "" {
+		return Grant{}, ErrGrantMissing
+	}
+	if len(token) > maxTokenSize {
+		return Grant{}, fmt.Errorf("%w: %d bytes, more than %d", ErrGrantMalformed, len(token), maxTokenSize)
+	}
+	fields := strings.Split(token, ".")
+	if len(fields) != 4 {
+		return Grant{}, fmt.Errorf("%w: want 4 dot-separated fields, got %d", ErrGrantMalformed, len(fields))
+	}
+	version, keyID, body, signature := fields[0], fields[1], fields[2], fields[3]
+	if version != tokenVersion {
+		return Grant{}, fmt.Errorf("%w: version %q, want %q", ErrGrantMalformed, version, tokenVersion)
+	}
+	key, ok := s.keys[keyID]
+	if !ok {
+		return Grant{}, fmt.Errorf("%w: key id %q", ErrGrantUnknownKey, keyID)
+	}
+	gotMAC, err := encoding.DecodeString(signature)
+	if err != nil {
+		return Grant{}, fmt.Errorf("%w: signature: %v", ErrGrantMalformed, err)
+	}
+	if !hmac.Equal(gotMAC, mac(key, version+"."+keyID+"."+body)) {
+		return Grant{}, fmt.Errorf("%w: key id %q", ErrGrantBadSignature, keyID)
+	}
+	decoded, err := encoding.DecodeString(body)
+	if err != nil {
+		return Grant{}, fmt.Errorf("%w: payload: %v", ErrGrantMalformed, err)
+	}
+	var p payload
+	decoder := json.NewDecoder(bytes.NewReader(decoded))
+	decoder.DisallowUnknownFields()
+	if err := decoder.Decode(&p); err != nil {
+		return Grant{}, fmt.Errorf("%w: payload: %v", ErrGrantMalformed, err)
+	}
+	g := Grant{
+		SourceNamespace: p.SourceNamespace,
+		SourceName:      p.SourceName,
+		TargetNamespace: p.TargetNamespace,
+		TargetName:      p.TargetName,
+		TargetUID:       p.TargetUID,
+		Issuer:          p.Issuer,
+		IssuedAt:        time.Unix(p.IssuedAt, 0).UTC(),
+		Expires:         time.Unix(p.Expires, 0).UTC(),
+	}
+	if err := g.validate(); err != nil {
+		return Grant{}, fmt.Errorf("%w: %v", ErrGrantMalformed, err)
+	}
+	return g, nil
+}
