@@ -1,0 +1,169 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/audit"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/datavolume/datavolume/pkg/apis/cdi"
+	"github.com/datavolume/datavolume/pkg/cloneauth"
+)
+
+// grantIssuer names this server in the grants it signs.
+const grantIssuer = "datavolume-apiserver"
+
+// anyOtherNamespace is the target of the clone check datavolumes/source
+// answers: the permission is granted in the source namespace, whatever the
+// target.
+const anyOtherNamespace = "*"
+
+func (o *Options) cloneConfig(kube kubernetes.Interface, log logr.Logger) (ExtraConfig, error) {
+	keys, err := cloneauth.LoadKeySet(o.CloneGrantKeys)
+	if err != nil {
+		return ExtraConfig{}, fmt.Errorf("loading clone grant keys: %w", err)
+	}
+	authorizer := cloneauth.NewAuthorizer(kube.AuthorizationV1().SubjectAccessReviews(),
+		cloneauth.WithTimeout(o.CloneCheckTimeout), cloneauth.WithLogger(log.WithName("clone")))
+	gate := &cloneGate{authorizer: authorizer, keys: keys, ttl: o.CloneGrantTTL, now: time.Now}
+	return ExtraConfig{
+		OnCreate: gate.onCreate,
+		Sources:  &sourceDescriber{kube: kube, authorizer: authorizer},
+	}, nil
+}
+
+// cloneGate authorizes cross-namespace clones at create and stamps the
+// allowed ones with a signed grant.
+type cloneGate struct {
+	authorizer *cloneauth.Authorizer
+	keys       *cloneauth.KeySet
+	ttl        time.Duration
+	now        func() time.Time
+}
+
+func (g *cloneGate) onCreate(ctx context.Context, dv *cdi.DataVolume, _ *metav1.CreateOptions) error {
+	// A grant only ever comes from this check: drop whatever the client sent.
+	delete(dv.Annotations, cloneauth.GrantAnnotation)
+
+	if dv.Spec.Source == nil || dv.Spec.Source.PVC == nil {
+		return nil
+	}
+	sourceNamespace := dv.Spec.Source.PVC.Namespace
+	if sourceNamespace == "" {
+		sourceNamespace = dv.Namespace
+	}
+	// Same-namespace clones need no more than "create datavolumes", which the
+	// delegated authorizer has already checked.
+	if sourceNamespace == dv.Namespace {
+		return nil
+	}
+	requester, ok := genericapirequest.UserFrom(ctx)
+	if !ok {
+		return apierrors.NewForbidden(cdi.Resource("datavolumes"), dv.Name, fmt.Errorf("no authenticated user in the request"))
+	}
+	req := cloneauth.Request{
+		User:            requester,
+		SourceNamespace: sourceNamespace,
+		SourceName:      dv.Spec.Source.PVC.Name,
+		TargetNamespace: dv.Namespace,
+		TargetName:      dv.Name,
+	}
+	decision, err := g.authorizer.Authorize(ctx, req)
+	for key, value := range decision.AuditAnnotations(req) {
+		audit.AddAuditAnnotation(ctx, key, value)
+	}
+	if denial := cloneauth.DenialError(req, decision, err); denial != nil {
+		return denial
+	}
+
+	token, err := g.keys.Sign(cloneauth.NewGrant(req, dv.UID, grantIssuer, g.now(), g.ttl))
+	if err != nil {
+		return apierrors.NewInternalError(fmt.Errorf("signing clone grant: %w", err))
+	}
+	if dv.Annotations == nil {
+		dv.Annotations = map[string]string{}
+	}
+	dv.Annotations[cloneauth.GrantAnnotation] = token
+	return nil
+}
+
+// sourceDescriber answers datavolumes/source from the core API.
+type sourceDescriber struct {
+	kube       kubernetes.Interface
+	authorizer *cloneauth.Authorizer
+}
+
+func (s *sourceDescriber) DescribeSource(ctx context.Context, namespace, name string) (*cdi.CloneSource, error) {
+	pvc, err := s.kube.CoreV1().PersistentVolumeClaims(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		// NotFound and Forbidden pass through as they are.
+		return nil, err
+	}
+	pods, err := s.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing pods using PersistentVolumeClaim %s/%s: %w", namespace, name, err)
+	}
+
+	out := &cdi.CloneSource{
+		ObjectMeta: metav1.ObjectMeta{Name: pvc.Name, Namespace: pvc.Namespace, UID: pvc.UID, CreationTimestamp: pvc.CreationTimestamp},
+		Status: cdi.CloneSourceStatus{
+			Capacity:   ClaimSize(pvc),
+			VolumeMode: corev1.PersistentVolumeFilesystem,
+			Phase:      pvc.Status.Phase,
+		},
+	}
+	if pvc.Spec.VolumeMode != nil {
+		out.Status.VolumeMode = *pvc.Spec.VolumeMode
+	}
+	if pvc.Spec.StorageClassName != nil {
+		out.Status.StorageClassName = *pvc.Spec.StorageClassName
+	}
+	out.Status.UsedBy = podsUsing(pods.Items, name)
+	out.Status.InUse = len(out.Status.UsedBy) > 0
+
+	if requester, ok := genericapirequest.UserFrom(ctx); ok {
+		req := cloneauth.Request{User: requester, SourceNamespace: namespace, SourceName: name, TargetNamespace: anyOtherNamespace}
+		decision, err := s.authorizer.Authorize(ctx, req)
+		out.Status.Allowed = err == nil && decision.Allowed
+		out.Status.Reason = decision.Reason
+		if err != nil {
+			out.Status.Reason = err.Error()
+		} else if !decision.Allowed && decision.Missing != "" {
+			out.Status.Reason = fmt.Sprintf("missing permission %s (%s)", decision.Missing, decision.Reason)
+		}
+	}
+	return out, nil
+}
+
+// ClaimSize is a claim's bound capacity, or its request while unbound.
+func ClaimSize(pvc *corev1.PersistentVolumeClaim) resource.Quantity {
+	if size, ok := pvc.Status.Capacity[corev1.ResourceStorage]; ok && pvc.Status.Phase == corev1.ClaimBound {
+		return size
+	}
+	return pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+}
+
+// podsUsing names the pods, not yet finished, that mount the claim.
+func podsUsing(pods []corev1.Pod, claim string) []string {
+	var names []string
+	for _, pod := range pods {
+		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, v := range pod.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == claim {
+				names = append(names, pod.Name)
+				break
+			}
+		}
+	}
+	return names
+}

@@ -1,0 +1,187 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/apiserver/pkg/util/compatibility"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/kubernetes"
+	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/component-base/cli/globalflag"
+	"k8s.io/component-base/term"
+	"k8s.io/klog/v2"
+	netutils "k8s.io/utils/net"
+
+	"github.com/datavolume/datavolume/pkg/apis/cdi/v1beta1"
+	generatedopenapi "github.com/datavolume/datavolume/pkg/generated/openapi"
+)
+
+// etcdPathPrefix is where DataVolumes live in the server's own etcd.
+const etcdPathPrefix = "/registry/cdi.kubevirt.io"
+
+// Options are the command-line options of datavolume-apiserver.
+type Options struct {
+	Recommended *genericoptions.RecommendedOptions
+
+	// CloneGrantKeys is a directory (a mounted Secret) of HMAC keys that sign
+	// clone grants; see package cloneauth.
+	CloneGrantKeys string
+	// CloneGrantTTL is how long a clone grant stays valid.
+	CloneGrantTTL time.Duration
+	// CloneCheckTimeout bounds each SubjectAccessReview of a clone check.
+	CloneCheckTimeout time.Duration
+	// AlternateDNS are extra names for a self-signed serving certificate.
+	AlternateDNS []string
+}
+
+// NewOptions returns the default options.
+func NewOptions() *Options {
+	o := &Options{
+		Recommended:       genericoptions.NewRecommendedOptions(etcdPathPrefix, Codecs.LegacyCodec(v1beta1.SchemeGroupVersion)),
+		CloneGrantTTL:     24 * time.Hour,
+		CloneCheckTimeout: 10 * time.Second,
+	}
+	// Everything is stored as v1beta1, whichever version it was written in.
+	o.Recommended.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(v1beta1.SchemeGroupVersion,
+		schema.GroupKind{Group: v1beta1.GroupName})
+	return o
+}
+
+// Flags returns the options as named flag sets, printed in sections by --help.
+func (o *Options) Flags() cliflag.NamedFlagSets {
+	var fss cliflag.NamedFlagSets
+	o.Recommended.Etcd.AddFlags(fss.FlagSet("etcd"))
+	o.Recommended.SecureServing.AddFlags(fss.FlagSet("secure serving"))
+	o.Recommended.Authentication.AddFlags(fss.FlagSet("authentication"))
+	o.Recommended.Authorization.AddFlags(fss.FlagSet("authorization"))
+	o.Recommended.Audit.AddFlags(fss.FlagSet("auditing"))
+	o.Recommended.Features.AddFlags(fss.FlagSet("features"))
+	o.Recommended.CoreAPI.AddFlags(fss.FlagSet("core API"))
+	o.Recommended.Admission.AddFlags(fss.FlagSet("admission"))
+	o.Recommended.EgressSelector.AddFlags(fss.FlagSet("egress selector"))
+	o.Recommended.Traces.AddFlags(fss.FlagSet("traces"))
+
+	clone := fss.FlagSet("clone authorization")
+	clone.StringVar(&o.CloneGrantKeys, "clone-grant-keys", o.CloneGrantKeys,
+		"Directory of HMAC keys (one file per key, file name = key id, optional file 'active' naming the signing key) that sign cross-namespace clone grants.")
+	clone.DurationVar(&o.CloneGrantTTL, "clone-grant-ttl", o.CloneGrantTTL, "How long a clone grant stays valid.")
+	clone.DurationVar(&o.CloneCheckTimeout, "clone-check-timeout", o.CloneCheckTimeout,
+		"Time limit of each SubjectAccessReview of a clone check; a check that times out denies the clone.")
+
+	misc := fss.FlagSet("misc")
+	misc.StringSliceVar(&o.AlternateDNS, "alternate-dns", o.AlternateDNS, "Extra DNS names of a self-signed serving certificate.")
+	globalflag.AddGlobalFlags(fss.FlagSet("global"), "datavolume-apiserver")
+	return fss
+}
+
+// Complete fills in what the flags leave out.
+func (o *Options) Complete() error {
+	return nil
+}
+
+// Validate checks the options, reporting every problem at once.
+func (o *Options) Validate() error {
+	errs := o.Recommended.Validate()
+	if o.CloneGrantKeys == "" {
+		errs = append(errs, fmt.Errorf("--clone-grant-keys is required: cross-namespace clones are stamped with grants signed by these keys"))
+	}
+	if o.CloneGrantTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--clone-grant-ttl must be positive"))
+	}
+	if o.CloneCheckTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--clone-check-timeout must be positive"))
+	}
+	return utilerrors.NewAggregate(errs)
+}
+
+// Config turns the options into a server configuration.
+func (o *Options) Config(log logr.Logger) (*Config, error) {
+	if err := o.Recommended.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", o.AlternateDNS,
+		[]net.IP{netutils.ParseIPSloppy("127.0.0.1")}); err != nil {
+		return nil, fmt.Errorf("creating self-signed certificates: %w", err)
+	}
+
+	generic := genericapiserver.NewRecommendedConfig(Codecs)
+	generic.EffectiveVersion = compatibility.DefaultBuildEffectiveVersion()
+	generic.FeatureGate = utilfeature.DefaultFeatureGate
+	namer := openapi.NewDefinitionNamer(Scheme)
+	generic.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(generatedopenapi.GetOpenAPIDefinitions, namer)
+	generic.OpenAPIConfig.Info.Title = "DataVolume"
+	generic.OpenAPIConfig.Info.Version = "v1beta1"
+	generic.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(generatedopenapi.GetOpenAPIDefinitions, namer)
+	generic.OpenAPIV3Config.Info.Title = "DataVolume"
+	generic.OpenAPIV3Config.Info.Version = "v1beta1"
+
+	if err := o.Recommended.ApplyTo(generic); err != nil {
+		return nil, fmt.Errorf("applying options: %w", err)
+	}
+
+	kube, err := kubernetes.NewForConfig(generic.ClientConfig)
+	if err != nil {
+		return nil, fmt.Errorf("building client of the core API: %w", err)
+	}
+	extra, err := o.cloneConfig(kube, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Config{GenericConfig: generic, ExtraConfig: extra}, nil
+}
+
+// Run starts the server and serves until ctx is done.
+func (o *Options) Run(ctx context.Context) error {
+	log := klog.FromContext(ctx).WithName("datavolume-apiserver")
+	config, err := o.Config(log)
+	if err != nil {
+		return err
+	}
+	server, err := config.Complete().New()
+	if err != nil {
+		return err
+	}
+	server.GenericAPIServer.AddPostStartHookOrDie("start-core-informers", func(hook genericapiserver.PostStartHookContext) error {
+		config.GenericConfig.SharedInformerFactory.Start(hook.Done())
+		return nil
+	})
+	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+}
+
+// NewCommand returns the datavolume-apiserver command.
+func NewCommand(ctx context.Context) *cobra.Command {
+	o := NewOptions()
+	cmd := &cobra.Command{
+		Use:   "datavolume-apiserver",
+		Short: "Serves the cdi.kubevirt.io DataVolume API as an aggregated API server",
+		Long: `datavolume-apiserver serves DataVolumes (cdi.kubevirt.io v1beta1 and v1alpha1) behind
+kube-apiserver's aggregation layer, stores them in its own etcd, and authorizes
+cross-namespace clones with SubjectAccessReviews on datavolumes/source.`,
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Complete(); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	cmd.SetContext(ctx)
+	fss := o.Flags()
+	for _, fs := range fss.FlagSets {
+		cmd.Flags().AddFlagSet(fs)
+	}
+	cols, _, _ := term.TerminalSize(cmd.OutOrStdout())
+	cliflag.SetUsageAndHelpFunc(cmd, fss, cols)
+	return cmd
+}
