@@ -120,6 +120,8 @@ func dial(ctx context.Context, o SourceOptions) (*tls.Conn, error) {
 	}
 	deadline := time.Now().Add(timeout)
 	dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: o.TLS}
+	// Start retrying fast: source and target usually start together.
+	wait := 10 * time.Millisecond
 	for {
 		conn, err := dialer.DialContext(ctx, "tcp", o.Address)
 		if err == nil {
@@ -131,10 +133,11 @@ func dial(ctx context.Context, o SourceOptions) (*tls.Conn, error) {
 			return nil, fmt.Errorf("connecting to clone target %s: %w", o.Address, err)
 		}
 		select {
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+		wait = min(2*wait, time.Second)
 	}
 }
 

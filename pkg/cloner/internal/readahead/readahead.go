@@ -39,7 +39,9 @@ func (ra *Reader) fill(r io.Reader) {
 		case <-ra.stop:
 			return
 		}
-		n, err := r.Read(buf[:cap(buf)])
+		// Fill whole buffers: handing over a buffer per network read
+		// would cost a goroutine wake-up every few KiB.
+		n, err := fill(r, buf[:cap(buf)])
 		select {
 		case ra.full <- chunk{buf: buf[:n], err: err}:
 		case <-ra.stop:
@@ -74,4 +76,17 @@ func (ra *Reader) Close() error {
 		close(ra.stop)
 	}
 	return nil
+}
+
+// fill reads until buf is full or r fails, passing r's error through.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

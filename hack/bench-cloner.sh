@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Benchmarks the data mover (datavolume-cloner) against plain tools on the
+# same files, in the same run, on loopback. Prints one line per case with
+# the throughput ratio ours/baseline (baseline time / our time: higher is
+# better), the goal, our peak RSS and whether the output is sparse.
+#
+# Usage: hack/bench-cloner.sh            (called by `make bench`)
+#   BENCH_DIR=/some/dir  where to put the data (default: a fresh dir in /tmp, removed at exit)
+#   BENCH_RUNS=2         runs per measurement; the fastest counts (the machines are noisy)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+runs=${BENCH_RUNS:-2}
+work=${BENCH_DIR:-$(mktemp -d /tmp/bench-cloner.XXXXXX)}
+mkdir -p "$work"
+server_pid=""
+cleanup() {
+  if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; fi
+  if [[ -z ${BENCH_DIR:-} ]]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+for tool in curl gzip xz qemu-img cp; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: run hack/install-deps.sh" >&2; exit 1; }
+done
+[[ -x /usr/bin/time ]] || { echo "/usr/bin/time is missing (Debian package: time)" >&2; exit 1; }
+
+log() { echo "bench: $*" >&2; }
+
+log "building datavolume-cloner"
+(cd "$root" && go build -o "$work/datavolume-cloner" ./cmd/datavolume-cloner)
+dvc=$work/datavolume-cloner
+
+# ---------------------------------------------------------------- data
+data=$work/data
+mkdir -p "$data"
+random() { # random <bytes>: fast pseudo-random bytes on stdout
+  # openssl dies of SIGPIPE when head has enough: not a failure.
+  (set +o pipefail; openssl enc -aes-128-ctr -pass pass:datavolume -nosalt -pbkdf2 </dev/zero 2>/dev/null | head -c "$1")
+}
+if [[ ! -e $data/.complete ]]; then # kept between runs when BENCH_DIR is set
+log "making test data in $work"
+random $((2 << 30)) >"$data/dense-2g.img"
+random $((100 << 20)) >"$data/dense-100m.img"
+# 10 GiB sparse file with 100 MiB of data: 100 x 1 MiB spread evenly.
+truncate -s 10G "$data/sparse-10g.img"
+for i in $(seq 0 99); do
+  dd if="$data/dense-100m.img" of="$data/sparse-10g.img" bs=1M count=1 skip="$i" seek=$((i * 102)) conv=notrunc status=none
+done
+# 512 MiB disk, half full: 4 MiB chunks alternating random data and zeros.
+: >"$data/disk.raw"
+for i in $(seq 0 127); do
+  if ((i % 2 == 0)); then random $((4 << 20)); else head -c $((4 << 20)) /dev/zero; fi
+done >>"$data/disk.raw"
+gzip -k -6 "$data/disk.raw"
+xz -k -T0 -1 "$data/disk.raw"
+qemu-img convert -f raw -O qcow2 "$data/disk.raw" "$data/disk.qcow2"
+sync
+touch "$data/.complete"
+fi
+
+# ---------------------------------------------------------------- servers
+cat >"$work/fileserver.go" <<'EOF'
+// A static file server with Range support (sendfile), for the benchmark.
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+)
+
+func main() {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(l.Addr().(*net.TCPAddr).Port)
+	os.Stdout.Close()
+	panic(http.Serve(l, http.FileServer(http.Dir(os.Args[1]))))
+}
+EOF
+(cd "$work" && GOFLAGS= GO111MODULE=off go build -o fileserver fileserver.go)
+"$work/fileserver" "$data" >"$work/port" &
+server_pid=$!
+for _ in $(seq 100); do [[ -s $work/port ]] && break; sleep 0.05; done
+base_url="http://127.0.0.1:$(cat "$work/port")"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+"$dvc" gen-certs --dir "$work/certs" >/dev/null
+certs=$work/certs
+out=$work/out
+mkdir -p "$out"
+
+# ---------------------------------------------------------------- timing
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc -l; }
+best=""
+peak_rss_kb=0
+# measure <cmd...>: runs the command $runs times (output dir emptied each
+# time) and sets $best to the fastest wall time in seconds.
+measure() {
+  best=""
+  for _ in $(seq "$runs"); do
+    rm -rf "${out:?}"/*
+    local t0 t1 e
+    t0=$(now)
+    "$@"
+    t1=$(now)
+    e=$(elapsed "$t0" "$t1")
+    if [[ -z $best ]] || (($(echo "$e < $best" | bc -l))); then best=$e; fi
+  done
+}
+# ours <rss-file> <cmd...>: runs a cloner command under /usr/bin/time,
+# which writes its peak RSS (KiB) to rss-file; track_rss reads it.
+ours() {
+  local rss_file=$1
+  shift
+  /usr/bin/time -f "%M" -o "$rss_file" "$@" >>"$work/cloner.log" 2>&1 || { echo "cloner failed: $*" >&2; tail -3 "$work/cloner.log" >&2; exit 1; }
+}
+track_rss() {
+  local rss
+  rss=$(tail -1 "$1")
+  if ((rss > peak_rss_kb)); then peak_rss_kb=$rss; fi
+}
+# clone <source> <target>: clone-target and clone-source over mTLS on loopback.
+clone() {
+  local port
+  port=$(free_port)
+  ours "$work/rss.target" "$dvc" clone-target --listen "127.0.0.1:$port" --target "$2" \
+    --tls-cert "$certs/server.crt" --tls-key "$certs/server.key" --tls-ca "$certs/ca.crt" &
+  local target_pid=$!
+  ours "$work/rss.source" "$dvc" clone-source --source "$1" --target-address "127.0.0.1:$port" \
+    --tls-cert "$certs/client.crt" --tls-key "$certs/client.key" --tls-ca "$certs/ca.crt"
+  wait "$target_pid"
+  track_rss "$work/rss.source"
+  track_rss "$work/rss.target"
+}
+import() {
+  ours "$work/rss.import" "$dvc" import --url "$base_url/$1" --target "$out/disk.img" --target-size 512Mi
+  track_rss "$work/rss.import"
+}
+sparse_note() { # sparse_note <file>: allocated vs apparent size
+  echo "$(du -k "$1" | cut -f1)KiB used of $(du -k --apparent-size "$1" | cut -f1)KiB"
+}
+
+results=()
+# report <name> <ours_s> <base_s> <goal> <kind> <note>
+#   kind "ratio": prints base/ours (throughput ratio), goal is a minimum;
+#   kind "times": prints ours/base (time ratio), goal is a maximum.
+report() {
+  local ratio verdict
+  if [[ $5 == ratio ]]; then
+    ratio=$(echo "$3 / $2" | bc -l)
+    verdict=$( (($(echo "$ratio >= $4" | bc -l))) && echo met || echo MISSED)
+    results+=("$(printf '%-44s ours %6.2fs  base %6.2fs  ours/base throughput %5.2fx  goal >= %-4s %-6s  peak RSS %4d MiB  %s' \
+      "$1" "$2" "$3" "$ratio" "$4" "$verdict" $((peak_rss_kb / 1024)) "$6")")
+  else
+    ratio=$(echo "$2 / $3" | bc -l)
+    verdict=$( (($(echo "$ratio <= $4" | bc -l))) && echo met || echo MISSED)
+    results+=("$(printf '%-44s ours %6.2fs  base %6.2fs  ours/base time       %5.2fx  goal <= %-4s %-6s  peak RSS %4d MiB  %s' \
+      "$1" "$2" "$3" "$ratio" "$4" "$verdict" $((peak_rss_kb / 1024)) "$6")")
+  fi
+  printf '%s\n' "${results[-1]}" >&2
+}
+
+# ---------------------------------------------------------------- cases
+log "clone 2 GiB dense file -> file"
+measure cp --sparse=always "$data/dense-2g.img" "$out/disk.img"; base=$best
+measure sh -c "cp --sparse=always '$data/dense-2g.img' '$out/disk.img' && sync"; base_sync=$best
+peak_rss_kb=0; measure clone "$data/dense-2g.img" "$out/disk.img"; mine=$best
+note=$(sparse_note "$out/disk.img")
+report "clone 2GiB dense vs cp --sparse=always" "$mine" "$base" 0.9 ratio "(ours fsyncs; cp does not)"
+report "clone 2GiB dense vs cp --sparse=always+sync" "$mine" "$base_sync" 0.9 ratio "$note"
+
+log "clone 10 GiB sparse file with 100 MiB of data"
+measure cp "$data/dense-100m.img" "$out/disk.img"; base=$best
+measure sh -c "cp '$data/dense-100m.img' '$out/disk.img' && sync"; base_sync=$best
+peak_rss_kb=0; measure clone "$data/sparse-10g.img" "$out/disk.img"; mine=$best
+note=$(sparse_note "$out/disk.img")
+report "clone 10GiB sparse vs cp 100MiB dense" "$mine" "$base" 2 times "(ours fsyncs; cp does not)"
+report "clone 10GiB sparse vs cp 100MiB dense+sync" "$mine" "$base_sync" 2 times "$note"
+
+log "import over loopback HTTP: 512 MiB half-full disk"
+measure curl -sSf -o "$out/disk.img" "$base_url/disk.raw"; base=$best
+peak_rss_kb=0; measure import disk.raw; mine=$best
+report "import raw vs curl -o" "$mine" "$base" 0.9 ratio "$(sparse_note "$out/disk.img")"
+
+measure sh -c "curl -sSf '$base_url/disk.raw.gz' | gzip -dc > '$out/disk.img'"; base=$best
+peak_rss_kb=0; measure import disk.raw.gz; mine=$best
+report "import raw.gz vs curl | gzip -dc" "$mine" "$base" 2.5 ratio "$(sparse_note "$out/disk.img")"
+
+measure sh -c "curl -sSf '$base_url/disk.raw.xz' | xz -dc > '$out/disk.img'"; base=$best
+peak_rss_kb=0; measure import disk.raw.xz; mine=$best
+report "import raw.xz vs curl | xz -dc" "$mine" "$base" 0.9 ratio "$(sparse_note "$out/disk.img")"
+
+measure sh -c "curl -sSf -o '$out/f.qcow2' '$base_url/disk.qcow2' && qemu-img convert -O raw '$out/f.qcow2' '$out/disk.img'"; base=$best
+peak_rss_kb=0; measure import disk.qcow2; mine=$best
+report "import qcow2 vs curl -o && qemu-img convert" "$mine" "$base" 1.0 ratio "$(sparse_note "$out/disk.img")"
+
+log "clone 512 MiB half-full disk over mTLS loopback"
+measure sh -c "cp --sparse=always '$data/disk.raw' '$out/disk.img' && sync"; base=$best
+peak_rss_kb=0; measure clone "$data/disk.raw" "$out/disk.img"; mine=$best
+report "clone 512MiB half-full vs cp --sparse+sync" "$mine" "$base" 0.8 ratio "$(sparse_note "$out/disk.img")"
+
+echo
+echo "datavolume-cloner benchmark ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), best of $runs runs)"
+printf '%s\n' "${results[@]}"
+echo "peak RSS goal: < 256 MiB in every case"
