@@ -212,7 +212,7 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 		}
 		p.o.Log.Info("converting qcow2 from the source", "virtualSize", hdr.VirtualSize)
 		counted := &countingReaderAt{r: ra, c: p.o.Progress}
-		if err := qcow2.ConvertReaderAt(ctx, p.o.Log, counted, p.src.Size(), qcow2.Target{Path: path, Zeroed: zeroed}); err != nil {
+		if err := qcow2.ConvertReaderAt(ctx, p.o.Log, counted, p.src.Size(), qcow2.Target{Path: path, Zeroed: zeroed, Direct: disk.SupportsDirect()}); err != nil {
 			return err
 		}
 		return disk.Commit(hdr.VirtualSize)
@@ -244,7 +244,7 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := qcow2.ConvertFile(ctx, p.o.Log, scratch.Name(), qcow2.Target{Path: path, Zeroed: zeroed}); err != nil {
+	if err := qcow2.ConvertFile(ctx, p.o.Log, scratch.Name(), qcow2.Target{Path: path, Zeroed: zeroed, Direct: disk.SupportsDirect()}); err != nil {
 		return err
 	}
 	return disk.Commit(hdr.VirtualSize)
