@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
@@ -85,7 +86,7 @@ func (r *Rules) checkSize(source *sourceClaim, target *targetClaim) field.ErrorL
 		return nil
 	}
 	required, inflated := requiredTargetSize(source.Size, source.Mode, target.Mode, r.FilesystemOverhead)
-	if target.Size.Cmp(required) >= 0 {
+	if !smallerThan(*target.Size, required) {
 		return nil
 	}
 	detail := fmt.Sprintf("must be at least the size of the source PersistentVolumeClaim %q (%s)", source, source.Size.String())
@@ -94,4 +95,21 @@ func (r *Rules) checkSize(source *sourceClaim, target *targetClaim) field.ErrorL
 			required.String(), source, source.Size.String(), r.FilesystemOverhead)
 	}
 	return field.ErrorList{field.Invalid(target.sizePath(), target.Size.String(), detail)}
+}
+
+// maxClaimBytes is beyond any claim (4 EiB).
+const maxClaimBytes = 1 << 62
+
+// smallerThan compares a requested size with a claim's. Sizes no claim can
+// have are decided without exact arithmetic: comparing a quantity like
+// 1e10000000 rescales a decimal to millions of digits and takes seconds.
+func smallerThan(size, claim resource.Quantity) bool {
+	switch approx := size.AsApproximateFloat64(); {
+	case approx < 1:
+		return true
+	case approx >= maxClaimBytes:
+		return false
+	default:
+		return size.Cmp(claim) < 0
+	}
 }

@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/datavolume/datavolume/pkg/cloneauth"
+	"github.com/datavolume/datavolume/pkg/webhook/datavolume"
+)
+
+const (
+	// subjectAccessReviewTimeout bounds each review the clone check asks:
+	// the API server gives the whole webhook call 10 seconds, and a denied
+	// clone asks twice (datavolumes/source, then the pods fallback).
+	subjectAccessReviewTimeout = 4 * time.Second
+	// shutdownGrace lets requests in flight finish on SIGTERM.
+	shutdownGrace = 10 * time.Second
+)
+
+// Config is validated Options with the clients they lead to.
+type Config struct {
+	options     Options
+	client      kubernetes.Interface
+	certificate *servingCertificate
+}
+
+// Config validates the options, loads the serving certificate and builds
+// the cluster client.
+func (o *Options) Config() (*Config, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	restConfig, err := restConfigFor(o.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
+	}
+	certificate, err := newServingCertificate(o.TLSCertFile, o.TLSPrivateKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Config{options: *o, client: client, certificate: certificate}, nil
+}
+
+func restConfigFor(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		config, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no --kubeconfig given and not running in a cluster: %w", err)
+		}
+		return config, nil
+	}
+	config, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
+	}
+	return config, nil
+}
+
+// Run serves until ctx is done, then shuts down gracefully. The logger
+// comes from ctx.
+func (c *Config) Run(ctx context.Context) error {
+	log := logr.FromContextOrDiscard(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	factory := informers.NewSharedInformerFactory(c.client, 0)
+	claims := factory.Core().V1().PersistentVolumeClaims()
+	pods := factory.Core().V1().Pods()
+	if err := pods.Informer().SetTransform(trimPod); err != nil {
+		return fmt.Errorf("trimming cached pods: %w", err)
+	}
+	authorizer := cloneauth.NewAuthorizer(c.client.AuthorizationV1().SubjectAccessReviews(),
+		cloneauth.WithTimeout(subjectAccessReviewTimeout), cloneauth.WithLogger(log.WithName("cloneauth")))
+
+	var ready atomic.Bool
+	handler := NewHandler(Dependencies{
+		Claims:             claims.Lister(),
+		Pods:               pods.Lister(),
+		AuthorizeClone:     authorizer.Authorize,
+		FilesystemOverhead: datavolume.FilesystemOverhead(c.options.FilesystemOverhead),
+		Ready:              ready.Load,
+		Log:                log,
+	})
+
+	go c.certificate.content.Run(ctx, 1)
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	go func() {
+		for informer, synced := range factory.WaitForCacheSync(ctx.Done()) {
+			if !synced {
+				log.Info("Informer cache did not sync before shutdown", "informer", informer.String())
+				return
+			}
+		}
+		ready.Store(true)
+		log.Info("Informer caches synced; ready to admit")
+	}()
+
+	return c.serve(ctx, log, handler)
+}
+
+// serve runs the HTTPS server until ctx is done or it fails.
+func (c *Config) serve(ctx context.Context, log logr.Logger, handler http.Handler) error {
+	address := net.JoinHostPort(c.options.BindAddress, strconv.Itoa(c.options.Port))
+	listener, err := net.Listen("tcp", address)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", address, err)
+	}
+	server := &http.Server{
+		Handler:           handler,
+		TLSConfig:         newTLSConfig(c.certificate),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	served := make(chan error, 1)
+	go func() { served <- server.ServeTLS(listener, "", "") }()
+	log.Info("Serving admission webhooks", "address", listener.Addr().String())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving HTTPS on %s: %w", address, err)
+	case <-ctx.Done():
+	}
+	log.Info("Shutting down", "grace", shutdownGrace)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := server.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutting down the HTTPS server: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving HTTPS on %s: %w", address, err)
+	}
+	return nil
+}

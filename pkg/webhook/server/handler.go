@@ -1,0 +1,73 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/go-logr/logr"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+
+	"github.com/datavolume/datavolume/pkg/webhook"
+	"github.com/datavolume/datavolume/pkg/webhook/admission"
+	"github.com/datavolume/datavolume/pkg/webhook/datavolume"
+	"github.com/datavolume/datavolume/pkg/webhook/virtualmachine"
+)
+
+// Dependencies are what the admission handlers read and ask.
+type Dependencies struct {
+	Claims             corev1listers.PersistentVolumeClaimLister
+	Pods               corev1listers.PodLister
+	AuthorizeClone     virtualmachine.CloneAuthorizeFunc
+	FilesystemOverhead datavolume.FilesystemOverhead
+	// Ready reports whether the listers' caches have synced.
+	Ready func() bool
+	Log   logr.Logger
+}
+
+// NewHandler routes the admission endpoints and the health checks.
+// Admission waits for readiness: an unsynced cache would report every
+// source missing.
+func NewHandler(deps Dependencies) http.Handler {
+	rules := &datavolume.Rules{
+		Lookups:            datavolume.Lookups{Claims: deps.Claims, Pods: deps.Pods},
+		FilesystemOverhead: deps.FilesystemOverhead,
+	}
+	decoder := datavolume.NewDecoder()
+	admit := func(name string, handler admission.Handler) http.Handler {
+		return whenReady(deps.Ready, &admission.Webhook{Handler: handler, Log: deps.Log.WithName(name)})
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(webhook.MutateDataVolumesPath, admit("mutate-datavolumes",
+		&datavolume.MutatingHandler{Rules: rules, Decoder: decoder}))
+	mux.Handle(webhook.ValidateDataVolumesPath, admit("validate-datavolumes",
+		&datavolume.ValidatingHandler{Rules: rules, Decoder: decoder}))
+	mux.Handle(webhook.ValidateVirtualMachinesPath, admit("validate-virtualmachines",
+		&virtualmachine.Handler{Admitter: &virtualmachine.Admitter{Rules: rules, Decoder: decoder, AuthorizeClone: deps.AuthorizeClone}}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !deps.Ready() {
+			writeText(w, http.StatusServiceUnavailable, "informer caches are not synced yet")
+			return
+		}
+		writeText(w, http.StatusOK, "ok")
+	})
+	return mux
+}
+
+// whenReady answers 503 until ready, so the API server retries or fails
+// closed instead of getting decisions made on an empty cache.
+func whenReady(ready func() bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !ready() {
+			writeText(w, http.StatusServiceUnavailable, "not ready: informer caches are syncing")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeText(w http.ResponseWriter, code int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(text + "\n"))
+}
