@@ -125,9 +125,11 @@ track_rss() {
   if ((rss > peak_rss_kb)); then peak_rss_kb=$rss; fi
 }
 # clone <source> <target>: clone-target and clone-source over mTLS on loopback.
+# The port is picked once, outside the timed region (Go listeners set
+# SO_REUSEADDR, so each run can take it again).
+clone_port=$(free_port)
 clone() {
-  local port
-  port=$(free_port)
+  local port=$clone_port
   ours "$work/rss.target" "$dvc" clone-target --listen "127.0.0.1:$port" --target "$2" \
     --tls-cert "$certs/server.crt" --tls-key "$certs/server.key" --tls-ca "$certs/ca.crt" &
   local target_pid=$!
