@@ -20,6 +20,7 @@ const pipeSize = 1 << 20
 
 // xzReader streams through `xz -dc`.
 type xzReader struct {
+	closing  chan struct{}
 	cmd      *exec.Cmd
 	out      *os.File
 	stderr   bytes.Buffer
@@ -43,7 +44,7 @@ func newXZ(ctx context.Context, r io.Reader) (io.ReadCloser, error) {
 	for _, f := range []*os.File{inW, outR} {
 		growPipe(f)
 	}
-	x := &xzReader{out: outR, copyDone: make(chan struct{})}
+	x := &xzReader{out: outR, copyDone: make(chan struct{}), closing: make(chan struct{})}
 	x.cmd = exec.CommandContext(ctx, "xz", "--decompress", "--stdout")
 	x.cmd.Stdin, x.cmd.Stdout = inR, outW
 	x.cmd.Stderr = &limitedBuffer{buf: &x.stderr, max: 4096}
@@ -58,12 +59,10 @@ func newXZ(ctx context.Context, r io.Reader) (io.ReadCloser, error) {
 	outW.Close()
 	go func() {
 		defer close(x.copyDone)
-		buf := make([]byte, pipeSize)
-		_, err := io.CopyBuffer(onlyWriter{inW}, onlyReader{r}, buf)
-		if err != nil && !errors.Is(err, unix.EPIPE) && !errors.Is(err, os.ErrClosed) {
+		defer inW.Close()
+		if err := x.feed(inW, r); err != nil && !errors.Is(err, unix.EPIPE) && !errors.Is(err, os.ErrClosed) {
 			x.copyErr = err
 		}
-		inW.Close()
 	}()
 	return x, nil
 }
@@ -97,6 +96,7 @@ func (x *xzReader) wait() error {
 }
 
 func (x *xzReader) Close() error {
+	close(x.closing)
 	x.out.Close()
 	if x.cmd.ProcessState == nil {
 		_ = x.cmd.Process.Kill()
@@ -104,6 +104,46 @@ func (x *xzReader) Close() error {
 	_ = x.wait()
 	<-x.copyDone
 	return nil
+}
+
+// feed copies r into xz's stdin without ever blocking on a full pipe:
+// xz reads 8 KiB at a time, and a writer blocked on a full pipe is woken
+// by every such read, a context switch per 8 KiB. Writing only into free
+// room, polled every so often, keeps xz from waking us.
+func (x *xzReader) feed(w *os.File, r io.Reader) error {
+	rc, err := w.SyscallConn()
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, pipeSize)
+	for {
+		n, rerr := r.Read(buf)
+		data := buf[:n]
+		for len(data) > 0 {
+			queued := 0
+			_ = rc.Control(func(fd uintptr) { queued, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) })
+			room := pipeSize - queued
+			if room < min(len(data), pipeSize/4) {
+				select {
+				case <-x.closing:
+					return os.ErrClosed
+				case <-time.After(batchPoll):
+				}
+				continue
+			}
+			m, err := w.Write(data[:min(room, len(data))])
+			if err != nil {
+				return err
+			}
+			data = data[m:]
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
 }
 
 // batch lets xz's output accumulate before a read. xz writes 8 KiB at a
