@@ -73,15 +73,26 @@ func configFromEnv() (localcluster.Config, error) {
 	if err != nil {
 		return localcluster.Config{}, err
 	}
+	// Several suites may run at once (each with its own directory and lock)
+	// while the cluster has no node; the default is one per machine.
+	dir := envOr("DATAVOLUME_E2E_DIR", filepath.Join(root, "_output", "e2e"))
+	lock := envOr("DATAVOLUME_LOCK", "/run/datavolume-localcluster.lock")
 	return localcluster.Config{
-		Dir:             filepath.Join(root, "_output", "e2e"),
+		Dir:             dir,
 		KubeBinDir:      kubeBin,
 		EtcdBinary:      etcd,
 		APIServerBinary: filepath.Join(bin, "datavolume-apiserver"),
 		ArtifactsDir:    filepath.Join(root, "artifacts"),
-		LockFile:        "/run/datavolume-localcluster.lock",
+		LockFile:        lock,
 		Log: funcr.New(func(_, args string) {
 			fmt.Fprintf(os.Stderr, "%s cluster: %s\n", time.Now().Format("15:04:05"), args)
 		}, funcr.Options{}),
 	}, nil
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
 }
