@@ -12,7 +12,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/resource"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -275,7 +274,7 @@ func validateClaim(accessModes []corev1.PersistentVolumeAccessMode, accessModesR
 	switch {
 	case !hasSize && !sizeOptional:
 		allErrs = append(allErrs, field.Required(sizePath, "the size of the volume"))
-	case hasSize && size.Cmp(resource.Quantity{}) <= 0:
+	case hasSize && size.Sign() <= 0:
 		allErrs = append(allErrs, field.Invalid(sizePath, size.String(), "must be greater than zero"))
 	}
 
