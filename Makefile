@@ -42,9 +42,13 @@ run: deps build ## Start the embedded default: a real local cluster with our API
 
 ##@ Test
 
+FUZZTIME ?= 10s
+
 .PHONY: test
-test: deps build ## Unit, registry and e2e tests (real control plane, real kubectl).
+test: deps build ## Unit, registry, fuzz (briefly) and e2e tests (real control plane, real kubectl).
 	$(GO) test -count=1 ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./pkg/webhook/server
+	$(GO) test -run '^$$' -fuzz '^FuzzSniff$$' -fuzztime $(FUZZTIME) ./pkg/cloner/format
 	DATAVOLUME_KUBE_BIN=$(KUBE_BIN) DATAVOLUME_ETCD=$(ETCD) DATAVOLUME_BIN=$(abspath $(BIN)) \
 	  $(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/... 2>&1 | tee $(OUTPUT)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' || { tail -50 $(OUTPUT)/e2e.log; exit 1; }
 

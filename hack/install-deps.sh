@@ -16,12 +16,16 @@ needs=(
   losetup:mount
   mkfs.ext4:e2fsprogs
   openssl:openssl
+  /usr/bin/time:time
+  bc:bc
 )
 
 missing=()
 for pair in "${needs[@]}"; do
   cmd=${pair%%:*} pkg=${pair#*:}
-  if ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$cmd && ! -x /sbin/$cmd ]]; then
+  if [[ $cmd == /* ]]; then
+    [[ -x $cmd ]] || missing+=("$pkg")
+  elif ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$cmd && ! -x /sbin/$cmd ]]; then
     missing+=("$pkg")
   fi
 done
