@@ -8,13 +8,13 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/audit"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
+	"github.com/datavolume/datavolume/pkg/claims"
 	"github.com/datavolume/datavolume/pkg/cloneauth"
 )
 
@@ -107,26 +107,27 @@ func (s *sourceDescriber) DescribeSource(ctx context.Context, namespace, name st
 		// NotFound and Forbidden pass through as they are.
 		return nil, err
 	}
-	pods, err := s.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	podList, err := s.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("listing pods using PersistentVolumeClaim %s/%s: %w", namespace, name, err)
+	}
+	pods := make([]*corev1.Pod, len(podList.Items))
+	for i := range podList.Items {
+		pods[i] = &podList.Items[i]
 	}
 
 	out := &cdi.CloneSource{
 		ObjectMeta: metav1.ObjectMeta{Name: pvc.Name, Namespace: pvc.Namespace, UID: pvc.UID, CreationTimestamp: pvc.CreationTimestamp},
 		Status: cdi.CloneSourceStatus{
-			Capacity:   ClaimSize(pvc),
-			VolumeMode: corev1.PersistentVolumeFilesystem,
+			Capacity:   claims.Size(pvc),
+			VolumeMode: claims.VolumeMode(pvc),
 			Phase:      pvc.Status.Phase,
 		},
-	}
-	if pvc.Spec.VolumeMode != nil {
-		out.Status.VolumeMode = *pvc.Spec.VolumeMode
 	}
 	if pvc.Spec.StorageClassName != nil {
 		out.Status.StorageClassName = *pvc.Spec.StorageClassName
 	}
-	out.Status.UsedBy = podsUsing(pods.Items, name)
+	out.Status.UsedBy = claims.PodsUsing(pods, name)
 	out.Status.InUse = len(out.Status.UsedBy) > 0
 
 	if requester, ok := genericapirequest.UserFrom(ctx); ok {
@@ -141,29 +142,4 @@ func (s *sourceDescriber) DescribeSource(ctx context.Context, namespace, name st
 		}
 	}
 	return out, nil
-}
-
-// ClaimSize is a claim's bound capacity, or its request while unbound.
-func ClaimSize(pvc *corev1.PersistentVolumeClaim) resource.Quantity {
-	if size, ok := pvc.Status.Capacity[corev1.ResourceStorage]; ok && pvc.Status.Phase == corev1.ClaimBound {
-		return size
-	}
-	return pvc.Spec.Resources.Requests[corev1.ResourceStorage]
-}
-
-// podsUsing names the pods, not yet finished, that mount the claim.
-func podsUsing(pods []corev1.Pod, claim string) []string {
-	var names []string
-	for _, pod := range pods {
-		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
-			continue
-		}
-		for _, v := range pod.Spec.Volumes {
-			if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == claim {
-				names = append(names, pod.Name)
-				break
-			}
-		}
-	}
-	return names
 }

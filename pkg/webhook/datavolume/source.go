@@ -2,13 +2,14 @@ package datavolume
 
 import (
 	"fmt"
-	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 	corev1listers "k8s.io/client-go/listers/core/v1"
+
+	"github.com/datavolume/datavolume/pkg/claims"
 )
 
 // Lookups reads the objects the rules depend on, from informer caches.
@@ -40,19 +41,9 @@ func (l Lookups) sourceClaim(namespace, name string) (*sourceClaim, error) {
 	return &sourceClaim{
 		Namespace: namespace,
 		Name:      name,
-		Size:      claimSize(claim),
-		Mode:      volumeModeOrDefault(claim.Spec.VolumeMode),
+		Size:      claims.Size(claim),
+		Mode:      claims.VolumeMode(claim),
 	}, nil
-}
-
-// claimSize is the bound capacity, or the request while the claim is unbound.
-func claimSize(claim *corev1.PersistentVolumeClaim) resource.Quantity {
-	if claim.Status.Phase == corev1.ClaimBound {
-		if capacity, ok := claim.Status.Capacity[corev1.ResourceStorage]; ok {
-			return capacity
-		}
-	}
-	return claim.Spec.Resources.Requests[corev1.ResourceStorage]
 }
 
 // podsUsing names the pods of namespace that mount the claim and have not
@@ -62,26 +53,7 @@ func (l Lookups) podsUsing(namespace, claimName string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing pods in %s: %w", namespace, err)
 	}
-	var names []string
-	for _, pod := range pods {
-		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
-			continue
-		}
-		if mountsClaim(pod, claimName) {
-			names = append(names, pod.Name)
-		}
-	}
-	slices.Sort(names)
-	return names, nil
-}
-
-func mountsClaim(pod *corev1.Pod, claimName string) bool {
-	for _, volume := range pod.Spec.Volumes {
-		if volume.PersistentVolumeClaim != nil && volume.PersistentVolumeClaim.ClaimName == claimName {
-			return true
-		}
-	}
-	return false
+	return claims.PodsUsing(pods, claimName), nil
 }
 
 // volumeModeOrDefault is the mode Kubernetes gives a claim that names none.
