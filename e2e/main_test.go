@@ -82,6 +82,7 @@ func configFromEnv() (localcluster.Config, error) {
 		KubeBinDir:      kubeBin,
 		EtcdBinary:      etcd,
 		APIServerBinary: filepath.Join(bin, "datavolume-apiserver"),
+		WebhookBinary:   filepath.Join(bin, "datavolume-webhook"),
 		ArtifactsDir:    filepath.Join(root, "artifacts"),
 		LockFile:        lock,
 		Log: funcr.New(func(_, args string) {

@@ -1,5 +1,6 @@
 // Command local-up runs the embedded default: a real local cluster with
-// datavolume-apiserver behind its aggregation layer, until Ctrl-C or SIGTERM.
+// datavolume-apiserver behind its aggregation layer and datavolume-webhook
+// admitting DataVolumes and VirtualMachines, until Ctrl-C or SIGTERM.
 // `make run` builds what it needs and runs it.
 package main
 
@@ -32,6 +33,7 @@ func run() error {
 	flag.StringVar(&cfg.KubeBinDir, "kube-bin-dir", "", "Directory with kube-apiserver, kube-controller-manager and kubectl.")
 	flag.StringVar(&cfg.EtcdBinary, "etcd", "", "Path of etcd.")
 	flag.StringVar(&cfg.APIServerBinary, "apiserver", "_output/bin/datavolume-apiserver", "Path of datavolume-apiserver.")
+	flag.StringVar(&cfg.WebhookBinary, "webhook", "_output/bin/datavolume-webhook", "Path of datavolume-webhook.")
 	flag.StringVar(&cfg.ArtifactsDir, "artifacts", "artifacts", "The repository's artifacts directory.")
 	flag.StringVar(&cfg.LockFile, "lock", "/run/datavolume-localcluster.lock", "Machine-wide lock held while the cluster runs.")
 	flag.Parse()
@@ -42,7 +44,7 @@ func run() error {
 	}, funcr.Options{})
 	cfg.Log = log
 
-	for _, p := range []*string{&cfg.Dir, &cfg.APIServerBinary, &cfg.ArtifactsDir} {
+	for _, p := range []*string{&cfg.Dir, &cfg.APIServerBinary, &cfg.WebhookBinary, &cfg.ArtifactsDir} {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return err
@@ -69,8 +71,11 @@ func run() error {
 
 func printUsage(_ logr.Logger, c *localcluster.Cluster, cfg localcluster.Config, took time.Duration) {
 	fmt.Printf(`
-The local cluster is up: etcd, kube-apiserver, kube-controller-manager and
-datavolume-apiserver (cdi.kubevirt.io v1beta1, v1alpha1) behind the aggregator.
+The local cluster is up: etcd, kube-apiserver, kube-controller-manager,
+datavolume-apiserver (cdi.kubevirt.io v1beta1, v1alpha1) behind the aggregator,
+and datavolume-webhook, which both API servers call to admit DataVolumes and
+VirtualMachines (the testing VirtualMachine CRD, kubevirt.io v1 and v1alpha3,
+is installed when the cluster has none).
 
   export KUBECONFIG=%s
   export PATH=%s:$PATH      # kubectl %s
@@ -78,6 +83,8 @@ datavolume-apiserver (cdi.kubevirt.io v1beta1, v1alpha1) behind the aggregator.
   kubectl create -n example-ns -f artifacts/examples/example-clone-dv.yaml
   kubectl get dv -n example-ns
   kubectl explain datavolume.spec.source.pvc
+  kubectl create -n example-ns -f artifacts/examples/example-dv-vm.yaml
+  kubectl get vm -n example-ns
 
 Logs: %s   Audit: %s (datavolume-apiserver), %s (kube-apiserver)
 Stop with Ctrl-C.

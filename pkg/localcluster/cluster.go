@@ -1,6 +1,7 @@
 // Package localcluster runs a real Kubernetes control plane on this machine —
 // etcd, kube-apiserver and kube-controller-manager built from the Go module
-// proxy — with datavolume-apiserver behind its aggregation layer. `make run`
+// proxy — with datavolume-apiserver behind its aggregation layer and
+// datavolume-webhook admitting DataVolumes and VirtualMachines. `make run`
 // and the e2e tests both use it. All traffic stays on loopback.
 package localcluster
 
@@ -43,6 +44,8 @@ type Config struct {
 	EtcdBinary string
 	// APIServerBinary is datavolume-apiserver.
 	APIServerBinary string
+	// WebhookBinary is datavolume-webhook.
+	WebhookBinary string
 	// ArtifactsDir is the repository's artifacts directory.
 	ArtifactsDir string
 	// LockFile is held while the cluster runs, so two clusters that cannot
@@ -74,13 +77,17 @@ type Cluster struct {
 	dvArgs  []string
 	dvPort  int
 	started time.Time
+
+	// bootstrapKubeconfig is the admin's, for deploying before the cluster is ready.
+	bootstrapKubeconfig string
 }
 
 // ErrBusy means another local cluster holds the machine.
 var ErrBusy = errors.New("another local cluster is running on this machine")
 
 // Start brings the cluster up and returns once everything answers:
-// kube-apiserver is ready and cdi.kubevirt.io is served through it.
+// kube-apiserver is ready, cdi.kubevirt.io is served through it, and both
+// API servers call the webhook.
 func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	c = &Cluster{cfg: cfg, started: time.Now()}
 	if err := c.acquireLock(); err != nil {
@@ -165,6 +172,9 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if err := waitFor(ctx, "cdi.kubevirt.io through the aggregator", 90*time.Second, c.procs, httpOK(adminHTTP, discovery)); err != nil {
 		return nil, err
 	}
+	if err := c.deployWebhook(ctx, adminHTTP); err != nil {
+		return nil, err
+	}
 	// The admin kubeconfig is written only once everything answers.
 	if err := writeKubeconfig(c.Kubeconfig, c.APIServerURL, pki.ca.CertPEM(), pki.admin); err != nil {
 		return nil, err
@@ -238,7 +248,10 @@ func (c *Cluster) startEtcd(name string, port, peer int) (*process, error) {
 }
 
 func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort, port int) (*process, error) {
-	policy := filepath.Join(c.cfg.ArtifactsDir, "deploy", "audit-policy.yaml")
+	policy, err := c.kubeAuditPolicy()
+	if err != nil {
+		return nil, err
+	}
 	proc, err := startProcess(c.cfg.Log, c.logDir, "kube-apiserver", filepath.Join(c.cfg.KubeBinDir, "kube-apiserver"),
 		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", strconv.Itoa(port),
@@ -298,6 +311,7 @@ func (c *Cluster) deployAggregatedAPI(ctx context.Context, p *pkiSet) error {
 	if err := writeKubeconfig(admin, c.APIServerURL, p.ca.CertPEM(), p.admin); err != nil {
 		return err
 	}
+	c.bootstrapKubeconfig = admin
 	deploy := filepath.Join(c.cfg.ArtifactsDir, "deploy")
 	for _, f := range []string{"namespace.yaml", "apiserver/serviceaccount.yaml", "apiserver/rbac.yaml", "apiserver/user-roles.yaml", "apiserver/apiservice.yaml"} {
 		if _, err := c.kubectlAs(ctx, admin, "", "apply", "-f", filepath.Join(deploy, f)); err != nil {
