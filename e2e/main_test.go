@@ -1,7 +1,8 @@
 //go:build e2e
 
 // Package e2e tests datavolume against a real local cluster: etcd,
-// kube-apiserver, kube-controller-manager and datavolume-apiserver as
+// kube-apiserver, kube-controller-manager, datavolume-apiserver and
+// datavolume-webhook as
 // processes, driven with the real kubectl. `make test` builds what it needs
 // and runs it; the paths come from the environment.
 package e2e

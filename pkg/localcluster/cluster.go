@@ -248,10 +248,7 @@ func (c *Cluster) startEtcd(name string, port, peer int) (*process, error) {
 }
 
 func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort, port int) (*process, error) {
-	policy, err := c.kubeAuditPolicy()
-	if err != nil {
-		return nil, err
-	}
+	policy := filepath.Join(c.cfg.ArtifactsDir, "deploy", "audit-policy.yaml")
 	proc, err := startProcess(c.cfg.Log, c.logDir, "kube-apiserver", filepath.Join(c.cfg.KubeBinDir, "kube-apiserver"),
 		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", strconv.Itoa(port),

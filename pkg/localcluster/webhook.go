@@ -17,7 +17,6 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -233,34 +232,4 @@ func warnedOnDryRun(client *http.Client, url, body string) func(context.Context)
 		}
 		return nil
 	}
-}
-
-// kubeAuditPolicy writes kube-apiserver's audit policy: the one of
-// artifacts/deploy, which records no VirtualMachines, plus their writes at
-// Metadata level, so the VM webhook's clone decisions (its audit
-// annotations) reach the log.
-func (c *Cluster) kubeAuditPolicy() (string, error) {
-	src := filepath.Join(c.cfg.ArtifactsDir, "deploy", "audit-policy.yaml")
-	raw, err := os.ReadFile(src)
-	if err != nil {
-		return "", fmt.Errorf("reading audit policy: %w", err)
-	}
-	var policy auditv1.Policy
-	if err := yaml.UnmarshalStrict(raw, &policy); err != nil {
-		return "", fmt.Errorf("decoding %s: %w", src, err)
-	}
-	policy.Rules = append(policy.Rules, auditv1.PolicyRule{
-		Level:     auditv1.LevelMetadata,
-		Resources: []auditv1.GroupResources{{Group: "kubevirt.io", Resources: []string{"virtualmachines"}}},
-		Verbs:     []string{"create", "update", "patch"},
-	})
-	out, err := yaml.Marshal(&policy)
-	if err != nil {
-		return "", fmt.Errorf("encoding audit policy: %w", err)
-	}
-	path := filepath.Join(c.cfg.Dir, "kube-audit-policy.yaml")
-	if err := os.WriteFile(path, out, 0o644); err != nil {
-		return "", fmt.Errorf("writing audit policy: %w", err)
-	}
-	return path, nil
 }
