@@ -2,9 +2,8 @@
 
 // Package e2e tests datavolume against a real local cluster: etcd,
 // kube-apiserver, kube-controller-manager, datavolume-apiserver and
-// datavolume-webhook as
-// processes, driven with the real kubectl. `make test` builds what it needs
-// and runs it; the paths come from the environment.
+// datavolume-webhook as processes, driven with the real kubectl. `make test`
+// builds what it needs and runs it; the paths come from the environment.
 package e2e
 
 import (
