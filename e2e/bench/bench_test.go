@@ -1,0 +1,489 @@
+//go:build e2e
+
+// Package bench measures DataVolume create throughput and latency through the
+// aggregated API against the same object stored as a CRD of another group in
+// the same kube-apiserver, in one run, side by side. `make bench` runs it:
+//
+//	DATAVOLUME_KUBE_BIN=... DATAVOLUME_ETCD=... DATAVOLUME_BIN=... \
+//	  go test -tags e2e -run '^$' -bench . -benchtime 1x ./e2e/bench/
+package bench
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/funcr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/datavolume/datavolume/pkg/localcluster"
+)
+
+var (
+	rounds       = flag.Int("dv.rounds", 20, "measured rounds per path, interleaved A B B A ...")
+	createsRound = flag.Int("dv.creates", 100, "creates per round and path")
+	workers      = flag.Int("dv.workers", 8, "concurrent clients per round")
+	keepCluster  = flag.Duration("dv.keep", 0, "keep the cluster up this long after the benchmark (for profiling by hand)")
+	keepWebhooks = flag.Bool("dv.webhooks", false, "keep the DataVolume webhooks as deployed: the aggregated path then calls two webhooks, the CRD path none")
+)
+
+// cluster is the local cluster the benchmark runs against, in clusterDir.
+var (
+	cluster    *localcluster.Cluster
+	clusterDir string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	flag.Parse()
+	// Without -bench there is nothing to measure: don't pay for a cluster.
+	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		return m.Run()
+	}
+	cfg, err := configFromEnv()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	clusterDir = cfg.Dir
+	cluster, err = localcluster.Start(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: starting the local cluster: %v\n", err)
+		return 1
+	}
+	code := m.Run()
+	if *keepCluster > 0 {
+		fmt.Fprintf(os.Stderr, "bench: cluster kept for %s, kubeconfig %s, logs %s\n", *keepCluster, cluster.Kubeconfig, cluster.LogDir())
+		time.Sleep(*keepCluster)
+	}
+	if err := cluster.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: stopping the local cluster: %v\n", err)
+		code = 1
+	}
+	return code
+}
+
+// configFromEnv reads the paths `make bench` passes, as the e2e suite does;
+// missing ones are an error, never a skip.
+func configFromEnv() (localcluster.Config, error) {
+	get := func(name string) (string, error) {
+		v := os.Getenv(name)
+		if v == "" {
+			return "", fmt.Errorf("%s is not set: run the benchmark with `make bench`", name)
+		}
+		return v, nil
+	}
+	kubeBin, err := get("DATAVOLUME_KUBE_BIN")
+	if err != nil {
+		return localcluster.Config{}, err
+	}
+	etcd, err := get("DATAVOLUME_ETCD")
+	if err != nil {
+		return localcluster.Config{}, err
+	}
+	bin, err := get("DATAVOLUME_BIN")
+	if err != nil {
+		return localcluster.Config{}, err
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		return localcluster.Config{}, err
+	}
+	return localcluster.Config{
+		Dir:             envOr("DATAVOLUME_E2E_DIR", filepath.Join(root, "_output", "bench")),
+		KubeBinDir:      kubeBin,
+		EtcdBinary:      etcd,
+		APIServerBinary: filepath.Join(bin, "datavolume-apiserver"),
+		WebhookBinary:   filepath.Join(bin, "datavolume-webhook"),
+		ArtifactsDir:    filepath.Join(root, "artifacts"),
+		LockFile:        envOr("DATAVOLUME_LOCK", "/run/datavolume-localcluster.lock"),
+		Log: funcr.New(func(_, args string) {
+			fmt.Fprintf(os.Stderr, "%s cluster: %s\n", time.Now().Format("15:04:05"), args)
+		}, funcr.Options{}),
+	}, nil
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// benchCRD serves the same object under another group, so the only
+// difference between the paths is aggregation against CRD storage.
+const benchCRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: datavolumes.bench.example.com
+spec:
+  group: bench.example.com
+  scope: Namespaced
+  names:
+    kind: DataVolume
+    listKind: DataVolumeList
+    plural: datavolumes
+    singular: datavolume
+  versions:
+  - name: v1beta1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+`
+
+// path is one way of creating a DataVolume.
+type path struct {
+	name     string
+	resource schema.GroupVersionResource
+	ns       string
+
+	// Accumulated over the measured rounds.
+	latencies []time.Duration
+	elapsed   time.Duration
+	// cpu is the CPU time each component spent during the path's rounds.
+	cpu map[string]time.Duration
+}
+
+func (p *path) createsPerSecond() float64 {
+	return float64(len(p.latencies)) / p.elapsed.Seconds()
+}
+
+// percentile of the sorted latencies, nearest rank.
+func (p *path) percentile(q float64) time.Duration {
+	n := len(p.latencies)
+	if n == 0 {
+		return 0
+	}
+	rank := int(q*float64(n)+0.999999) - 1
+	return p.latencies[min(max(rank, 0), n-1)]
+}
+
+// BenchmarkCreate creates DataVolumes through the aggregated API and through
+// a CRD in interleaved rounds (A B B A ...), so drift in the machine's load
+// falls on both paths alike, and prints creates/s, p50, p99 and the ratio.
+func BenchmarkCreate(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	client, err := benchClient()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := installCRD(ctx, client); err != nil {
+		b.Fatal(err)
+	}
+	webhooks := "no admission webhooks on either path"
+	if *keepWebhooks {
+		webhooks = "DataVolume webhooks as deployed (mutating + validating) on the aggregated path only"
+	} else if err := removeDataVolumeWebhooks(ctx); err != nil {
+		b.Fatal(err)
+	}
+	stamp := time.Now().UnixNano() % 1_000_000
+	paths := []*path{
+		{name: "aggregated", resource: schema.GroupVersionResource{Group: "cdi.kubevirt.io", Version: "v1beta1", Resource: "datavolumes"}},
+		{name: "crd", resource: schema.GroupVersionResource{Group: "bench.example.com", Version: "v1beta1", Resource: "datavolumes"}},
+	}
+	for _, p := range paths {
+		p.ns = fmt.Sprintf("bench-%s-%d", p.name, stamp)
+		if _, err := cluster.Kubectl(ctx, "", "create", "namespace", p.ns); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			// Deleting thousands of objects is not what is measured: don't wait.
+			_, _ = cluster.Kubectl(context.Background(), "", "delete", "namespace", p.ns, "--wait=false")
+		})
+	}
+
+	components, err := clusterComponents(clusterDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	components = append(components, component{name: "bench client", pid: os.Getpid()})
+
+	b.ResetTimer()
+	for iteration := range b.N {
+		for _, p := range paths {
+			p.latencies, p.elapsed, p.cpu = nil, 0, map[string]time.Duration{}
+		}
+		// A warm-up round per path fills connections, caches and the
+		// namespace informers; it is not counted.
+		for _, p := range paths {
+			if _, _, err := createRound(ctx, client, p, fmt.Sprintf("i%d-warm", iteration), *createsRound/4); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for round := range *rounds {
+			order := paths
+			if round%2 == 1 {
+				order = []*path{paths[1], paths[0]}
+			}
+			for _, p := range order {
+				before := cpuSnapshot(components)
+				lat, elapsed, err := createRound(ctx, client, p, fmt.Sprintf("i%d-r%d", iteration, round), *createsRound)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for name, t := range cpuSnapshot(components) {
+					p.cpu[name] += t - before[name]
+				}
+				p.latencies = append(p.latencies, lat...)
+				p.elapsed += elapsed
+			}
+		}
+	}
+	b.StopTimer()
+
+	agg, crd := paths[0], paths[1]
+	ratio := agg.createsPerSecond() / crd.createsPerSecond()
+	var table strings.Builder
+	fmt.Fprintf(&table, "\n%d rounds × %d creates per path, %d workers, %s\n", *rounds, *createsRound, *workers, webhooks)
+	fmt.Fprintf(&table, "%-11s %10s %9s %9s\n", "path", "creates/s", "p50", "p99")
+	for _, p := range paths {
+		slices.Sort(p.latencies)
+		fmt.Fprintf(&table, "%-11s %10.1f %9s %9s\n", p.name, p.createsPerSecond(),
+			p.percentile(0.50).Round(10*time.Microsecond), p.percentile(0.99).Round(10*time.Microsecond))
+		b.ReportMetric(p.createsPerSecond(), p.name+"-creates/s")
+		b.ReportMetric(ms(p.percentile(0.50)), p.name+"-p50-ms")
+		b.ReportMetric(ms(p.percentile(0.99)), p.name+"-p99-ms")
+	}
+	fmt.Fprintf(&table, "ratio aggregated/crd throughput: %.2f× (goal ≥ 0.80×)\n", ratio)
+	// Where the time goes: CPU per create of each process, on each path.
+	fmt.Fprintf(&table, "\n%-24s %11s %11s\n", "CPU ms per create", agg.name, crd.name)
+	var aggTotal, crdTotal float64
+	for _, c := range components {
+		a, r := ms(agg.cpu[c.name])/float64(len(agg.latencies)), ms(crd.cpu[c.name])/float64(len(crd.latencies))
+		aggTotal, crdTotal = aggTotal+a, crdTotal+r
+		fmt.Fprintf(&table, "%-24s %11.2f %11.2f\n", c.name, a, r)
+	}
+	fmt.Fprintf(&table, "%-24s %11.2f %11.2f\n", "total", aggTotal, crdTotal)
+	// On a machine shared with other work the throughput ratio wanders; the
+	// CPU each create costs does much less, and on a CPU-bound machine of
+	// its own the throughput ratio tends to it.
+	cpuRatio := crdTotal / aggTotal
+	fmt.Fprintf(&table, "ratio by CPU per create (crd/aggregated): %.2f×\n", cpuRatio)
+	// Not b.Log: the testing package cuts a benchmark's log at ten lines.
+	fmt.Print(table.String())
+	b.ReportMetric(ratio, "ratio")
+	b.ReportMetric(cpuRatio, "cpu-ratio")
+	b.ReportMetric(aggTotal, "aggregated-cpu-ms/create")
+	b.ReportMetric(crdTotal, "crd-cpu-ms/create")
+	b.ReportMetric(0, "ns/op") // one op is the whole comparison: meaningless
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// benchClient is one dynamic client for both paths, so both pay the same
+// serialization and the same connection; its limiter is out of the way.
+func benchClient() (dynamic.Interface, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", cluster.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	rc.QPS, rc.Burst = 1000, 1000
+	rc.Timeout = 30 * time.Second
+	rc.UserAgent = rest.DefaultKubernetesUserAgent() + " datavolume-bench"
+	client, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("building dynamic client: %w", err)
+	}
+	return client, nil
+}
+
+// dataVolumeWebhooks are the configurations the local cluster deploys; both
+// are named after the webhook.
+var dataVolumeWebhooks = []string{"mutatingwebhookconfiguration/datavolume-webhook", "validatingwebhookconfiguration/datavolume-webhook"}
+
+// removeDataVolumeWebhooks deletes the DataVolume webhook configurations, so
+// that both paths run the same admission (none), and waits until
+// datavolume-apiserver, which reads them through an informer, stops calling
+// the webhook.
+func removeDataVolumeWebhooks(ctx context.Context) error {
+	if _, err := cluster.Kubectl(ctx, "", append([]string{"delete", "--ignore-not-found"}, dataVolumeWebhooks...)...); err != nil {
+		return err
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", cluster.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	warnings := &warningRecorder{}
+	rc.WarningHandler = warnings
+	client, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("building dynamic client: %w", err)
+	}
+	dataVolumes := client.Resource(schema.GroupVersionResource{Group: "cdi.kubevirt.io", Version: "v1beta1", Resource: "datavolumes"}).Namespace("default")
+	// Only the webhook warns about a clone of a missing claim.
+	probe := dataVolume(schema.GroupVersion{Group: "cdi.kubevirt.io", Version: "v1beta1"}, "bench-webhook-probe")
+	probe.Object["spec"].(map[string]any)["source"] = map[string]any{"pvc": map[string]any{"name": "bench-webhook-probe-missing"}}
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		warnings.reset()
+		if _, err := dataVolumes.Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			return false, nil // still refused by the webhook's failure policy, or not served yet
+		}
+		return warnings.count() == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for datavolume-apiserver to stop calling the webhook: %w", err)
+	}
+	return nil
+}
+
+// warningRecorder counts the warnings of the requests since its last reset.
+type warningRecorder struct {
+	mu       sync.Mutex
+	warnings int
+}
+
+func (w *warningRecorder) HandleWarningHeader(code int, _ string, _ string) {
+	if code == 299 {
+		w.mu.Lock()
+		w.warnings++
+		w.mu.Unlock()
+	}
+}
+
+func (w *warningRecorder) reset() {
+	w.mu.Lock()
+	w.warnings = 0
+	w.mu.Unlock()
+}
+
+func (w *warningRecorder) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.warnings
+}
+
+// installCRD applies the CRD and waits until it is served.
+func installCRD(ctx context.Context, client dynamic.Interface) error {
+	if _, err := cluster.Kubectl(ctx, benchCRD, "apply", "-f", "-"); err != nil {
+		return err
+	}
+	if _, err := cluster.Kubectl(ctx, "", "wait", "--for", "condition=Established", "--timeout=60s",
+		"crd/datavolumes.bench.example.com"); err != nil {
+		return err
+	}
+	// Established comes before the handler serves every request: list until it does.
+	crd := client.Resource(schema.GroupVersionResource{Group: "bench.example.com", Version: "v1beta1", Resource: "datavolumes"})
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := crd.Namespace("default").List(ctx, metav1.ListOptions{Limit: 1})
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the bench CRD to be served: %w", err)
+	}
+	// kube-controller-manager (garbage collector, quota) watches every
+	// resource, ours through the aggregator since its start, a new CRD only
+	// from its next discovery resync: until then the CRD path would be spared
+	// that watch.
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		metrics, err := cluster.Kubectl(ctx, "", "get", "--raw", "/metrics")
+		if err != nil {
+			return false, nil
+		}
+		return watched(metrics, "bench.example.com", "datavolumes"), nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for kube-controller-manager to watch the bench CRD: %w", err)
+	}
+	return nil
+}
+
+// watched reports whether kube-apiserver's metrics show a watch on the resource.
+func watched(metrics, group, resource string) bool {
+	for line := range strings.Lines(metrics) {
+		if !strings.HasPrefix(line, "apiserver_longrunning_requests{") ||
+			!strings.Contains(line, `group="`+group+`"`) || !strings.Contains(line, `resource="`+resource+`"`) ||
+			!strings.Contains(line, `verb="WATCH"`) {
+			continue
+		}
+		fields := strings.Fields(line)
+		if value, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil && value > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// createRound creates n DataVolumes on p with the configured number of
+// workers, and returns each create's latency and the round's wall time.
+func createRound(ctx context.Context, client dynamic.Interface, p *path, prefix string, n int) ([]time.Duration, time.Duration, error) {
+	resource := client.Resource(p.resource).Namespace(p.ns)
+	latencies := make([]time.Duration, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, *workers)
+	start := time.Now()
+	for w := range *workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				obj := dataVolume(p.resource.GroupVersion(), fmt.Sprintf("%s-%05d", prefix, i))
+				t0 := time.Now()
+				_, err := resource.Create(ctx, obj, metav1.CreateOptions{})
+				latencies[i] = time.Since(t0)
+				if err != nil {
+					errs[w] = fmt.Errorf("%s: creating %s: %w", p.name, obj.GetName(), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, err
+	}
+	return latencies, elapsed, nil
+}
+
+// dataVolume is a blank-source DataVolume, the same content on both paths.
+func dataVolume(gv schema.GroupVersion, name string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": gv.String(),
+		"kind":       "DataVolume",
+		"metadata":   map[string]any{"name": name},
+		"spec": map[string]any{
+			"source": map[string]any{"blank": map[string]any{}},
+			"pvc": map[string]any{
+				"accessModes": []any{"ReadWriteOnce"},
+				"resources":   map[string]any{"requests": map[string]any{"storage": "1Gi"}},
+			},
+		},
+	}}
+}
