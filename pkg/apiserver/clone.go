@@ -53,7 +53,9 @@ func (g *cloneGate) onCreate(ctx context.Context, dv *cdi.DataVolume, _ *metav1.
 	// A grant only ever comes from this check: drop whatever the client sent.
 	delete(dv.Annotations, cloneauth.GrantAnnotation)
 
-	if dv.Spec.Source == nil || dv.Spec.Source.PVC == nil {
+	// A clone without a source name is invalid: validation, which runs
+	// next, refuses it with 422 and every other problem.
+	if dv.Spec.Source == nil || dv.Spec.Source.PVC == nil || dv.Spec.Source.PVC.Name == "" {
 		return nil
 	}
 	sourceNamespace := dv.Spec.Source.PVC.Namespace
