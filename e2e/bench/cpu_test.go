@@ -29,10 +29,11 @@ func clusterComponents(dir string) ([]component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing processes: %w", err)
 	}
+	ancestors := ancestorsOfThisProcess()
 	var found []component
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
+		if err != nil || ancestors[pid] {
 			continue
 		}
 		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
@@ -53,6 +54,28 @@ func clusterComponents(dir string) ([]component, error) {
 		found = append(found, component{name: name, pid: pid})
 	}
 	return found, nil
+}
+
+// ancestorsOfThisProcess are this process and those that started it: a
+// wrapper such as time(1) or env(1) may name the cluster directory too.
+func ancestorsOfThisProcess() map[int]bool {
+	ancestors := map[int]bool{}
+	for pid := os.Getpid(); pid > 1 && !ancestors[pid]; {
+		ancestors[pid] = true
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			break
+		}
+		// The parent's pid is the second field after the command name.
+		fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+		if len(fields) < 2 {
+			break
+		}
+		if pid, err = strconv.Atoi(fields[1]); err != nil {
+			break
+		}
+	}
+	return ancestors
 }
 
 // cpuTime is the user plus system CPU time a process has used so far.
