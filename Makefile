@@ -49,11 +49,13 @@ test: deps build ## Unit, registry, fuzz (briefly) and e2e tests (real control p
 	$(GO) test -count=1 ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./pkg/webhook/server
 	$(GO) test -run '^$$' -fuzz '^FuzzSniff$$' -fuzztime $(FUZZTIME) ./pkg/cloner/format
-	DATAVOLUME_KUBE_BIN=$(KUBE_BIN) DATAVOLUME_ETCD=$(ETCD) DATAVOLUME_BIN=$(abspath $(BIN)) \
-	  $(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/... 2>&1 | tee $(OUTPUT)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' || { tail -50 $(OUTPUT)/e2e.log; exit 1; }
+	$(E2E_ENV) $(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/... 2>&1 | tee $(OUTPUT)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' || { tail -50 $(OUTPUT)/e2e.log; exit 1; }
+
+E2E_ENV = DATAVOLUME_KUBE_BIN=$(KUBE_BIN) DATAVOLUME_ETCD=$(ETCD) DATAVOLUME_BIN=$(abspath $(BIN))
 
 .PHONY: bench
 bench: deps build ## Benchmarks, each against a baseline measured in the same run, printed as ratios.
+	$(E2E_ENV) $(GO) test -tags e2e -run '^$$' -bench . -benchtime 1x -timeout 10m ./e2e/bench/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./pkg/webhook/...
 	hack/bench-cloner.sh
 

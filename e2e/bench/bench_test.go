@@ -23,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/funcr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -59,7 +58,7 @@ func run(m *testing.M) int {
 	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
 		return m.Run()
 	}
-	cfg, err := configFromEnv()
+	cfg, err := localcluster.ConfigFromEnv(filepath.Join("..", ".."), "bench")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		return 1
@@ -82,53 +81,6 @@ func run(m *testing.M) int {
 		code = 1
 	}
 	return code
-}
-
-// configFromEnv reads the paths `make bench` passes, as the e2e suite does;
-// missing ones are an error, never a skip.
-func configFromEnv() (localcluster.Config, error) {
-	get := func(name string) (string, error) {
-		v := os.Getenv(name)
-		if v == "" {
-			return "", fmt.Errorf("%s is not set: run the benchmark with `make bench`", name)
-		}
-		return v, nil
-	}
-	kubeBin, err := get("DATAVOLUME_KUBE_BIN")
-	if err != nil {
-		return localcluster.Config{}, err
-	}
-	etcd, err := get("DATAVOLUME_ETCD")
-	if err != nil {
-		return localcluster.Config{}, err
-	}
-	bin, err := get("DATAVOLUME_BIN")
-	if err != nil {
-		return localcluster.Config{}, err
-	}
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		return localcluster.Config{}, err
-	}
-	return localcluster.Config{
-		Dir:             envOr("DATAVOLUME_E2E_DIR", filepath.Join(root, "_output", "bench")),
-		KubeBinDir:      kubeBin,
-		EtcdBinary:      etcd,
-		APIServerBinary: filepath.Join(bin, "datavolume-apiserver"),
-		WebhookBinary:   filepath.Join(bin, "datavolume-webhook"),
-		ArtifactsDir:    filepath.Join(root, "artifacts"),
-		LockFile:        envOr("DATAVOLUME_LOCK", "/run/datavolume-localcluster.lock"),
-		Log: funcr.New(func(_, args string) {
-			fmt.Fprintf(os.Stderr, "%s cluster: %s\n", time.Now().Format("15:04:05"), args)
-		}, funcr.Options{}),
-	}, nil
-}
-
-func envOr(name, fallback string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return fallback
 }
 
 // benchCRD serves the same object under another group, so the only

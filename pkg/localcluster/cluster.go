@@ -88,24 +88,31 @@ var ErrBusy = errors.New("another local cluster is running on this machine")
 // Start brings the cluster up and returns once everything answers:
 // kube-apiserver is ready, cdi.kubevirt.io is served through it, and both
 // API servers call the webhook.
-func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
-	c = &Cluster{cfg: cfg, started: time.Now()}
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	c := &Cluster{cfg: cfg, started: time.Now()}
 	if err := c.acquireLock(); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			c.Stop()
+	if err := c.start(ctx); err != nil {
+		// Whatever did start is stopped; the error says what failed.
+		if stopErr := c.Stop(); stopErr != nil {
+			err = errors.Join(err, stopErr)
 		}
-	}()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) start(ctx context.Context) error {
+	cfg := c.cfg
 
 	if err := os.RemoveAll(cfg.Dir); err != nil {
-		return nil, fmt.Errorf("resetting %s: %w", cfg.Dir, err)
+		return fmt.Errorf("resetting %s: %w", cfg.Dir, err)
 	}
 	c.pkiDir, c.logDir = filepath.Join(cfg.Dir, "pki"), filepath.Join(cfg.Dir, "logs")
 	for _, d := range []string{c.pkiDir, c.logDir, filepath.Join(cfg.Dir, "data")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	c.Kubeconfig = filepath.Join(cfg.Dir, "kubeconfig")
@@ -114,7 +121,7 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 
 	ports, err := freePorts(6)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	etcdPort, etcdPeer, dvEtcdPort, dvEtcdPeer, kubePort, dvPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 	c.dvPort = dvPort
@@ -122,17 +129,17 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 
 	pki, err := c.makePKI()
 	if err != nil {
-		return nil, err
+		return err
 	}
 
 	// etcd of kube-apiserver, and the aggregated server's own etcd.
 	kubeEtcd, err := c.startEtcd("etcd", etcdPort, etcdPeer)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	dvEtcd, err := c.startEtcd("etcd-datavolume", dvEtcdPort, dvEtcdPeer)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, e := range []struct {
 		p    *process
@@ -140,47 +147,47 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	}{{kubeEtcd, etcdPort}, {dvEtcd, dvEtcdPort}} {
 		url := fmt.Sprintf("http://127.0.0.1:%d/health", e.port)
 		if err := waitFor(ctx, e.p.name, 30*time.Second, []*process{e.p}, httpOK(http.DefaultClient, url)); err != nil {
-			return nil, err
+			return err
 		}
 	}
 
 	kubeAPI, err := c.startKubeAPIServer(pki, etcdPort, kubePort)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	adminHTTP, err := c.httpClient(pki.admin)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := waitFor(ctx, "kube-apiserver", 90*time.Second, []*process{kubeAPI}, httpOK(adminHTTP, c.APIServerURL+"/readyz")); err != nil {
-		return nil, err
+		return err
 	}
 	cfg.Log.Info("kube-apiserver ready", "url", c.APIServerURL, "after", time.Since(c.started).Round(time.Millisecond))
 
 	if err := c.startControllerManager(pki); err != nil {
-		return nil, err
+		return err
 	}
 
 	// Our RBAC and APIServices, from the manifests a user deploys.
 	if err := c.deployAggregatedAPI(ctx, pki); err != nil {
-		return nil, err
+		return err
 	}
 	if err := c.startDataVolumeAPIServer(pki, dvEtcdPort); err != nil {
-		return nil, err
+		return err
 	}
 	discovery := c.APIServerURL + "/apis/cdi.kubevirt.io/v1beta1"
 	if err := waitFor(ctx, "cdi.kubevirt.io through the aggregator", 90*time.Second, c.procs, httpOK(adminHTTP, discovery)); err != nil {
-		return nil, err
+		return err
 	}
 	if err := c.deployWebhook(ctx, adminHTTP); err != nil {
-		return nil, err
+		return err
 	}
 	// The admin kubeconfig is written only once everything answers.
 	if err := writeKubeconfig(c.Kubeconfig, c.APIServerURL, pki.ca.CertPEM(), pki.admin); err != nil {
-		return nil, err
+		return err
 	}
 	cfg.Log.Info("cluster ready", "kubeconfig", c.Kubeconfig, "after", time.Since(c.started).Round(time.Millisecond))
-	return c, nil
+	return nil
 }
 
 // pkiSet is the certificates of one cluster.
