@@ -115,17 +115,26 @@ spec:
             x-kubernetes-preserve-unknown-fields: true
 `
 
-// path is one way of creating a DataVolume.
+// path is one way of creating an object.
 type path struct {
 	name     string
 	resource schema.GroupVersionResource
 	ns       string
+	// object is what each create sends, named name; nil: a DataVolume.
+	object func(gv schema.GroupVersion, name string) *unstructured.Unstructured
 
 	// Accumulated over the measured rounds.
 	latencies []time.Duration
 	elapsed   time.Duration
 	// cpu is the CPU time each component spent during the path's rounds.
 	cpu map[string]time.Duration
+}
+
+func (p *path) newObject(name string) *unstructured.Unstructured {
+	if p.object == nil {
+		return dataVolume(p.resource.GroupVersion(), name)
+	}
+	return p.object(p.resource.GroupVersion(), name)
 }
 
 func (p *path) createsPerSecond() float64 {
@@ -153,66 +162,31 @@ func BenchmarkCreate(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := installCRD(ctx, client); err != nil {
+	if err := installCRD(ctx, client, benchCRD, schema.GroupVersionResource{Group: "bench.example.com", Version: "v1beta1", Resource: "datavolumes"}); err != nil {
 		b.Fatal(err)
 	}
 	webhooks := "no admission webhooks on either path"
 	if *keepWebhooks {
 		webhooks = "DataVolume webhooks as deployed (mutating + validating) on the aggregated path only"
-	} else if err := removeDataVolumeWebhooks(ctx); err != nil {
+	} else if err := removeDataVolumeWebhooks(ctx, b); err != nil {
 		b.Fatal(err)
 	}
-	stamp := time.Now().UnixNano() % 1_000_000
 	paths := []*path{
 		{name: "aggregated", resource: schema.GroupVersionResource{Group: "cdi.kubevirt.io", Version: "v1beta1", Resource: "datavolumes"}},
 		{name: "crd", resource: schema.GroupVersionResource{Group: "bench.example.com", Version: "v1beta1", Resource: "datavolumes"}},
 	}
-	for _, p := range paths {
-		p.ns = fmt.Sprintf("bench-%s-%d", p.name, stamp)
-		if _, err := cluster.Kubectl(ctx, "", "create", "namespace", p.ns); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			// Deleting thousands of objects is not what is measured: don't wait.
-			_, _ = cluster.Kubectl(context.Background(), "", "delete", "namespace", p.ns, "--wait=false")
-		})
+	if err := createNamespaces(ctx, b, paths); err != nil {
+		b.Fatal(err)
 	}
-
-	components, err := clusterComponents(clusterDir)
+	components, err := benchComponents()
 	if err != nil {
 		b.Fatal(err)
 	}
-	components = append(components, component{name: "bench client", pid: os.Getpid()})
 
 	b.ResetTimer()
 	for iteration := range b.N {
-		for _, p := range paths {
-			p.latencies, p.elapsed, p.cpu = nil, 0, map[string]time.Duration{}
-		}
-		// A warm-up round per path fills connections, caches and the
-		// namespace informers; it is not counted.
-		for _, p := range paths {
-			if _, _, err := createRound(ctx, client, p, fmt.Sprintf("i%d-warm", iteration), *createsRound/4); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for round := range *rounds {
-			order := paths
-			if round%2 == 1 {
-				order = []*path{paths[1], paths[0]}
-			}
-			for _, p := range order {
-				before := cpuSnapshot(components)
-				lat, elapsed, err := createRound(ctx, client, p, fmt.Sprintf("i%d-r%d", iteration, round), *createsRound)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for name, t := range cpuSnapshot(components) {
-					p.cpu[name] += t - before[name]
-				}
-				p.latencies = append(p.latencies, lat...)
-				p.elapsed += elapsed
-			}
+		if err := measure(ctx, client, paths, components, iteration, *workers); err != nil {
+			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
@@ -221,25 +195,10 @@ func BenchmarkCreate(b *testing.B) {
 	ratio := agg.createsPerSecond() / crd.createsPerSecond()
 	var table strings.Builder
 	fmt.Fprintf(&table, "\n%d rounds × %d creates per path, %d workers, %s\n", *rounds, *createsRound, *workers, webhooks)
-	fmt.Fprintf(&table, "%-11s %10s %9s %9s\n", "path", "creates/s", "p50", "p99")
-	for _, p := range paths {
-		slices.Sort(p.latencies)
-		fmt.Fprintf(&table, "%-11s %10.1f %9s %9s\n", p.name, p.createsPerSecond(),
-			p.percentile(0.50).Round(10*time.Microsecond), p.percentile(0.99).Round(10*time.Microsecond))
-		b.ReportMetric(p.createsPerSecond(), p.name+"-creates/s")
-		b.ReportMetric(ms(p.percentile(0.50)), p.name+"-p50-ms")
-		b.ReportMetric(ms(p.percentile(0.99)), p.name+"-p99-ms")
-	}
+	latencyTable(b, &table, paths)
 	fmt.Fprintf(&table, "ratio aggregated/crd throughput: %.2f× (goal ≥ 0.80×)\n", ratio)
-	// Where the time goes: CPU per create of each process, on each path.
-	fmt.Fprintf(&table, "\n%-24s %11s %11s\n", "CPU ms per create", agg.name, crd.name)
-	var aggTotal, crdTotal float64
-	for _, c := range components {
-		a, r := ms(agg.cpu[c.name])/float64(len(agg.latencies)), ms(crd.cpu[c.name])/float64(len(crd.latencies))
-		aggTotal, crdTotal = aggTotal+a, crdTotal+r
-		fmt.Fprintf(&table, "%-24s %11.2f %11.2f\n", c.name, a, r)
-	}
-	fmt.Fprintf(&table, "%-24s %11.2f %11.2f\n", "total", aggTotal, crdTotal)
+	totals := cpuTable(&table, paths, components)
+	aggTotal, crdTotal := totals[0], totals[1]
 	// On a machine shared with other work the throughput ratio wanders; the
 	// CPU each create costs does much less, and on a CPU-bound machine of
 	// its own the throughput ratio tends to it.
@@ -255,6 +214,108 @@ func BenchmarkCreate(b *testing.B) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// createNamespaces gives each path a namespace of its own, deleted (without
+// waiting) when the benchmark ends.
+func createNamespaces(ctx context.Context, b *testing.B, paths []*path) error {
+	stamp := time.Now().UnixNano() % 1_000_000
+	for _, p := range paths {
+		p.ns = fmt.Sprintf("bench-%s-%d", p.name, stamp)
+		if _, err := cluster.Kubectl(ctx, "", "create", "namespace", p.ns); err != nil {
+			return err
+		}
+		b.Cleanup(func() {
+			// Deleting thousands of objects is not what is measured: don't wait.
+			_, _ = cluster.Kubectl(context.Background(), "", "delete", "namespace", p.ns, "--wait=false")
+		})
+	}
+	return nil
+}
+
+// benchComponents are the cluster's processes and this one.
+func benchComponents() ([]component, error) {
+	components, err := clusterComponents(clusterDir)
+	if err != nil {
+		return nil, err
+	}
+	return append(components, component{name: "bench client", pid: os.Getpid()}), nil
+}
+
+// measure runs one iteration: a warm-up round per path, then the measured
+// rounds, the paths interleaved (A B B A ...) so that drift in the machine's
+// load falls on them alike. It resets and fills each path's latencies,
+// elapsed time and CPU.
+func measure(ctx context.Context, client dynamic.Interface, paths []*path, components []component, iteration, workers int) error {
+	for _, p := range paths {
+		p.latencies, p.elapsed, p.cpu = nil, 0, map[string]time.Duration{}
+	}
+	// A warm-up round per path fills connections, caches and the
+	// namespace informers; it is not counted.
+	for _, p := range paths {
+		if _, _, err := createRound(ctx, client, p, fmt.Sprintf("i%d-warm", iteration), max(*createsRound/4, 1), workers); err != nil {
+			return err
+		}
+	}
+	for round := range *rounds {
+		order := slices.Clone(paths)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, p := range order {
+			before := cpuSnapshot(components)
+			lat, elapsed, err := createRound(ctx, client, p, fmt.Sprintf("i%d-r%d", iteration, round), *createsRound, workers)
+			if err != nil {
+				return err
+			}
+			for name, t := range cpuSnapshot(components) {
+				p.cpu[name] += t - before[name]
+			}
+			p.latencies = append(p.latencies, lat...)
+			p.elapsed += elapsed
+		}
+	}
+	return nil
+}
+
+// latencyTable sorts each path's latencies, prints creates/s, p50 and p99
+// per path, and reports them as metrics named after the path.
+func latencyTable(b *testing.B, table *strings.Builder, paths []*path) {
+	fmt.Fprintf(table, "%-11s %10s %9s %9s\n", "path", "creates/s", "p50", "p99")
+	for _, p := range paths {
+		slices.Sort(p.latencies)
+		fmt.Fprintf(table, "%-11s %10.1f %9s %9s\n", p.name, p.createsPerSecond(),
+			p.percentile(0.50).Round(10*time.Microsecond), p.percentile(0.99).Round(10*time.Microsecond))
+		b.ReportMetric(p.createsPerSecond(), p.name+"-creates/s")
+		b.ReportMetric(ms(p.percentile(0.50)), p.name+"-p50-ms")
+		b.ReportMetric(ms(p.percentile(0.99)), p.name+"-p99-ms")
+	}
+}
+
+// cpuTable prints where the time goes: the CPU per create of each process,
+// on each path. It returns each path's total.
+func cpuTable(table *strings.Builder, paths []*path, components []component) []float64 {
+	fmt.Fprintf(table, "\n%-24s", "CPU ms per create")
+	for _, p := range paths {
+		fmt.Fprintf(table, " %11s", p.name)
+	}
+	fmt.Fprintln(table)
+	totals := make([]float64, len(paths))
+	for _, c := range components {
+		fmt.Fprintf(table, "%-24s", c.name)
+		for i, p := range paths {
+			v := ms(p.cpu[c.name]) / float64(len(p.latencies))
+			totals[i] += v
+			fmt.Fprintf(table, " %11.2f", v)
+		}
+		fmt.Fprintln(table)
+	}
+	fmt.Fprintf(table, "%-24s", "total")
+	for _, t := range totals {
+		fmt.Fprintf(table, " %11.2f", t)
+	}
+	fmt.Fprintln(table)
+	return totals
+}
 
 // benchClient is one dynamic client for both paths, so both pay the same
 // serialization and the same connection; its limiter is out of the way.
@@ -280,15 +341,25 @@ var dataVolumeWebhooks = []string{"mutatingwebhookconfiguration/datavolume-webho
 // removeDataVolumeWebhooks deletes the DataVolume webhook configurations, so
 // that both paths run the same admission (none), and waits until
 // datavolume-apiserver, which reads them through an informer, stops calling
-// the webhook.
-func removeDataVolumeWebhooks(ctx context.Context) error {
-	if _, err := cluster.Kubectl(ctx, "", append([]string{"delete", "--ignore-not-found"}, dataVolumeWebhooks...)...); err != nil {
-		return err
-	}
+// the webhook. They come back as they were when b ends: the other
+// benchmarks measure the webhooks as deployed.
+func removeDataVolumeWebhooks(ctx context.Context, b *testing.B) error {
 	rc, err := clientcmd.BuildConfigFromFlags("", cluster.Kubeconfig)
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	saved, err := cluster.Kubectl(ctx, "", append([]string{"get", "--ignore-not-found", "-o", "json"}, dataVolumeWebhooks...)...)
+	if err != nil {
+		return err
+	}
+	if _, err := cluster.Kubectl(ctx, "", append([]string{"delete", "--ignore-not-found"}, dataVolumeWebhooks...)...); err != nil {
+		return err
+	}
+	b.Cleanup(func() {
+		if err := restoreObjects(saved); err != nil {
+			b.Errorf("restoring the DataVolume webhook configurations: %v", err)
+		}
+	})
 	warnings := &warningRecorder{}
 	rc.WarningHandler = warnings
 	client, err := dynamic.NewForConfig(rc)
@@ -338,23 +409,61 @@ func (w *warningRecorder) count() int {
 	return w.warnings
 }
 
-// installCRD applies the CRD and waits until it is served.
-func installCRD(ctx context.Context, client dynamic.Interface) error {
-	if _, err := cluster.Kubectl(ctx, benchCRD, "apply", "-f", "-"); err != nil {
+// restoreObjects creates again the objects of saved, the output of `kubectl
+// get -o json` (one object or a List), without what the server had set.
+func restoreObjects(saved string) error {
+	if strings.TrimSpace(saved) == "" {
+		return nil
+	}
+	var obj unstructured.Unstructured
+	if err := obj.UnmarshalJSON([]byte(saved)); err != nil {
+		return fmt.Errorf("decoding the saved objects: %w", err)
+	}
+	items := []unstructured.Unstructured{obj}
+	if obj.IsList() {
+		list, err := obj.ToList()
+		if err != nil {
+			return err
+		}
+		items = list.Items
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	var out strings.Builder
+	for _, item := range items {
+		for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"} {
+			unstructured.RemoveNestedField(item.Object, "metadata", f)
+		}
+		raw, err := item.MarshalJSON()
+		if err != nil {
+			return err
+		}
+		out.Write(raw)
+		out.WriteString("\n")
+	}
+	_, err := cluster.Kubectl(context.Background(), out.String(), "create", "-f", "-")
+	return err
+}
+
+// installCRD applies manifest, a CRD serving resource, waits until it is
+// served and until kube-controller-manager watches it.
+func installCRD(ctx context.Context, client dynamic.Interface, manifest string, resource schema.GroupVersionResource) error {
+	if _, err := cluster.Kubectl(ctx, manifest, "apply", "-f", "-"); err != nil {
 		return err
 	}
 	if _, err := cluster.Kubectl(ctx, "", "wait", "--for", "condition=Established", "--timeout=60s",
-		"crd/datavolumes.bench.example.com"); err != nil {
+		"crd/"+resource.GroupResource().String()); err != nil {
 		return err
 	}
 	// Established comes before the handler serves every request: list until it does.
-	crd := client.Resource(schema.GroupVersionResource{Group: "bench.example.com", Version: "v1beta1", Resource: "datavolumes"})
+	crd := client.Resource(resource)
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := crd.Namespace("default").List(ctx, metav1.ListOptions{Limit: 1})
 		return err == nil, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for the bench CRD to be served: %w", err)
+		return fmt.Errorf("waiting for %s to be served: %w", resource.GroupResource(), err)
 	}
 	// kube-controller-manager (garbage collector, quota) watches every
 	// resource, ours through the aggregator since its start, a new CRD only
@@ -365,10 +474,10 @@ func installCRD(ctx context.Context, client dynamic.Interface) error {
 		if err != nil {
 			return false, nil
 		}
-		return watched(metrics, "bench.example.com", "datavolumes"), nil
+		return watched(metrics, resource.Group, resource.Resource), nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for kube-controller-manager to watch the bench CRD: %w", err)
+		return fmt.Errorf("waiting for kube-controller-manager to watch %s: %w", resource.GroupResource(), err)
 	}
 	return nil
 }
@@ -389,23 +498,23 @@ func watched(metrics, group, resource string) bool {
 	return false
 }
 
-// createRound creates n DataVolumes on p with the configured number of
-// workers, and returns each create's latency and the round's wall time.
-func createRound(ctx context.Context, client dynamic.Interface, p *path, prefix string, n int) ([]time.Duration, time.Duration, error) {
+// createRound creates n objects on p with workers concurrent clients, and
+// returns each create's latency and the round's wall time.
+func createRound(ctx context.Context, client dynamic.Interface, p *path, prefix string, n, workers int) ([]time.Duration, time.Duration, error) {
 	resource := client.Resource(p.resource).Namespace(p.ns)
 	latencies := make([]time.Duration, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	errs := make([]error, *workers)
+	errs := make([]error, workers)
 	start := time.Now()
-	for w := range *workers {
+	for w := range workers {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= n {
 					return
 				}
-				obj := dataVolume(p.resource.GroupVersion(), fmt.Sprintf("%s-%05d", prefix, i))
+				obj := p.newObject(fmt.Sprintf("%s-%05d", prefix, i))
 				t0 := time.Now()
 				_, err := resource.Create(ctx, obj, metav1.CreateOptions{})
 				latencies[i] = time.Since(t0)
