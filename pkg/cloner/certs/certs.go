@@ -1,6 +1,7 @@
 // Package certs makes the per-job certificates of a clone (a CA, a server
 // certificate for the clone target and a client certificate for the clone
-// source) and turns them into mutual-TLS configurations.
+// source) and turns them into mutual-TLS configurations; it also loads the
+// custom CA of an import source.
 package certs
 
 import (
@@ -139,6 +140,23 @@ func loadPool(caFile string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("reading CA: %w", err)
 	}
 	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+	}
+	return pool, nil
+}
+
+// SystemPoolWith is the system's trusted roots plus the certificates of
+// caFile: what a source server (HTTPS, registry) with a custom CA needs.
+func SystemPoolWith(caFile string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	data, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading CA file: %w", err)
+	}
 	if !pool.AppendCertsFromPEM(data) {
 		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
 	}

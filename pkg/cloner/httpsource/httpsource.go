@@ -15,13 +15,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/datavolume/datavolume/pkg/cloner/certs"
 )
 
 // Options configures a download. Zero durations and counts take the
@@ -89,16 +90,9 @@ func New(opts Options) (*Source, error) {
 	}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	if opts.CAFile != "" {
-		pool, err := x509.SystemCertPool()
+		pool, err := certs.SystemPoolWith(opts.CAFile)
 		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		pem, err := os.ReadFile(opts.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading CA file: %w", err)
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", opts.CAFile)
+			return nil, err
 		}
 		tlsConfig.RootCAs = pool
 	}

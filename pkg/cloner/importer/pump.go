@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/datavolume/datavolume/pkg/cloner/internal/readahead"
 	"github.com/datavolume/datavolume/pkg/cloner/sink"
 )
 
@@ -33,7 +34,7 @@ func pump(ctx context.Context, r io.Reader, disk *sink.Disk, src io.Closer) (int
 			case <-stop:
 				return
 			}
-			n, err := fill(r, buf)
+			n, err := readahead.Fill(r, buf)
 			select {
 			case full <- filled{buf: buf[:n], err: err}:
 			case <-stop:
@@ -73,18 +74,4 @@ func pump(ctx context.Context, r io.Reader, disk *sink.Disk, src io.Closer) (int
 		}
 		free <- c.buf[:cap(c.buf)]
 	}
-}
-
-// fill reads until buf is full or r fails; unlike io.ReadFull it passes
-// r's own error through, so a truncated stream is never mistaken for EOF.
-func fill(r io.Reader, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }

@@ -15,7 +15,6 @@ import (
 	"archive/tar"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +32,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/datavolume/datavolume/pkg/cloner/archive"
+
+	"github.com/datavolume/datavolume/pkg/cloner/certs"
 )
 
 // Options says which image to read and how to reach it.
@@ -123,16 +124,9 @@ func (o Options) remoteImage(ctx context.Context, ref string) (v1.Image, error) 
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.CAFile != "" {
-		pool, err := x509.SystemCertPool()
+		pool, err := certs.SystemPoolWith(o.CAFile)
 		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading CA file: %w", err)
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", o.CAFile)
+			return nil, err
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}

@@ -41,7 +41,7 @@ func (ra *Reader) fill(r io.Reader) {
 		}
 		// Fill whole buffers: handing over a buffer per network read
 		// would cost a goroutine wake-up every few KiB.
-		n, err := fill(r, buf[:cap(buf)])
+		n, err := Fill(r, buf[:cap(buf)])
 		select {
 		case ra.full <- chunk{buf: buf[:n], err: err}:
 		case <-ra.stop:
@@ -78,8 +78,9 @@ func (ra *Reader) Close() error {
 	return nil
 }
 
-// fill reads until buf is full or r fails, passing r's error through.
-func fill(r io.Reader, buf []byte) (int, error) {
+// Fill reads until buf is full or r fails; unlike io.ReadFull it passes r's
+// own error through, so a truncated stream is never mistaken for EOF.
+func Fill(r io.Reader, buf []byte) (int, error) {
 	n := 0
 	for n < len(buf) {
 		m, err := r.Read(buf[n:])
