@@ -70,6 +70,7 @@ verify: ## Fail on generated-code drift, gofmt, go vet or an untidy go.mod.
 	hack/verify-codegen.sh
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/...
 	hack/verify-gomod.sh
 
 .PHONY: clean
