@@ -49,7 +49,8 @@ test: deps build ## Unit, registry, fuzz (briefly) and e2e tests (real control p
 	$(GO) test -count=1 ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./pkg/webhook/server
 	$(GO) test -run '^$$' -fuzz '^FuzzSniff$$' -fuzztime $(FUZZTIME) ./pkg/cloner/format
-	$(E2E_ENV) $(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/... 2>&1 | tee $(OUTPUT)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' || { tail -50 $(OUTPUT)/e2e.log; exit 1; }
+	$(GO) vet -tags e2e ./e2e/bench/
+	$(E2E_ENV) $(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/ 2>&1 | tee $(OUTPUT)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' || { tail -50 $(OUTPUT)/e2e.log; exit 1; }
 
 E2E_ENV = DATAVOLUME_KUBE_BIN=$(KUBE_BIN) DATAVOLUME_ETCD=$(ETCD) DATAVOLUME_BIN=$(abspath $(BIN))
 
