@@ -119,29 +119,10 @@ func createClaim(t *testing.T, name, ns, size string, mode corev1.PersistentVolu
 	assert.NilError(t, err, out)
 }
 
-func cloneYAML(name, ns, sourceNamespace, claim string) string {
-	return `apiVersion: cdi.kubevirt.io/v1beta1
-kind: DataVolume
-metadata:
-  name: ` + name + `
-  namespace: ` + ns + `
-spec:
-  source:
-    pvc:
-      namespace: ` + sourceNamespace + `
-      name: ` + claim + `
-  pvc:
-    accessModes: ["ReadWriteOnce"]
-    resources:
-      requests:
-        storage: 2Gi
-`
-}
-
 // cloneAs creates the clone DataVolume as id.
 func cloneAs(t *testing.T, id identity, name, ns, sourceNamespace, claim string) (string, error) {
 	t.Helper()
-	return id.run(t, cloneYAML(name, ns, sourceNamespace, claim), "create", "-f", "-")
+	return id.run(t, cloneYAML(name, ns, sourceNamespace, claim, "2Gi"), "create", "-f", "-")
 }
 
 // allowEdit binds the built-in edit role (which covers DataVolumes) to a
@@ -580,7 +561,7 @@ func TestCloneSameNamespaceNeedsNoSourcePermission(t *testing.T) {
 	// target. A cross-namespace clone made afterwards shows the log is
 	// written; the same-namespace one has no line.
 	other := namespace(t, "same-x")
-	out, err = kubectlIn(t, cloneYAML("probe", other, ns, "disk"), "create", "-f", "-")
+	out, err = kubectlIn(t, cloneYAML("probe", other, ns, "disk", "2Gi"), "create", "-f", "-")
 	assert.NilError(t, err, out)
 	logFile := filepath.Join(cluster.LogDir(), "datavolume-apiserver.log")
 	eventually(t, 20*time.Second, func() error {
@@ -615,7 +596,7 @@ func TestCloneGrantAnnotationIsServerOwned(t *testing.T) {
 	assert.Check(t, !has, "a client's grant was stored")
 
 	// An allowed clone (the admin): replaced by the server's.
-	out, err = kubectlIn(t, withGrant(cloneYAML("copy", dst, src, "disk")), "create", "-f", "-")
+	out, err = kubectlIn(t, withGrant(cloneYAML("copy", dst, src, "disk", "2Gi")), "create", "-f", "-")
 	assert.NilError(t, err, out)
 	assertGrantVerifies(t, "copy", dst, src, "disk")
 	stored := storedDataVolume(t, "copy", dst).Annotations[cloneauth.GrantAnnotation]

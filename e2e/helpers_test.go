@@ -119,3 +119,24 @@ func lines(s string) []string {
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// cloneYAML is a DataVolume in ns cloning claim of sourceNamespace into a
+// spec.pvc of size.
+func cloneYAML(name, ns, sourceNamespace, claim, size string) string {
+	return `apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata:
+  name: ` + name + `
+  namespace: ` + ns + `
+spec:
+  source:
+    pvc:
+      namespace: ` + sourceNamespace + `
+      name: ` + claim + `
+  pvc:
+    accessModes: ["ReadWriteOnce"]
+    resources:
+      requests:
+        storage: ` + size + `
+`
+}

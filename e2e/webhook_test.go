@@ -70,7 +70,7 @@ func TestWebhookRefusesCloneSmallerThanSource(t *testing.T) {
 	seedSourceClaim(t)
 	ns := namespace(t, "smaller")
 	const refusal = `spec.pvc.resources.requests.storage: Invalid value: "1Gi": must be at least the size of the source PersistentVolumeClaim "source-namespace/my-favorite-vm-disk" (2Gi)`
-	_, stderr, err := kubectlWithWarnings(t, cloneDataVolumeYAML("too-small", ns, sourceClaim, "1Gi"), "create", "-f", "-")
+	_, stderr, err := kubectlWithWarnings(t, cloneYAML("too-small", ns, sourceNamespace, sourceClaim, "1Gi"), "create", "-f", "-")
 	assert.Assert(t, err != nil, "a 1Gi clone of a 2Gi claim was admitted")
 	assert.Check(t, is.Contains(stderr, `The DataVolume "too-small" is invalid: `+refusal))
 
@@ -155,7 +155,7 @@ spec:
 func TestWebhookWarnsOfMissingSource(t *testing.T) {
 	seedSourceClaim(t)
 	ns := namespace(t, "missing")
-	stdout, stderr, err := kubectlWithWarnings(t, cloneDataVolumeYAML("waits", ns, "no-such-disk", "1Gi"), "create", "-f", "-")
+	stdout, stderr, err := kubectlWithWarnings(t, cloneYAML("waits", ns, sourceNamespace, "no-such-disk", "1Gi"), "create", "-f", "-")
 	assert.NilError(t, err, stderr)
 	assert.Check(t, is.Contains(stdout, "datavolume.cdi.kubevirt.io/waits created"))
 	assert.Check(t, is.Equal(strings.TrimSpace(stderr),
@@ -316,7 +316,7 @@ spec:
       storage: 2Gi
 `, "apply", "-f", "-")
 	assert.NilError(t, err)
-	probe := cloneDataVolumeYAML("cache-probe", sourceNamespace, sourceClaim, "2Gi")
+	probe := cloneYAML("cache-probe", sourceNamespace, sourceNamespace, sourceClaim, "2Gi")
 	eventually(t, 30*time.Second, func() error {
 		_, stderr, err := kubectlWithWarnings(t, probe, "create", "--dry-run=server", "-f", "-")
 		if err != nil || strings.Contains(stderr, "does not exist yet") {
@@ -335,26 +335,6 @@ func seedClonePermission(t *testing.T) {
 	assert.NilError(t, err)
 	kubectl(t, "apply", "-f", repoFile(t, "artifacts/examples/datavolume-cloner.yaml"))
 	kubectl(t, "apply", "-f", repoFile(t, "artifacts/examples/allow-clone-to-user.yaml"))
-}
-
-// cloneDataVolumeYAML clones the claim of source-namespace into a spec.pvc of size.
-func cloneDataVolumeYAML(name, ns, claim, size string) string {
-	return `apiVersion: cdi.kubevirt.io/v1beta1
-kind: DataVolume
-metadata:
-  name: ` + name + `
-  namespace: ` + ns + `
-spec:
-  source:
-    pvc:
-      namespace: ` + sourceNamespace + `
-      name: ` + claim + `
-  pvc:
-    accessModes: [ReadWriteOnce]
-    resources:
-      requests:
-        storage: ` + size + `
-`
 }
 
 func seedVirtualMachine(t *testing.T) string {
