@@ -18,6 +18,16 @@ needs=(
   openssl:openssl
   /usr/bin/time:time
   bc:bc
+  # The node: container runtime, CNI plugins, kube-proxy's and the kubelet's tools.
+  containerd:containerd
+  ctr:containerd
+  runc:runc
+  /usr/lib/cni/bridge:containernetworking-plugins
+  iptables:iptables
+  conntrack:conntrack
+  socat:socat
+  ip:iproute2
+  debootstrap:debootstrap
 )
 
 missing=()
