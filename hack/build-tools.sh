@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/hack/lib.sh"
 
-all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy coredns)
 want=("${@:-${all[@]}}")
 
 minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
@@ -43,6 +43,7 @@ build() {
 for name in "${want[@]}"; do
   case $name in
     etcd) build etcd "$ETCD_BIN_DIR" "$root/hack/tools/etcd" go.etcd.io/etcd/server/v3 "-s -w" ;;
+    coredns) build coredns "$COREDNS_BIN_DIR" "$root/hack/tools/coredns" github.com/coredns/coredns "-s -w" ;;
     kube-*|kubectl|kubelet) build "$name" "$KUBE_BIN_DIR" "$root/hack/tools/kube" "k8s.io/kubernetes/cmd/$name" "$kube_ldflags" ;;
     *) log "unknown binary $name"; exit 2 ;;
   esac

@@ -2,11 +2,13 @@
 
 KUBE_VERSION=v1.37.2
 ETCD_VERSION=v3.7.3
+COREDNS_VERSION=v1.15.0
 # Tool builds are cached by version outside the clone, so a fresh clone on
 # the same machine (which is what CI runs) reuses them.
 DATAVOLUME_CACHE=${DATAVOLUME_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/datavolume}
 KUBE_BIN_DIR=$DATAVOLUME_CACHE/kube-$KUBE_VERSION/bin
 ETCD_BIN_DIR=$DATAVOLUME_CACHE/etcd-$ETCD_VERSION/bin
+COREDNS_BIN_DIR=$DATAVOLUME_CACHE/coredns-$COREDNS_VERSION/bin
 
 # log prints a timestamped progress line on stderr.
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -1,0 +1,223 @@
+// Command imagebuild makes the local cluster's container images without a
+// Docker engine: reproducible layers (sorted entries, root owner, the epoch
+// as every time) appended with go-containerregistry and written as a
+// tarball that `ctr images import` loads. The same files give the same
+// image digest, and the tag is that digest's first 12 hex digits.
+//
+//	imagebuild rootfs-layer ROOT OUT.tar
+//	imagebuild image --name NAME --out-dir DIR [--base-layer TAR] [--minimal-etc]
+//	    --file SRC:DST[:MODE]... --entrypoint PATH [--user UID]
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// registry names the images as built here: never pulled from anywhere.
+const registry = "datavolume.local"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "imagebuild: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: imagebuild rootfs-layer|image ...")
+	}
+	switch args[0] {
+	case "rootfs-layer":
+		if len(args) != 3 {
+			return errors.New("usage: imagebuild rootfs-layer ROOT OUT.tar")
+		}
+		return writeAtomically(args[2], func(w io.Writer) error { return writeRootfsLayer(w, args[1]) })
+	case "image":
+		return imageCommand(args[1:])
+	default:
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+type fileFlags []fileEntry
+
+func (f *fileFlags) String() string { return fmt.Sprint(*f) }
+
+func (f *fileFlags) Set(v string) error {
+	parts := strings.Split(v, ":")
+	if len(parts) < 2 || len(parts) > 3 || !strings.HasPrefix(parts[1], "/") {
+		return fmt.Errorf("--file %q: want SRC:/DST[:MODE]", v)
+	}
+	mode := fs.FileMode(0o755)
+	if len(parts) == 3 {
+		m, err := strconv.ParseUint(parts[2], 8, 32)
+		if err != nil {
+			return fmt.Errorf("--file %q: mode: %w", v, err)
+		}
+		mode = fs.FileMode(m)
+	}
+	*f = append(*f, fileEntry{Source: parts[0], Target: parts[1], Mode: mode})
+	return nil
+}
+
+// imageSpec is one image to build.
+type imageSpec struct {
+	Name       string
+	BaseLayer  string // an uncompressed layer tar, e.g. a packed Debian root
+	MinimalEtc bool   // /etc/passwd and /etc/group with root and nonroot, and /tmp
+	Files      []fileEntry
+	Entrypoint string
+	User       string
+}
+
+func imageCommand(args []string) error {
+	fs := flag.NewFlagSet("image", flag.ContinueOnError)
+	var spec imageSpec
+	var outDir string
+	var files fileFlags
+	fs.StringVar(&spec.Name, "name", "", "Image name, without registry or tag.")
+	fs.StringVar(&outDir, "out-dir", "", "Directory for NAME.tar.")
+	fs.StringVar(&spec.BaseLayer, "base-layer", "", "Uncompressed layer tar under the files, e.g. a Debian root.")
+	fs.BoolVar(&spec.MinimalEtc, "minimal-etc", false, "Add /etc/passwd, /etc/group (root, nonroot 65532) and /tmp.")
+	fs.Var(&files, "file", "SRC:/DST[:MODE] to add (repeatable).")
+	fs.StringVar(&spec.Entrypoint, "entrypoint", "", "Entrypoint path in the image.")
+	fs.StringVar(&spec.User, "user", "", "User to run as (default root).")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	spec.Files = files
+	if spec.Name == "" || outDir == "" || spec.Entrypoint == "" {
+		return errors.New("image: --name, --out-dir and --entrypoint are required")
+	}
+	img, err := buildImage(spec)
+	if err != nil {
+		return err
+	}
+	ref, err := reference(spec.Name, img)
+	if err != nil {
+		return err
+	}
+	out := filepath.Join(outDir, spec.Name+".tar")
+	if same, _ := tarballHolds(out, ref); !same {
+		if err := os.MkdirAll(outDir, 0o755); err != nil {
+			return err
+		}
+		tmp := out + ".tmp"
+		if err := tarball.WriteToFile(tmp, ref, img); err != nil {
+			return fmt.Errorf("writing %s: %w", out, err)
+		}
+		if err := os.Rename(tmp, out); err != nil {
+			return err
+		}
+	}
+	fmt.Println(ref.String())
+	return nil
+}
+
+// buildImage appends the base layer (if any) and a layer of the files to an
+// empty image, and sets a config with nothing that varies between builds.
+func buildImage(spec imageSpec) (v1.Image, error) {
+	var layers []v1.Layer
+	if spec.BaseLayer != "" {
+		base, err := tarball.LayerFromFile(spec.BaseLayer)
+		if err != nil {
+			return nil, fmt.Errorf("reading base layer %s: %w", spec.BaseLayer, err)
+		}
+		layers = append(layers, base)
+	}
+	content := layerSpec{Files: spec.Files}
+	if spec.MinimalEtc {
+		content.Inline = []inlineEntry{
+			{Target: "/etc/passwd", Mode: 0o644, Content: "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"},
+			{Target: "/etc/group", Mode: 0o644, Content: "root:x:0:\nnonroot:x:65532:\n"},
+		}
+		content.Dirs = map[string]fs.FileMode{"/tmp": 0o777 | fs.ModeSticky, "/home/nonroot": 0o755}
+	}
+	var buf bytes.Buffer
+	if err := writeLayer(&buf, content); err != nil {
+		return nil, err
+	}
+	data := buf.Bytes()
+	own, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		return nil, err
+	}
+	layers = append(layers, own)
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Architecture, cf.OS = "amd64", "linux"
+	cf.Config.Entrypoint = []string{spec.Entrypoint}
+	cf.Config.User = spec.User
+	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cf.History = nil
+	return mutate.ConfigFile(img, cf)
+}
+
+// reference is registry/name:<first 12 hex of the manifest digest>.
+func reference(imageName string, img v1.Image) (name.Tag, error) {
+	digest, err := img.Digest()
+	if err != nil {
+		return name.Tag{}, err
+	}
+	return name.NewTag(fmt.Sprintf("%s/%s:%s", registry, imageName, digest.Hex[:12]))
+}
+
+// tarballHolds says whether path is already the tarball of ref, so an
+// unchanged image is not rewritten.
+func tarballHolds(path string, ref name.Tag) (bool, error) {
+	if _, err := os.Stat(path); err != nil {
+		return false, err
+	}
+	img, err := tarball.ImageFromPath(path, &ref)
+	if err != nil {
+		return false, err
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return false, err
+	}
+	return strings.HasPrefix(digest.Hex, ref.TagStr()), nil
+}
+
+// writeAtomically writes a file under a temporary name and renames it.
+func writeAtomically(path string, write func(io.Writer) error) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
