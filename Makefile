@@ -11,7 +11,7 @@ CACHE       := $(or $(DATAVOLUME_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/d
 KUBE_BIN    := $(CACHE)/kube-v1.37.2/bin
 ETCD        := $(CACHE)/etcd-v3.7.3/bin/etcd
 COMMANDS    := datavolume-apiserver datavolume-webhook datavolume-cloner
-CLUSTER_TOOLS := etcd kube-apiserver kube-controller-manager kubectl
+CLUSTER_TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl coredns
 export GOFLAGS ?= -buildvcs=false
 
 ##@ General
@@ -25,37 +25,41 @@ help: ## Show this help.
 ##@ Build
 
 .PHONY: build
-build: ## Build our commands into _output/bin.
+build: ## Build our commands into _output/bin (static: they run in images with no C library).
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(COMMANDS)) ./hack/local-up
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(COMMANDS)) ./hack/local-up
 
 .PHONY: deps
 deps: ## Install the Debian packages and build the cluster tools (cached by version).
 	hack/install-deps.sh
 	hack/build-tools.sh $(CLUSTER_TOOLS)
 
+.PHONY: images
+images: deps build ## Build the container images of the local cluster (no Docker; go-containerregistry) into _output/images.
+	hack/build-images.sh
+
 ##@ Run
 
 .PHONY: run
-run: deps build ## Start the embedded default: a real local cluster with our API; Ctrl-C stops it.
-	$(BIN)/local-up --kube-bin-dir $(KUBE_BIN) --etcd $(ETCD) --apiserver $(BIN)/datavolume-apiserver
+run: deps build images ## Start the embedded default: a real single-node cluster running our components; Ctrl-C stops it.
+	$(BIN)/local-up --kube-bin-dir $(KUBE_BIN) --etcd $(ETCD) --images $(OUTPUT)/images
 
 ##@ Test
 
 FUZZTIME ?= 10s
 
 .PHONY: test
-test: deps build ## Unit, registry, fuzz (briefly) and e2e tests (real control plane, real kubectl).
+test: deps build images ## Unit, registry, fuzz (briefly) and e2e tests (real control plane, real kubectl).
 	$(GO) test -count=1 ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./pkg/webhook/server
 	$(GO) test -run '^$$' -fuzz '^FuzzSniff$$' -fuzztime $(FUZZTIME) ./pkg/cloner/format
 	$(GO) vet -tags e2e ./e2e/bench/
 	$(E2E_ENV) $(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/ 2>&1 | tee $(OUTPUT)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' || { tail -50 $(OUTPUT)/e2e.log; exit 1; }
 
-E2E_ENV = DATAVOLUME_KUBE_BIN=$(KUBE_BIN) DATAVOLUME_ETCD=$(ETCD) DATAVOLUME_BIN=$(abspath $(BIN))
+E2E_ENV = DATAVOLUME_KUBE_BIN=$(KUBE_BIN) DATAVOLUME_ETCD=$(ETCD) DATAVOLUME_IMAGES=$(abspath $(OUTPUT)/images)
 
 .PHONY: bench
-bench: deps build ## Benchmarks, each against a baseline measured in the same run, printed as ratios.
+bench: deps build images ## Benchmarks, each against a baseline measured in the same run, printed as ratios.
 	$(E2E_ENV) $(GO) test -tags e2e -run '^$$' -bench . -benchtime 1x -timeout 10m ./e2e/bench/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./pkg/webhook/...
 	hack/bench-cloner.sh

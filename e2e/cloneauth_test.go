@@ -201,10 +201,10 @@ func storedDataVolume(t *testing.T, name, ns string) v1beta1.DataVolume {
 }
 
 // grantKeys are the keys datavolume-apiserver signs grants with: the
-// cluster generates them in <cluster dir>/clone-grant-keys.
+// cluster generates them and hands them to its pod in a Secret.
 func grantKeys(t *testing.T) *cloneauth.KeySet {
 	t.Helper()
-	keys, err := cloneauth.LoadKeySet(filepath.Join(filepath.Dir(cluster.AuditLog), "clone-grant-keys"))
+	keys, err := cloneauth.LoadKeySet(cluster.CloneGrantKeysDir())
 	assert.NilError(t, err)
 	return keys
 }
@@ -563,20 +563,15 @@ func TestCloneSameNamespaceNeedsNoSourcePermission(t *testing.T) {
 	other := namespace(t, "same-x")
 	out, err = kubectlIn(t, cloneYAML("probe", other, ns, "disk", "2Gi"), "create", "-f", "-")
 	assert.NilError(t, err, out)
-	logFile := filepath.Join(cluster.LogDir(), "datavolume-apiserver.log")
+	var log string
 	eventually(t, 20*time.Second, func() error {
-		log, err := os.ReadFile(logFile)
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(string(log), `target="`+other+`/probe"`) {
-			return errorf("no clone decision for %s/probe in %s", other, logFile)
+		log = apiserverLog(t)
+		if !strings.Contains(log, `target="`+other+`/probe"`) {
+			return errorf("no clone decision for %s/probe in the log of datavolume-apiserver", other)
 		}
 		return nil
 	})
-	log, err := os.ReadFile(logFile)
-	assert.NilError(t, err)
-	assert.Check(t, !strings.Contains(string(log), `target="`+ns+`/copy"`), "a same-namespace clone was checked")
+	assert.Check(t, !strings.Contains(log, `target="`+ns+`/copy"`), "a same-namespace clone was checked")
 }
 
 // A grant comes only from the server: one a client sends is dropped or

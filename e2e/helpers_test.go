@@ -140,3 +140,9 @@ spec:
         storage: ` + size + `
 `
 }
+
+// apiserverLog is the log of datavolume-apiserver's current pod.
+func apiserverLog(t *testing.T) string {
+	t.Helper()
+	return kubectl(t, "logs", "-n", "datavolume-system", "deployment/datavolume-apiserver", "--tail=-1")
+}

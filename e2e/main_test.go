@@ -1,15 +1,17 @@
 //go:build e2e
 
-// Package e2e tests datavolume against a real local cluster: etcd,
-// kube-apiserver, kube-controller-manager, datavolume-apiserver and
-// datavolume-webhook as processes, driven with the real kubectl. `make test`
-// builds what it needs and runs it; the paths come from the environment.
+// Package e2e tests datavolume on a real single-node local cluster: etcd,
+// kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy and the
+// kubelet with containerd, our components deployed as Pods from
+// artifacts/deploy, all driven with the real kubectl. `make test` builds what
+// it needs and runs it; the paths come from the environment.
 package e2e
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,7 +31,8 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	before := localcluster.ReadHostState()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cluster, err = localcluster.Start(ctx, cfg)
 	if err != nil {
@@ -41,5 +44,12 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: stopping the local cluster: %v\n", err)
 		code = 1
 	}
+	// The node changed the machine; stopping it must have put everything back.
+	fmt.Println("=== RUN   TestStoppedClusterLeavesNothingBehind")
+	if left := localcluster.Leftovers(context.Background(), cfg.Dir, before); len(left) > 0 {
+		fmt.Printf("--- FAIL: TestStoppedClusterLeavesNothingBehind\n    left behind:\n      %s\n", strings.Join(left, "\n      "))
+		return 1
+	}
+	fmt.Println("--- PASS: TestStoppedClusterLeavesNothingBehind (no process, mount, loop device, network namespace, bridge, iptables chain, cgroup or changed sysctl)")
 	return code
 }

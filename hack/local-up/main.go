@@ -1,6 +1,7 @@
-// Command local-up runs the embedded default: a real local cluster with
-// datavolume-apiserver behind its aggregation layer and datavolume-webhook
-// admitting DataVolumes and VirtualMachines, until Ctrl-C or SIGTERM.
+// Command local-up runs the embedded default: a real single-node cluster
+// (node01) whose Pods run datavolume-apiserver behind the aggregation layer
+// and datavolume-webhook admitting DataVolumes and VirtualMachines, until
+// Ctrl-C or SIGTERM; then it removes what the node left on the machine.
 // `make run` builds what it needs and runs it.
 package main
 
@@ -30,11 +31,11 @@ func main() {
 func run() error {
 	var cfg localcluster.Config
 	flag.StringVar(&cfg.Dir, "dir", "_output/local", "Directory for the cluster's state, logs and kubeconfig; reset at start.")
-	flag.StringVar(&cfg.KubeBinDir, "kube-bin-dir", "", "Directory with kube-apiserver, kube-controller-manager and kubectl.")
+	flag.StringVar(&cfg.KubeBinDir, "kube-bin-dir", "", "Directory with kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubelet and kubectl.")
 	flag.StringVar(&cfg.EtcdBinary, "etcd", "", "Path of etcd.")
-	flag.StringVar(&cfg.APIServerBinary, "apiserver", "_output/bin/datavolume-apiserver", "Path of datavolume-apiserver.")
-	flag.StringVar(&cfg.WebhookBinary, "webhook", "_output/bin/datavolume-webhook", "Path of datavolume-webhook.")
+	flag.StringVar(&cfg.ImagesDir, "images", "_output/images", "Directory with the image tarballs and images.json of hack/build-images.sh.")
 	flag.StringVar(&cfg.ArtifactsDir, "artifacts", "artifacts", "The repository's artifacts directory.")
+	flag.StringVar(&cfg.NodeName, "node-name", localcluster.DefaultNodeName, "Name of the node.")
 	flag.StringVar(&cfg.LockFile, "lock", "/run/datavolume-localcluster.lock", "Machine-wide lock held while the cluster runs.")
 	flag.Parse()
 
@@ -44,7 +45,7 @@ func run() error {
 	}, funcr.Options{})
 	cfg.Log = log
 
-	for _, p := range []*string{&cfg.Dir, &cfg.APIServerBinary, &cfg.WebhookBinary, &cfg.ArtifactsDir} {
+	for _, p := range []*string{&cfg.Dir, &cfg.ImagesDir, &cfg.ArtifactsDir} {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return err
@@ -71,24 +72,28 @@ func run() error {
 
 func printUsage(_ logr.Logger, c *localcluster.Cluster, cfg localcluster.Config, took time.Duration) {
 	fmt.Printf(`
-The local cluster is up: etcd, kube-apiserver, kube-controller-manager,
-datavolume-apiserver (cdi.kubevirt.io v1beta1, v1alpha1) behind the aggregator,
-and datavolume-webhook, which both API servers call to admit DataVolumes and
-VirtualMachines (the testing VirtualMachine CRD, kubevirt.io v1 and v1alpha3,
-is installed when the cluster has none).
+The local cluster is up. On this host: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler, containerd, kube-proxy and the
+kubelet of node %[1]s. As Pods (kubectl get pods -A): CoreDNS, and from
+artifacts/deploy datavolume-apiserver (cdi.kubevirt.io v1beta1, v1alpha1,
+behind the aggregator) with its etcd on a local PersistentVolume, and
+datavolume-webhook, which both API servers call to admit DataVolumes and
+VirtualMachines. Storage: the default StorageClass "local"; add volumes as
+the seed's 6.10.4 does (losetup -f, then a PersistentVolume on node %[1]s).
 
-  export KUBECONFIG=%s
-  export PATH=%s:$PATH      # kubectl %s
+  export KUBECONFIG=%[2]s
+  export PATH=%[3]s:$PATH      # kubectl v1.37.2
+  kubectl get nodes,pods -A
+  kubectl logs -n datavolume-system deploy/datavolume-apiserver
   kubectl create namespace example-ns
   kubectl create -n example-ns -f artifacts/examples/example-clone-dv.yaml
   kubectl get dv -n example-ns
   kubectl explain datavolume.spec.source.pvc
-  kubectl create -n example-ns -f artifacts/examples/example-dv-vm.yaml
-  kubectl get vm -n example-ns
 
-Logs: %s   Audit: %s (datavolume-apiserver), %s (kube-apiserver)
-Stop with Ctrl-C.
+Host logs: %[4]s   Audit: %[5]s (datavolume-apiserver), %[6]s (kube-apiserver)
+Stop with Ctrl-C: every process, mount, loop device, network namespace, the
+bridge, iptables chains, cgroups and sysctls the node changed are put back.
 
-`, c.Kubeconfig, cfg.KubeBinDir, "v1.37.2", c.LogDir(), c.AuditLog, c.KubeAuditLog)
+`, cfg.NodeName, c.Kubeconfig, cfg.KubeBinDir, c.LogDir(), c.AuditLog, c.KubeAuditLog)
 	fmt.Printf("ready in %s: KUBECONFIG=%s\n", took.Round(100*time.Millisecond), c.Kubeconfig)
 }

@@ -1,8 +1,10 @@
-// Package localcluster runs a real Kubernetes control plane on this machine —
-// etcd, kube-apiserver and kube-controller-manager built from the Go module
-// proxy — with datavolume-apiserver behind its aggregation layer and
-// datavolume-webhook admitting DataVolumes and VirtualMachines. `make run`
-// and the e2e tests both use it. All traffic stays on loopback.
+// Package localcluster runs a real single-node Kubernetes cluster on this
+// machine: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+// kube-proxy and the kubelet built from the Go module proxy, with Debian's
+// containerd, runc and CNI plugins. Our components run in it as Pods
+// deployed from artifacts/deploy, from images built without Docker
+// (hack/build-images.sh). `make run` and the e2e tests both use it. Traffic
+// stays on this machine: loopback, its own address and the pod bridge.
 package localcluster
 
 import (
@@ -24,32 +26,33 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-
-	"github.com/datavolume/datavolume/pkg/cloneauth"
 )
 
-// Names of the aggregated server's objects, as in artifacts/deploy.
+// Names of our objects, as in artifacts/deploy.
 const (
 	systemNamespace = "datavolume-system"
 	apiserverName   = "datavolume-apiserver"
+	webhookName     = "datavolume-webhook"
 )
 
 // Config says where the cluster keeps its state and finds its binaries.
 type Config struct {
-	// Dir holds certificates, data, logs and kubeconfigs. It is reset at start.
+	// Dir holds certificates, data, volumes, logs and kubeconfigs. It is
+	// reset at start.
 	Dir string
-	// KubeBinDir holds kube-apiserver, kube-controller-manager and kubectl.
+	// KubeBinDir holds kube-apiserver, kube-controller-manager,
+	// kube-scheduler, kube-proxy, kubelet and kubectl.
 	KubeBinDir string
-	// EtcdBinary is the etcd server.
+	// EtcdBinary is the etcd server of kube-apiserver.
 	EtcdBinary string
-	// APIServerBinary is datavolume-apiserver.
-	APIServerBinary string
-	// WebhookBinary is datavolume-webhook.
-	WebhookBinary string
+	// ImagesDir holds the image tarballs and images.json written by
+	// hack/build-images.sh.
+	ImagesDir string
 	// ArtifactsDir is the repository's artifacts directory.
 	ArtifactsDir string
-	// LockFile is held while the cluster runs, so two clusters that cannot
-	// share the machine never run at once.
+	// NodeName is the node's name; DefaultNodeName when empty.
+	NodeName string
+	// LockFile is held while the cluster runs: one node per machine.
 	LockFile string
 	// Log receives progress.
 	Log logr.Logger
@@ -63,32 +66,38 @@ type Cluster struct {
 
 	// Kubeconfig is the cluster admin's kubeconfig (group system:masters).
 	Kubeconfig string
-	// AuditLog is datavolume-apiserver's audit log.
+	// AuditLog is datavolume-apiserver's audit log, written by its pod to a
+	// directory of this host.
 	AuditLog string
 	// KubeAuditLog is kube-apiserver's audit log.
 	KubeAuditLog string
-	// APIServerURL is kube-apiserver's address.
+	// APIServerURL is kube-apiserver's address on loopback.
 	APIServerURL string
 
-	ca      *CA
-	pkiDir  string
-	logDir  string
-	dvProc  *process
-	dvArgs  []string
-	dvPort  int
-	started time.Time
+	ca       *CA
+	pkiDir   string
+	logDir   string
+	nodeIP   net.IP
+	kubePort int
+	images   map[string]string
+	started  time.Time
 
-	// bootstrapKubeconfig is the admin's, for deploying before the cluster is ready.
-	bootstrapKubeconfig string
+	containerd, kubelet, kubeProxy *process
+	// hostChanged says the node may have changed the machine, so Stop
+	// must put it back.
+	hostChanged bool
 }
 
 // ErrBusy means another local cluster holds the machine.
 var ErrBusy = errors.New("another local cluster is running on this machine")
 
-// Start brings the cluster up and returns once everything answers:
-// kube-apiserver is ready, cdi.kubevirt.io is served through it, and both
-// API servers call the webhook.
+// Start brings the cluster up and returns once everything answers: the node
+// is Ready, cluster DNS and our Pods are Ready, cdi.kubevirt.io is served
+// through the aggregator, and both API servers call the webhook.
 func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	if cfg.NodeName == "" {
+		cfg.NodeName = DefaultNodeName
+	}
 	c := &Cluster{cfg: cfg, started: time.Now()}
 	if err := c.acquireLock(); err != nil {
 		return nil, err
@@ -105,7 +114,19 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 
 func (c *Cluster) start(ctx context.Context) error {
 	cfg := c.cfg
-
+	var err error
+	if c.images, err = readImages(cfg.ImagesDir); err != nil {
+		return err
+	}
+	if c.nodeIP, err = nodeIP(); err != nil {
+		return err
+	}
+	// A run that did not stop cleanly may have left mounts under the
+	// directory: unmount before removing, or removal would reach into them.
+	c.hostChanged = true
+	if err := cleanHost(ctx, cfg.Dir); err != nil {
+		return fmt.Errorf("cleaning up after an earlier run: %w", err)
+	}
 	if err := os.RemoveAll(cfg.Dir); err != nil {
 		return fmt.Errorf("resetting %s: %w", cfg.Dir, err)
 	}
@@ -116,78 +137,108 @@ func (c *Cluster) start(ctx context.Context) error {
 		}
 	}
 	c.Kubeconfig = filepath.Join(cfg.Dir, "kubeconfig")
-	c.AuditLog = filepath.Join(cfg.Dir, "audit.log")
 	c.KubeAuditLog = filepath.Join(cfg.Dir, "kube-audit.log")
+	if err := c.prepareHost(); err != nil {
+		return err
+	}
 
-	ports, err := freePorts(6)
+	ports, err := freePorts(3)
 	if err != nil {
 		return err
 	}
-	etcdPort, etcdPeer, dvEtcdPort, dvEtcdPeer, kubePort, dvPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
-	c.dvPort = dvPort
-	c.APIServerURL = "https://127.0.0.1:" + strconv.Itoa(kubePort)
+	etcdPort, etcdPeer := ports[0], ports[1]
+	c.kubePort = ports[2]
+	c.APIServerURL = "https://127.0.0.1:" + strconv.Itoa(c.kubePort)
 
 	pki, err := c.makePKI()
 	if err != nil {
 		return err
 	}
 
-	// etcd of kube-apiserver, and the aggregated server's own etcd.
+	// containerd and the images need nothing else: load them meanwhile.
+	runtimeReady := make(chan error, 1)
+	go func() { runtimeReady <- c.startRuntime(ctx) }()
+
 	kubeEtcd, err := c.startEtcd("etcd", etcdPort, etcdPeer)
 	if err != nil {
-		return err
+		return errors.Join(err, <-runtimeReady)
 	}
-	dvEtcd, err := c.startEtcd("etcd-datavolume", dvEtcdPort, dvEtcdPeer)
+	url := fmt.Sprintf("http://127.0.0.1:%d/health", etcdPort)
+	if err := waitFor(ctx, "etcd", 30*time.Second, []*process{kubeEtcd}, httpOK(http.DefaultClient, url)); err != nil {
+		return errors.Join(err, <-runtimeReady)
+	}
+	kubeAPI, err := c.startKubeAPIServer(pki, etcdPort)
 	if err != nil {
-		return err
-	}
-	for _, e := range []struct {
-		p    *process
-		port int
-	}{{kubeEtcd, etcdPort}, {dvEtcd, dvEtcdPort}} {
-		url := fmt.Sprintf("http://127.0.0.1:%d/health", e.port)
-		if err := waitFor(ctx, e.p.name, 30*time.Second, []*process{e.p}, httpOK(http.DefaultClient, url)); err != nil {
-			return err
-		}
-	}
-
-	kubeAPI, err := c.startKubeAPIServer(pki, etcdPort, kubePort)
-	if err != nil {
-		return err
+		return errors.Join(err, <-runtimeReady)
 	}
 	adminHTTP, err := c.httpClient(pki.admin)
 	if err != nil {
-		return err
+		return errors.Join(err, <-runtimeReady)
 	}
 	if err := waitFor(ctx, "kube-apiserver", 90*time.Second, []*process{kubeAPI}, httpOK(adminHTTP, c.APIServerURL+"/readyz")); err != nil {
-		return err
+		return errors.Join(err, <-runtimeReady)
 	}
-	cfg.Log.Info("kube-apiserver ready", "url", c.APIServerURL, "after", time.Since(c.started).Round(time.Millisecond))
-
-	if err := c.startControllerManager(pki); err != nil {
-		return err
-	}
-
-	// Our RBAC and APIServices, from the manifests a user deploys.
-	if err := c.deployAggregatedAPI(ctx, pki); err != nil {
-		return err
-	}
-	if err := c.startDataVolumeAPIServer(pki, dvEtcdPort); err != nil {
-		return err
-	}
-	discovery := c.APIServerURL + "/apis/cdi.kubevirt.io/v1beta1"
-	if err := waitFor(ctx, "cdi.kubevirt.io through the aggregator", 90*time.Second, c.procs, httpOK(adminHTTP, discovery)); err != nil {
-		return err
-	}
-	if err := c.deployWebhook(ctx, adminHTTP); err != nil {
-		return err
-	}
-	// The admin kubeconfig is written only once everything answers.
+	cfg.Log.Info("kube-apiserver ready", "url", c.APIServerURL, "after", c.since())
+	// The admin kubeconfig is needed from here on; `make run` announces it
+	// only once everything answers.
 	if err := writeKubeconfig(c.Kubeconfig, c.APIServerURL, pki.ca.CertPEM(), pki.admin); err != nil {
+		return errors.Join(err, <-runtimeReady)
+	}
+	if err := c.startControllerManager(pki); err != nil {
+		return errors.Join(err, <-runtimeReady)
+	}
+	if err := c.startScheduler(pki); err != nil {
+		return errors.Join(err, <-runtimeReady)
+	}
+	if err := <-runtimeReady; err != nil {
 		return err
 	}
-	cfg.Log.Info("cluster ready", "kubeconfig", c.Kubeconfig, "after", time.Since(c.started).Round(time.Millisecond))
+	cfg.Log.Info("containerd ready, images imported", "images", len(c.images), "after", c.since())
+
+	if err := c.startKubelet(pki); err != nil {
+		return err
+	}
+	if err := c.startKubeProxy(pki); err != nil {
+		return err
+	}
+	if err := c.waitForNodeReady(ctx); err != nil {
+		return err
+	}
+	cfg.Log.Info("node ready", "node", cfg.NodeName, "address", c.nodeIP.String(), "after", c.since())
+
+	if err := c.deployAddons(ctx); err != nil {
+		return err
+	}
+	if err := c.deployDataVolume(ctx, pki, adminHTTP); err != nil {
+		return err
+	}
+	cfg.Log.Info("cluster ready", "kubeconfig", c.Kubeconfig, "after", c.since())
 	return nil
+}
+
+func (c *Cluster) since() time.Duration { return time.Since(c.started).Round(time.Millisecond) }
+
+// prepareHost records the sysctls the node changes, so that Stop can put
+// them back, and lets traffic between pods on the bridge pass iptables,
+// where kube-proxy translates Service addresses.
+func (c *Cluster) prepareHost() error {
+	if err := saveSysctls(); err != nil {
+		return err
+	}
+	for key, value := range map[string]string{"net.bridge.bridge-nf-call-iptables": "1", "net.ipv4.ip_forward": "1"} {
+		if err := writeSysctl(key, value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startRuntime starts containerd and imports the images into it.
+func (c *Cluster) startRuntime(ctx context.Context) error {
+	if err := c.startContainerd(ctx, c.images["pause"]); err != nil {
+		return err
+	}
+	return c.importImages(ctx)
 }
 
 // pkiSet is the certificates of one cluster.
@@ -195,7 +246,10 @@ type pkiSet struct {
 	ca, frontProxyCA              *CA
 	kubeServing, frontProxyClient KeyPair
 	admin, controllerManager      KeyPair
-	dvServing, dvClient           KeyPair
+	scheduler, kubeProxy          KeyPair
+	kubeletClient, kubeletServing KeyPair
+	apiserverKubeletClient        KeyPair
+	dvServing, webhookServing     KeyPair
 	saKey, saPub                  string
 }
 
@@ -215,18 +269,22 @@ func (c *Cluster) makePKI() (*pkiSet, error) {
 			*kp, err = ca.Issue(dir, name, cn, orgs, hosts...)
 		}
 	}
+	node, ip := c.cfg.NodeName, c.nodeIP.String()
 	issue(&p.kubeServing, p.ca, "kube-apiserver", "kube-apiserver", nil,
-		"127.0.0.1", "localhost", "10.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
+		"127.0.0.1", "localhost", ip, "10.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
 	issue(&p.frontProxyClient, p.frontProxyCA, "front-proxy-client", "front-proxy-client", nil)
 	issue(&p.admin, p.ca, "admin", "kubernetes-admin", []string{"system:masters"})
 	issue(&p.controllerManager, p.ca, "kube-controller-manager", "system:kube-controller-manager", nil)
-	// The aggregator checks the serving certificate against the Service's DNS name.
-	issue(&p.dvServing, p.ca, "datavolume-apiserver", apiserverName, nil,
-		apiserverName+"."+systemNamespace+".svc", "localhost", "127.0.0.1")
-	// Run on the host, the server authenticates as its ServiceAccount would,
-	// so the RBAC of artifacts/deploy applies unchanged.
-	issue(&p.dvClient, p.ca, "datavolume-apiserver-client", "system:serviceaccount:"+systemNamespace+":"+apiserverName,
-		[]string{"system:serviceaccounts", "system:serviceaccounts:" + systemNamespace})
+	issue(&p.scheduler, p.ca, "kube-scheduler", "system:kube-scheduler", nil)
+	issue(&p.kubeProxy, p.ca, "kube-proxy", "system:kube-proxy", nil)
+	// The Node authorizer and NodeRestriction know the kubelet by this name.
+	issue(&p.kubeletClient, p.ca, "kubelet-client", "system:node:"+node, []string{"system:nodes"})
+	issue(&p.kubeletServing, p.ca, "kubelet", node, nil, node, ip)
+	issue(&p.apiserverKubeletClient, p.ca, "kube-apiserver-kubelet-client", "kube-apiserver-kubelet-client", []string{"system:masters"})
+	// The aggregator and the webhook clients check the serving certificates
+	// against the Services' DNS names.
+	issue(&p.dvServing, p.ca, apiserverName, apiserverName, nil, serviceHosts(apiserverName)...)
+	issue(&p.webhookServing, p.ca, webhookName, webhookName, nil, serviceHosts(webhookName)...)
 	if err != nil {
 		return nil, err
 	}
@@ -234,6 +292,12 @@ func (c *Cluster) makePKI() (*pkiSet, error) {
 		return nil, err
 	}
 	return &p, nil
+}
+
+// serviceHosts are the names a Service of ours answers to in the cluster.
+func serviceHosts(name string) []string {
+	svc := name + "." + systemNamespace + ".svc"
+	return []string{svc, svc + ".cluster.local"}
 }
 
 func (c *Cluster) startEtcd(name string, port, peer int) (*process, error) {
@@ -254,26 +318,34 @@ func (c *Cluster) startEtcd(name string, port, peer int) (*process, error) {
 	return p, nil
 }
 
-func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort, port int) (*process, error) {
+func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort int) (*process, error) {
 	policy := filepath.Join(c.cfg.ArtifactsDir, "deploy", "audit-policy.yaml")
 	proc, err := startProcess(c.cfg.Log, c.logDir, "kube-apiserver", filepath.Join(c.cfg.KubeBinDir, "kube-apiserver"),
 		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
-		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", strconv.Itoa(port),
-		// Advertising loopback: no endpoint reconciling of the kubernetes Service.
-		"--endpoint-reconciler-type", "none",
+		// Loopback for us, the machine's own address for the node and the
+		// pods (the kubernetes Service's endpoint).
+		"--bind-address", "0.0.0.0", "--advertise-address", c.nodeIP.String(), "--secure-port", strconv.Itoa(c.kubePort),
 		"--tls-cert-file", p.kubeServing.CertFile, "--tls-private-key-file", p.kubeServing.KeyFile,
 		"--client-ca-file", p.ca.CertFile,
-		"--authorization-mode", "RBAC",
-		"--service-cluster-ip-range", "10.0.0.0/24",
+		"--authorization-mode", "Node,RBAC",
+		"--enable-admission-plugins", "NodeRestriction",
+		"--kubelet-client-certificate", p.apiserverKubeletClient.CertFile, "--kubelet-client-key", p.apiserverKubeletClient.KeyFile,
+		"--kubelet-certificate-authority", p.ca.CertFile,
+		// The node's name does not resolve on this machine; its address does.
+		"--kubelet-preferred-address-types", "InternalIP",
+		"--service-cluster-ip-range", serviceRange,
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", p.saPub, "--service-account-signing-key-file", p.saKey,
-		// The aggregation layer's front proxy.
+		// The aggregation layer's front proxy; APIServices and webhooks are
+		// reached at their pods' addresses, so the host needs no Service
+		// routing of its own.
 		"--requestheader-client-ca-file", p.frontProxyCA.CertFile,
 		"--requestheader-allowed-names", "front-proxy-client",
 		"--requestheader-username-headers", "X-Remote-User",
 		"--requestheader-group-headers", "X-Remote-Group",
 		"--requestheader-extra-headers-prefix", "X-Remote-Extra-",
 		"--proxy-client-cert-file", p.frontProxyClient.CertFile, "--proxy-client-key-file", p.frontProxyClient.KeyFile,
+		"--enable-aggregator-routing=true",
 		"--audit-policy-file", policy, "--audit-log-path", c.KubeAuditLog,
 		"--profiling=false",
 	)
@@ -308,109 +380,34 @@ func (c *Cluster) startControllerManager(p *pkiSet) error {
 	return nil
 }
 
-// deployAggregatedAPI applies the aggregated server's manifests from
-// artifacts/deploy, and points its Service at the server on this host.
-func (c *Cluster) deployAggregatedAPI(ctx context.Context, p *pkiSet) error {
-	admin := filepath.Join(c.cfg.Dir, "admin-bootstrap.kubeconfig")
-	if err := writeKubeconfig(admin, c.APIServerURL, p.ca.CertPEM(), p.admin); err != nil {
-		return err
-	}
-	c.bootstrapKubeconfig = admin
-	deploy := filepath.Join(c.cfg.ArtifactsDir, "deploy")
-	for _, f := range []string{"namespace.yaml", "apiserver/serviceaccount.yaml", "apiserver/rbac.yaml", "apiserver/user-roles.yaml", "apiserver/apiservice.yaml"} {
-		if _, err := c.kubectlAs(ctx, admin, "", "apply", "-f", filepath.Join(deploy, f)); err != nil {
-			return err
-		}
-	}
-	// The server runs on this host: the Service names it by an external name,
-	// and the APIService uses the server's port (an ExternalName Service has
-	// no port mapping).
-	service := fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  type: ExternalName
-  externalName: localhost
-  ports:
-  - port: %d
-`, apiserverName, systemNamespace, c.dvPort)
-	if _, err := c.kubectlAs(ctx, admin, service, "apply", "-f", "-"); err != nil {
-		return err
-	}
-	patch := fmt.Sprintf(`{"spec":{"caBundle":%q,"service":{"port":%d}}}`, encodeBase64(p.ca.CertPEM()), c.dvPort)
-	for _, v := range []string{"v1beta1", "v1alpha1"} {
-		if _, err := c.kubectlAs(ctx, admin, "", "patch", "apiservice", v+".cdi.kubevirt.io", "--type=merge", "-p", patch); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (c *Cluster) startDataVolumeAPIServer(p *pkiSet, etcdPort int) error {
-	kubeconfig := filepath.Join(c.cfg.Dir, "datavolume-apiserver.kubeconfig")
-	if err := writeKubeconfig(kubeconfig, c.APIServerURL, p.ca.CertPEM(), p.dvClient); err != nil {
-		return err
-	}
-	keys := filepath.Join(c.cfg.Dir, "clone-grant-keys")
-	if err := os.MkdirAll(keys, 0o700); err != nil {
-		return err
-	}
-	if err := cloneauth.GenerateKey(keys, "key-1"); err != nil {
-		return fmt.Errorf("generating clone grant key: %w", err)
-	}
-	c.dvArgs = []string{
-		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
-		"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(c.dvPort),
-		"--tls-cert-file", p.dvServing.CertFile, "--tls-private-key-file", p.dvServing.KeyFile,
-		"--kubeconfig", kubeconfig,
-		"--authentication-kubeconfig", kubeconfig, "--authorization-kubeconfig", kubeconfig,
-		"--clone-grant-keys", keys,
-		"--audit-policy-file", filepath.Join(c.cfg.ArtifactsDir, "deploy", "audit-policy.yaml"),
-		"--audit-log-path", c.AuditLog,
-		"--audit-log-mode", "blocking",
-	}
-	return c.startDataVolume()
-}
-
-func (c *Cluster) startDataVolume() error {
-	proc, err := startProcess(c.cfg.Log, c.logDir, apiserverName, c.cfg.APIServerBinary, c.dvArgs...)
-	if err != nil {
-		return err
-	}
-	c.dvProc = proc
-	c.procs = append(c.procs, proc)
-	return nil
-}
-
-// RestartAPIServer stops datavolume-apiserver and starts it again with the
-// same etcd: what is stored must survive.
-func (c *Cluster) RestartAPIServer(ctx context.Context) error {
-	if err := c.dvProc.stop(10 * time.Second); err != nil {
-		return err
-	}
-	if err := c.startDataVolume(); err != nil {
-		return err
-	}
-	client, err := c.adminHTTPClient()
-	if err != nil {
-		return err
-	}
-	return waitFor(ctx, "datavolume-apiserver after restart", 60*time.Second, []*process{c.dvProc},
-		httpOK(client, c.APIServerURL+"/apis/cdi.kubevirt.io/v1beta1/datavolumes"))
-}
-
-// Stop stops every process the cluster started, newest first, and releases
-// the machine. The directory stays for inspection.
+// Stop stops the node and the control plane, removes what the node left on
+// the machine (containers, mounts, loop devices, network namespaces, the
+// bridge, iptables chains, cgroups, sysctls), and releases the machine.
+// The directory stays for inspection.
 func (c *Cluster) Stop() error {
 	var errs []error
+	// The kubelet first, so it restarts nothing; then the containers, which
+	// outlive it and containerd; then containerd and the control plane.
+	for _, p := range []*process{c.kubelet, c.kubeProxy} {
+		if p != nil {
+			errs = append(errs, p.stop(10*time.Second))
+		}
+	}
+	if c.hostChanged {
+		killPodProcesses()
+	}
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		if err := c.procs[i].stop(10 * time.Second); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	c.procs = nil
+	if c.hostChanged {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		errs = append(errs, cleanHost(ctx, c.cfg.Dir))
+		cancel()
+		c.hostChanged = false
+	}
 	if c.lock != nil {
 		_ = syscall.Flock(int(c.lock.Fd()), syscall.LOCK_UN)
 		c.lock.Close()
@@ -419,11 +416,21 @@ func (c *Cluster) Stop() error {
 	return errors.Join(errs...)
 }
 
+// CloneGrantKeysDir holds the keys datavolume-apiserver signs clone grants
+// with, as its Secret holds them.
+func (c *Cluster) CloneGrantKeysDir() string { return filepath.Join(c.pkiDir, "clone-grant-keys") }
+
+// Image is the reference of an image built by hack/build-images.sh and
+// imported into the node, by its logical name ("datavolume-cloner").
+func (c *Cluster) Image(name string) string { return c.images[name] }
+
 // LogDir is where each component's log is.
 func (c *Cluster) LogDir() string { return c.logDir }
 
 // Client returns a clientset for the cluster admin.
-func (c *Cluster) Client() (*kubernetes.Clientset, error) {
+func (c *Cluster) Client() (*kubernetes.Clientset, error) { return c.adminClient() }
+
+func (c *Cluster) adminClient() (*kubernetes.Clientset, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
 		return nil, err

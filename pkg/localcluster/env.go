@@ -13,9 +13,9 @@ import (
 // DefaultLockFile is the machine-wide lock a cluster holds while it runs.
 const DefaultLockFile = "/run/datavolume-localcluster.lock"
 
-// ConfigFromEnv is the configuration test suites use: binaries from the
-// variables `make test` and `make bench` set (DATAVOLUME_KUBE_BIN,
-// DATAVOLUME_ETCD, DATAVOLUME_BIN), the repository at root, state in
+// ConfigFromEnv is the configuration test suites use: binaries and images
+// from the variables `make test` and `make bench` set (DATAVOLUME_KUBE_BIN,
+// DATAVOLUME_ETCD, DATAVOLUME_IMAGES), the repository at root, state in
 // DATAVOLUME_E2E_DIR or else root/_output/<name>, and the lock in
 // DATAVOLUME_LOCK or else DefaultLockFile. A missing variable is an error,
 // so a suite fails rather than skips when run outside make.
@@ -28,7 +28,7 @@ func ConfigFromEnv(root, name string) (Config, error) {
 		}
 		return v
 	}
-	kubeBin, etcd, bin := get("DATAVOLUME_KUBE_BIN"), get("DATAVOLUME_ETCD"), get("DATAVOLUME_BIN")
+	kubeBin, etcd, images := get("DATAVOLUME_KUBE_BIN"), get("DATAVOLUME_ETCD"), get("DATAVOLUME_IMAGES")
 	if len(missing) > 0 {
 		return Config{}, errors.Join(missing...)
 	}
@@ -37,15 +37,12 @@ func ConfigFromEnv(root, name string) (Config, error) {
 		return Config{}, err
 	}
 	return Config{
-		// Several suites may run at once, each with its own directory and
-		// lock, while the cluster has no node; the default is one per machine.
-		Dir:             envOr("DATAVOLUME_E2E_DIR", filepath.Join(root, "_output", name)),
-		LockFile:        envOr("DATAVOLUME_LOCK", DefaultLockFile),
-		KubeBinDir:      kubeBin,
-		EtcdBinary:      etcd,
-		APIServerBinary: filepath.Join(bin, "datavolume-apiserver"),
-		WebhookBinary:   filepath.Join(bin, "datavolume-webhook"),
-		ArtifactsDir:    filepath.Join(root, "artifacts"),
+		Dir:          envOr("DATAVOLUME_E2E_DIR", filepath.Join(root, "_output", name)),
+		LockFile:     envOr("DATAVOLUME_LOCK", DefaultLockFile),
+		KubeBinDir:   kubeBin,
+		EtcdBinary:   etcd,
+		ImagesDir:    images,
+		ArtifactsDir: filepath.Join(root, "artifacts"),
 		Log: funcr.New(func(_, args string) {
 			fmt.Fprintf(os.Stderr, "%s cluster: %s\n", time.Now().Format("15:04:05"), args)
 		}, funcr.Options{}),

@@ -1,0 +1,167 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Our components run as Pods of artifacts/deploy, from the images built on
+// this machine, and are Ready on node01.
+func TestComponentsRunAsPodsFromArtifactsDeploy(t *testing.T) {
+	var pods corev1.PodList
+	out := kubectl(t, "get", "pods", "-n", "datavolume-system", "-o", "json")
+	assert.NilError(t, json.Unmarshal([]byte(out), &pods))
+	ready := map[string]bool{}
+	for _, pod := range pods.Items {
+		app := pod.Labels["app.kubernetes.io/name"]
+		assert.Check(t, is.Equal(pod.Spec.NodeName, "node01"), "pod %s", pod.Name)
+		for _, c := range pod.Spec.Containers {
+			assert.Check(t, strings.HasPrefix(c.Image, "datavolume.local/"), "pod %s runs %s, not an image built here", pod.Name, c.Image)
+		}
+		for _, cond := range pod.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+				ready[app] = true
+			}
+		}
+	}
+	for _, app := range []string{"datavolume-apiserver", "datavolume-webhook", "datavolume-etcd"} {
+		assert.Check(t, ready[app], "no Ready pod of %s among %d", app, len(pods.Items))
+	}
+	// The etcd's data is on a claim bound to a local volume, not an emptyDir.
+	claim := kubectl(t, "get", "pvc", "-n", "datavolume-system", "-o", "jsonpath={.items[*].status.phase} {.items[*].spec.storageClassName}")
+	assert.Check(t, is.Equal(claim, "Bound local"))
+	// Served through the aggregator from the pod.
+	kubectl(t, "get", "dv", "-A")
+}
+
+// A Job writes through a filesystem claim on a local volume, and the bytes
+// are on the host.
+func TestJobWritesThroughFilesystemClaim(t *testing.T) {
+	ns := namespace(t, "fsjob")
+	dir, err := cluster.AddFilesystemVolume(testContext(t), ns+"-pv", "1Gi")
+	assert.NilError(t, err)
+	claimYAML := `apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  accessModes: [ReadWriteOnce]
+  volumeMode: Filesystem
+  resources:
+    requests:
+      storage: 1Gi
+`
+	out, err := kubectlIn(t, claimYAML, "apply", "-n", ns, "-f", "-")
+	assert.NilError(t, err, out)
+	runJob(t, ns, `volumeMounts:
+            - name: data
+              mountPath: /data`, `printf 'written by a Job on node01\n' > /data/hello && sync`)
+
+	got, err := os.ReadFile(filepath.Join(dir, "hello"))
+	assert.NilError(t, err)
+	assert.Equal(t, string(got), "written by a Job on node01\n")
+}
+
+// The seed's local block PV (6.10.4), on a loop device from `losetup -f`:
+// a Job writes to the raw device through volumeDevices and the host reads
+// the bytes back from the loop device.
+func TestJobWritesThroughSeedBlockVolume(t *testing.T) {
+	ns := namespace(t, "blockjob")
+	device, err := cluster.AttachLoopDevice(testContext(t), ns, "2Gi")
+	assert.NilError(t, err)
+	seed, err := os.ReadFile(repoFile(t, "artifacts/examples/local-block-pv10.yaml"))
+	assert.NilError(t, err)
+	pv := strings.ReplaceAll(string(seed), "/dev/loop10", device)
+	pv = strings.Replace(pv, "name: local-block-pv10", "name: "+ns+"-pv10", 1)
+	out, err := kubectlIn(t, pv, "create", "-f", "-")
+	assert.NilError(t, err, out)
+	t.Cleanup(func() { _, _ = cluster.Kubectl(testContext(t), "", "delete", "pv", ns+"-pv10", "--wait=false") })
+
+	claimYAML := `apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  accessModes: [ReadWriteOnce]
+  volumeMode: Block
+  storageClassName: local
+  resources:
+    requests:
+      storage: 2Gi
+`
+	out, err = kubectlIn(t, claimYAML, "apply", "-n", ns, "-f", "-")
+	assert.NilError(t, err, out)
+	// Written at 1 MiB into the device, past where a filesystem would begin.
+	runJob(t, ns, `volumeDevices:
+            - name: data
+              devicePath: /dev/xvda`, `printf 'block data from node01' | dd of=/dev/xvda bs=1M seek=1 conv=fsync,notrunc status=none`)
+	assert.Equal(t, kubectl(t, "get", "pvc", "data", "-n", ns, "-o", "jsonpath={.spec.volumeName}"), ns+"-pv10")
+
+	f, err := os.Open(device)
+	assert.NilError(t, err)
+	defer f.Close()
+	want := []byte("block data from node01")
+	got := make([]byte, len(want)+8)
+	_, err = f.ReadAt(got, 1<<20)
+	assert.NilError(t, err)
+	assert.Check(t, bytes.Equal(got[:len(want)], want), "device holds %q", got)
+	assert.Check(t, bytes.Equal(got[len(want):], make([]byte, 8)), "bytes after the write are not zero: %q", got)
+}
+
+// runJob runs a batch/v1 Job with the cloner's image (Debian with a shell
+// and coreutils), the claim "data" attached as volumeSpec says, and waits
+// for it to complete.
+func runJob(t *testing.T, ns, volumeSpec, script string) {
+	t.Helper()
+	job := `apiVersion: batch/v1
+kind: Job
+metadata:
+  name: writer
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: writer
+          image: ` + clonerImage(t) + `
+          imagePullPolicy: Never
+          command: ["sh", "-c", ` + jsonString(script) + `]
+          ` + volumeSpec + `
+      volumes:
+        - name: data
+          persistentVolumeClaim:
+            claimName: data
+`
+	out, err := kubectlIn(t, job, "apply", "-n", ns, "-f", "-")
+	assert.NilError(t, err, out)
+	_, err = cluster.Kubectl(testContext(t), "", "wait", "-n", ns, "job/writer", "--for=condition=Complete", "--timeout=120s")
+	if err != nil {
+		logs, _ := cluster.Kubectl(testContext(t), "", "logs", "-n", ns, "job/writer")
+		events, _ := cluster.Kubectl(testContext(t), "", "get", "events", "-n", ns)
+		t.Fatalf("job did not complete: %v\nlogs:\n%s\nevents:\n%s", err, logs, events)
+	}
+}
+
+// clonerImage is the reference of the cloner's image imported into the node.
+func clonerImage(t *testing.T) string {
+	t.Helper()
+	ref := cluster.Image("datavolume-cloner")
+	assert.Assert(t, ref != "", "no datavolume-cloner image")
+	return ref
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

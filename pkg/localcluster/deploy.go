@@ -1,0 +1,272 @@
+package localcluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/datavolume/datavolume/pkg/cloneauth"
+)
+
+// virtualMachineCRD is KubeVirt's; artifacts/testing has a minimal one for
+// clusters without KubeVirt.
+const virtualMachineCRD = "virtualmachines.kubevirt.io"
+
+// nonRootUID is the user our Pods run as (artifacts/deploy).
+const nonRootUID = 65532
+
+// deployAddons applies artifacts/local-cluster — cluster DNS and the local
+// StorageClass — with the image built on this machine, and waits for DNS.
+func (c *Cluster) deployAddons(ctx context.Context) error {
+	dir := filepath.Join(c.cfg.Dir, "addons")
+	base, err := filepath.Rel(dir, filepath.Join(c.cfg.ArtifactsDir, "local-cluster"))
+	if err != nil {
+		return err
+	}
+	name, tag := splitReference(c.images["coredns"])
+	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+images:
+  - name: coredns
+    newName: %s
+    newTag: %q
+`, base, name, tag)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
+		return err
+	}
+	if _, err := c.Kubectl(ctx, "", "apply", "-k", dir); err != nil {
+		return err
+	}
+	return nil
+}
+
+// deployDataVolume deploys artifacts/deploy through the local overlay, which
+// swaps in the images built here and supplies the certificates, the grant
+// keys and a host directory for the audit log; then waits until our Pods are
+// Ready, the aggregator serves cdi.kubevirt.io and both API servers call the
+// webhook.
+func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *http.Client) error {
+	// The aggregated server's etcd keeps its data on a claim of this node.
+	if _, err := c.AddFilesystemVolume(ctx, "local-datavolume-etcd", "1Gi"); err != nil {
+		return err
+	}
+	auditDir := filepath.Join(c.cfg.Dir, "apiserver-audit")
+	if err := os.MkdirAll(auditDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chown(auditDir, nonRootUID, nonRootUID); err != nil {
+		return fmt.Errorf("handing the audit directory to the server's user: %w", err)
+	}
+	c.AuditLog = filepath.Join(auditDir, "audit.log")
+
+	keysDir := c.CloneGrantKeysDir()
+	if err := cloneauth.GenerateKey(keysDir, "key-1"); err != nil {
+		return fmt.Errorf("generating clone grant key: %w", err)
+	}
+	keys, err := readDir(keysDir)
+	if err != nil {
+		return err
+	}
+	overlay := localOverlay{
+		Dir:  filepath.Join(c.cfg.Dir, "deploy"),
+		Base: filepath.Join(c.cfg.ArtifactsDir, "deploy"),
+		Images: map[string]string{
+			"datavolume-apiserver": c.images["datavolume-apiserver"],
+			"datavolume-webhook":   c.images["datavolume-webhook"],
+			"datavolume-cloner":    c.images["datavolume-cloner"],
+			"quay.io/coreos/etcd":  c.images["etcd"],
+		},
+		CAPEM:          c.ca.CertPEM(),
+		APIServerCert:  p.dvServing.CertPEM,
+		APIServerKey:   p.dvServing.KeyPEM,
+		WebhookCert:    p.webhookServing.CertPEM,
+		WebhookKey:     p.webhookServing.KeyPEM,
+		CloneGrantKeys: keys,
+		AuditLogDir:    auditDir,
+	}
+	if err := overlay.write(); err != nil {
+		return fmt.Errorf("writing the local overlay: %w", err)
+	}
+	if err := c.ensureVirtualMachineCRD(ctx); err != nil {
+		return err
+	}
+	if _, err := c.Kubectl(ctx, "", "apply", "-k", overlay.Dir); err != nil {
+		return err
+	}
+	if err := c.waitForWorkloads(ctx); err != nil {
+		return err
+	}
+	discovery := c.APIServerURL + "/apis/cdi.kubevirt.io/v1beta1"
+	if err := waitFor(ctx, "cdi.kubevirt.io through the aggregator", 90*time.Second, c.procs, httpOK(adminHTTP, discovery)); err != nil {
+		return c.diagnosed(ctx, err)
+	}
+	// Each API server picks the webhook configurations up from its
+	// informers; until both call the webhook, objects would be admitted
+	// without it.
+	for _, probe := range []struct{ what, path, body string }{
+		{"datavolume-apiserver calling " + webhookName, "/apis/cdi.kubevirt.io/v1beta1/namespaces/default/datavolumes", probeDataVolume},
+		{"kube-apiserver calling " + webhookName, "/apis/kubevirt.io/v1/namespaces/default/virtualmachines", probeVirtualMachine},
+	} {
+		if err := waitFor(ctx, probe.what, 60*time.Second, c.procs, warnedOnDryRun(adminHTTP, c.APIServerURL+probe.path, probe.body)); err != nil {
+			return c.diagnosed(ctx, err)
+		}
+	}
+	return nil
+}
+
+// waitForWorkloads waits until cluster DNS and our Deployments and
+// StatefulSet have all their Pods Ready.
+func (c *Cluster) waitForWorkloads(ctx context.Context) error {
+	for _, w := range []struct{ namespace, resource string }{
+		{"kube-system", "deployment/coredns"},
+		{systemNamespace, "statefulset/datavolume-etcd"},
+		{systemNamespace, "deployment/" + apiserverName},
+		{systemNamespace, "deployment/" + webhookName},
+	} {
+		if _, err := c.Kubectl(ctx, "", "rollout", "status", "-n", w.namespace, w.resource, "--timeout=180s"); err != nil {
+			return c.diagnosed(ctx, err)
+		}
+		c.cfg.Log.Info("ready", "workload", w.namespace+"/"+w.resource, "after", c.since())
+	}
+	return nil
+}
+
+// DeleteAPIServerPod deletes datavolume-apiserver's Pod, as a node failure
+// or an eviction would, and returns once its Deployment's replacement serves
+// DataVolumes again.
+func (c *Cluster) DeleteAPIServerPod(ctx context.Context) error {
+	if _, err := c.Kubectl(ctx, "", "delete", "pod", "-n", systemNamespace, "-l", "app.kubernetes.io/name="+apiserverName, "--wait=true"); err != nil {
+		return err
+	}
+	if _, err := c.Kubectl(ctx, "", "rollout", "status", "-n", systemNamespace, "deployment/"+apiserverName, "--timeout=120s"); err != nil {
+		return c.diagnosed(ctx, err)
+	}
+	client, err := c.adminHTTPClient()
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, "datavolume-apiserver after its pod was deleted", 60*time.Second, c.procs,
+		httpOK(client, c.APIServerURL+"/apis/cdi.kubevirt.io/v1beta1/datavolumes"))
+}
+
+// diagnosed writes the cluster's pods, events and the logs of every
+// container to the log directory, and says so in err: a Pod that does not
+// become Ready explains itself there.
+func (c *Cluster) diagnosed(ctx context.Context, err error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	file := filepath.Join(c.logDir, "pods.txt")
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"get", "nodes,pods,pvc,pv", "-A", "-o", "wide"},
+		{"get", "events", "-A", "--sort-by=.lastTimestamp"},
+		{"logs", "-A", "--all-containers", "--prefix", "--tail=200", "-l", "app.kubernetes.io/part-of=datavolume"},
+		{"logs", "-n", "kube-system", "--all-containers", "--prefix", "--tail=100", "-l", "k8s-app=kube-dns"},
+	} {
+		out, kerr := c.Kubectl(ctx, "", args...)
+		fmt.Fprintf(&b, "$ kubectl %s\n%s\n", strings.Join(args, " "), out)
+		if kerr != nil {
+			fmt.Fprintf(&b, "%v\n", kerr)
+		}
+	}
+	if werr := os.WriteFile(file, []byte(b.String()), 0o644); werr != nil {
+		return err
+	}
+	return fmt.Errorf("%w (pods, events and logs: %s)", err, file)
+}
+
+// splitReference splits "registry/name:tag" into name and tag.
+func splitReference(ref string) (string, string) {
+	i := strings.LastIndex(ref, ":")
+	if i < 0 || strings.Contains(ref[i:], "/") {
+		return ref, "latest"
+	}
+	return ref[:i], ref[i+1:]
+}
+
+// readDir reads every regular file of dir by name.
+func readDir(dir string) (map[string][]byte, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		files[e.Name()] = b
+	}
+	return files, nil
+}
+
+// ensureVirtualMachineCRD creates the testing VirtualMachine CRD unless the
+// cluster has one (KubeVirt's), and waits until it is served.
+func (c *Cluster) ensureVirtualMachineCRD(ctx context.Context) error {
+	found, err := c.kubectlAs(ctx, c.Kubeconfig, "", "get", "crd", virtualMachineCRD, "--ignore-not-found", "-o", "name")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(found) != "" {
+		return nil
+	}
+	crd := filepath.Join(c.cfg.ArtifactsDir, "testing", "virtualmachine-crd.yaml")
+	if _, err := c.kubectlAs(ctx, c.Kubeconfig, "", "apply", "-f", crd); err != nil {
+		return err
+	}
+	_, err = c.kubectlAs(ctx, c.Kubeconfig, "", "wait", "--for=condition=Established", "--timeout=60s", "crd/"+virtualMachineCRD)
+	return err
+}
+
+// Dry-run objects that the webhook, and only the webhook, warns about: each
+// clones a claim that does not exist.
+const (
+	probeDataVolume = `{"apiVersion":"cdi.kubevirt.io/v1beta1","kind":"DataVolume",
+"metadata":{"name":"webhook-probe"},
+"spec":{"source":{"pvc":{"name":"webhook-probe-missing"}},
+"pvc":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}}`
+	probeVirtualMachine = `{"apiVersion":"kubevirt.io/v1","kind":"VirtualMachine",
+"metadata":{"name":"webhook-probe"},
+"spec":{"running":false,"template":{"spec":{}},"dataVolumeTemplates":[{"metadata":{"name":"webhook-probe"},
+"spec":{"source":{"pvc":{"name":"webhook-probe-missing"}},
+"pvc":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}}]}}`
+)
+
+// warnedOnDryRun creates body at url without storing it and passes when the
+// answer carries an admission warning.
+func warnedOnDryRun(client *http.Client, url, body string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"?dryRun=All", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("dry-run POST %s: %s: %s", url, resp.Status, answer)
+		}
+		if len(resp.Header.Values("Warning")) == 0 {
+			return fmt.Errorf("dry-run POST %s: no admission warning yet", url)
+		}
+		return nil
+	}
+}

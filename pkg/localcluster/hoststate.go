@@ -1,0 +1,550 @@
+package localcluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The node changes the machine: the kubelet and kube-proxy set sysctls and
+// iptables chains, the CNI bridge plugin makes a bridge and network
+// namespaces, containerd and the kubelet mount, the storage helpers attach
+// loop devices. This file puts all of it back, and says what is left.
+
+// nodeSysctls are the kernel settings the node's components change.
+var nodeSysctls = []string{
+	// The kubelet (protectKernelDefaults: false).
+	"kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory", "vm.panic_on_oom",
+	"kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes",
+	// The bridge plugin (isGateway) and this launcher (pod-to-Service traffic
+	// on one bridge must pass iptables).
+	"net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
+	// kube-proxy.
+	"net.ipv4.conf.all.route_localnet", "net.netfilter.nf_conntrack_max",
+	"net.netfilter.nf_conntrack_tcp_timeout_established", "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
+}
+
+// sysctlSnapshot is the machine-wide record of the settings before any node
+// ran, kept across a crash so a later start or stop can still restore them.
+const sysctlSnapshot = "/run/datavolume-localcluster.sysctl.json"
+
+func sysctlPath(key string) string {
+	return filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
+}
+
+// ReadSysctls returns the current value of each node sysctl the kernel has.
+func ReadSysctls() map[string]string {
+	values := map[string]string{}
+	for _, key := range nodeSysctls {
+		b, err := os.ReadFile(sysctlPath(key))
+		if err != nil {
+			continue // not in this kernel
+		}
+		values[key] = strings.TrimSpace(string(b))
+	}
+	return values
+}
+
+// saveSysctls records the settings unless a record from a run that did not
+// stop cleanly exists: that one holds the true originals.
+func saveSysctls() error {
+	if _, err := os.Stat(sysctlSnapshot); err == nil {
+		return nil
+	}
+	b, err := json.Marshal(ReadSysctls())
+	if err != nil {
+		return err
+	}
+	tmp := sysctlSnapshot + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("recording sysctls: %w", err)
+	}
+	return os.Rename(tmp, sysctlSnapshot)
+}
+
+// restoreSysctls writes back the recorded settings and drops the record.
+func restoreSysctls() error {
+	b, err := os.ReadFile(sysctlSnapshot)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var values map[string]string
+	if err := json.Unmarshal(b, &values); err != nil {
+		return fmt.Errorf("reading %s: %w", sysctlSnapshot, err)
+	}
+	var errs []error
+	for key, value := range values {
+		if err := writeSysctl(key, value); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return os.Remove(sysctlSnapshot)
+}
+
+func writeSysctl(key, value string) error {
+	current, err := os.ReadFile(sysctlPath(key))
+	if err == nil && strings.TrimSpace(string(current)) == value {
+		return nil
+	}
+	if err := os.WriteFile(sysctlPath(key), []byte(value), 0o644); err != nil {
+		return fmt.Errorf("setting %s=%s: %w", key, value, err)
+	}
+	return nil
+}
+
+// iptablesChainPrefixes name the chains kube-proxy, the kubelet and the CNI
+// plugins create.
+var iptablesChainPrefixes = []string{"KUBE-", "CNI-"}
+
+func ourChain(name string) bool {
+	for _, p := range iptablesChainPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// iptablesTools are the save/restore pairs of each backend and family: the
+// kubelet and kube-proxy pick a backend at run time, so both are cleaned.
+var iptablesTools = [][2]string{
+	{"iptables-nft-save", "iptables-nft-restore"},
+	{"ip6tables-nft-save", "ip6tables-nft-restore"},
+	{"iptables-legacy-save", "iptables-legacy-restore"},
+	{"ip6tables-legacy-save", "ip6tables-legacy-restore"},
+}
+
+// removeIptablesChains deletes every rule in or jumping to our chains, and
+// the chains, leaving everything else as it is.
+func removeIptablesChains(ctx context.Context) error {
+	var errs []error
+	for _, tool := range iptablesTools {
+		if _, err := exec.LookPath(tool[0]); err != nil {
+			continue
+		}
+		saved, err := exec.CommandContext(ctx, tool[0]).Output()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", tool[0], err))
+			continue
+		}
+		kept, changed := withoutOurChains(saved)
+		if !changed {
+			continue
+		}
+		cmd := exec.CommandContext(ctx, tool[1])
+		cmd.Stdin = bytes.NewReader(kept)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w: %s", tool[1], err, bytes.TrimSpace(out)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withoutOurChains filters iptables-save output. A table that had our chains
+// is rewritten whole (restore replaces a table it is given), so the result
+// names every table it touches.
+func withoutOurChains(saved []byte) ([]byte, bool) {
+	var out bytes.Buffer
+	changed := false
+	sc := bufio.NewScanner(bytes.NewReader(saved))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		drop := false
+		switch {
+		case strings.HasPrefix(line, ":") && len(fields) > 0:
+			drop = ourChain(strings.TrimPrefix(fields[0], ":"))
+		case strings.HasPrefix(line, "-A ") && len(fields) > 1:
+			drop = ourChain(fields[1])
+			for i := 0; i+1 < len(fields); i++ {
+				if (fields[i] == "-j" || fields[i] == "-g") && ourChain(fields[i+1]) {
+					drop = true
+				}
+			}
+		}
+		if drop {
+			changed = true
+			continue
+		}
+		out.WriteString(line)
+		out.WriteByte('\n')
+	}
+	return out.Bytes(), changed
+}
+
+// iptablesChainsLeft lists our chains still present.
+func iptablesChainsLeft(ctx context.Context) []string {
+	var left []string
+	for _, tool := range iptablesTools {
+		if _, err := exec.LookPath(tool[0]); err != nil {
+			continue
+		}
+		saved, err := exec.CommandContext(ctx, tool[0]).Output()
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(saved), "\n") {
+			if f := strings.Fields(line); strings.HasPrefix(line, ":") && len(f) > 0 && ourChain(f[0][1:]) {
+				left = append(left, tool[0]+" "+f[0][1:])
+			}
+		}
+	}
+	return left
+}
+
+// mountsUnder lists mount points at or below any of dirs, deepest first.
+func mountsUnder(dirs ...string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var found []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		for _, d := range dirs {
+			if mp == d || strings.HasPrefix(mp, strings.TrimSuffix(d, "/")+"/") {
+				found = append(found, mp)
+				break
+			}
+		}
+	}
+	sort.Slice(found, func(i, j int) bool { return len(found[i]) > len(found[j]) })
+	return found, sc.Err()
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// unmountAll unmounts everything at or below dirs, deepest first; a busy
+// mount is detached lazily so nothing below it can be reached by removal.
+func unmountAll(dirs ...string) error {
+	var errs []error
+	for round := 0; round < 5; round++ {
+		mounts, err := mountsUnder(dirs...)
+		if err != nil {
+			return err
+		}
+		if len(mounts) == 0 {
+			return nil
+		}
+		errs = nil
+		for _, mp := range mounts {
+			if err := syscall.Unmount(mp, 0); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+				if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+					errs = append(errs, fmt.Errorf("unmounting %s: %w", mp, err))
+				}
+			}
+		}
+	}
+	if mounts, _ := mountsUnder(dirs...); len(mounts) > 0 {
+		errs = append(errs, fmt.Errorf("still mounted: %s", strings.Join(mounts, ", ")))
+	}
+	return errors.Join(errs...)
+}
+
+// loopDevice is an attached loop device and the file behind it.
+type loopDevice struct{ device, backing string }
+
+func loopDevices() []loopDevice {
+	paths, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	var devs []loopDevice
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		name := filepath.Base(filepath.Dir(filepath.Dir(p)))
+		devs = append(devs, loopDevice{device: "/dev/" + name, backing: strings.TrimSpace(string(b))})
+	}
+	return devs
+}
+
+// ourLoopDevices are those backed by a file under dir, or by one of those
+// devices (the kubelet pins a block volume with a loop device of its own).
+func ourLoopDevices(dir string) []loopDevice {
+	all := loopDevices()
+	ours := map[string]bool{}
+	var found []loopDevice
+	for changed := true; changed; {
+		changed = false
+		for _, d := range all {
+			if ours[d.device] {
+				continue
+			}
+			backing := strings.TrimSuffix(d.backing, " (deleted)")
+			if strings.HasPrefix(backing, dir+"/") || ours[backing] {
+				ours[d.device] = true
+				found = append(found, d)
+				changed = true
+			}
+		}
+	}
+	// Detach the pinning devices before the ones they pin.
+	for i, j := 0, len(found)-1; i < j; i, j = i+1, j-1 {
+		found[i], found[j] = found[j], found[i]
+	}
+	return found
+}
+
+func detachLoopDevices(ctx context.Context, dir string) error {
+	var errs []error
+	for _, d := range ourLoopDevices(dir) {
+		if out, err := exec.CommandContext(ctx, "losetup", "-d", d.device).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("losetup -d %s: %w: %s", d.device, err, bytes.TrimSpace(out)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// networkNamespaceDir is where containerd's CNI setup pins pod network
+// namespaces; the name prefix is the CNI library's.
+const networkNamespaceDir = "/run/netns"
+
+func podNetworkNamespaces() []string {
+	paths, _ := filepath.Glob(filepath.Join(networkNamespaceDir, "cni-*"))
+	return paths
+}
+
+func removeNetworkNamespaces() error {
+	var errs []error
+	for _, ns := range podNetworkNamespaces() {
+		_ = syscall.Unmount(ns, syscall.MNT_DETACH)
+		if err := os.Remove(ns); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func linkExists(name string) bool {
+	_, err := os.Stat(filepath.Join("/sys/class/net", name))
+	return err == nil
+}
+
+func deleteLink(ctx context.Context, name string) error {
+	if !linkExists(name) {
+		return nil
+	}
+	if out, err := exec.CommandContext(ctx, "ip", "link", "delete", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip link delete %s: %w: %s", name, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// podLogDirs are where the kubelet keeps container logs, at fixed paths
+// whatever its root directory.
+var podLogDirs = []string{"/var/log/pods", "/var/log/containers"}
+
+// removePodLogs removes the node's container logs: with the machine-wide
+// lock held, every pod there was ours.
+func removePodLogs() error {
+	var errs []error
+	for _, dir := range podLogDirs {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// kubeletCgroupRoot is the cgroup the kubelet (cgroupfs driver) puts pods in.
+const kubeletCgroupRoot = "kubepods"
+
+// podCgroups lists the kubelet's cgroup directories in every v1 hierarchy,
+// deepest first.
+func podCgroups() []string {
+	roots, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", kubeletCgroupRoot))
+	var dirs []string
+	for _, root := range roots {
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+	}
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	return dirs
+}
+
+// killPodProcesses kills every process in the kubelet's cgroups: the
+// containers and their sandboxes, which outlive the kubelet and containerd.
+func killPodProcesses() {
+	for _, dir := range podCgroups() {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil {
+			continue
+		}
+		for _, field := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(field); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+}
+
+func removePodCgroups() error {
+	var errs []error
+	deadline := time.Now().Add(10 * time.Second)
+	for _, dir := range podCgroups() {
+		for {
+			err := syscall.Rmdir(dir)
+			if err == nil || errors.Is(err, syscall.ENOENT) {
+				break
+			}
+			if time.Now().After(deadline) {
+				errs = append(errs, fmt.Errorf("removing cgroup %s: %w", dir, err))
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // processes are still exiting
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// processesOf lists processes whose command line mentions dir, and the
+// container shims serving a containerd whose socket is under dir.
+func processesOf(dir string) []string {
+	entries, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	var found []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		cmdline := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+		if strings.Contains(cmdline, dir+"/") || strings.Contains(cmdline, dir+" ") {
+			found = append(found, fmt.Sprintf("pid %d: %s", pid, cmdline))
+		}
+	}
+	return found
+}
+
+func killProcessesOf(dir string) {
+	for _, p := range processesOf(dir) {
+		var pid int
+		if _, err := fmt.Sscanf(p, "pid %d:", &pid); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// HostState is what a node changes on the machine, read at one moment.
+type HostState struct {
+	Sysctls map[string]string
+	Links   map[string]bool
+}
+
+// ReadHostState reads the machine's state before a cluster starts, for
+// Leftovers to compare against after it stops.
+func ReadHostState() HostState {
+	return HostState{Sysctls: ReadSysctls(), Links: map[string]bool{bridgeName: linkExists(bridgeName)}}
+}
+
+// Leftovers lists what a stopped cluster whose state was in dir left on the
+// machine: processes, mounts, loop devices, network namespaces, the bridge,
+// iptables chains, cgroups and sysctls that differ from before.
+func Leftovers(ctx context.Context, dir string, before HostState) []string {
+	var left []string
+	left = append(left, processesOf(dir)...)
+	if mounts, err := mountsUnder(dir); err != nil {
+		left = append(left, "reading mounts: "+err.Error())
+	} else {
+		for _, m := range mounts {
+			left = append(left, "mount "+m)
+		}
+	}
+	for _, d := range ourLoopDevices(dir) {
+		left = append(left, "loop device "+d.device+" on "+d.backing)
+	}
+	for _, ns := range podNetworkNamespaces() {
+		left = append(left, "network namespace "+ns)
+	}
+	if linkExists(bridgeName) && !before.Links[bridgeName] {
+		left = append(left, "bridge "+bridgeName)
+	}
+	for _, c := range iptablesChainsLeft(ctx) {
+		left = append(left, "iptables chain "+c)
+	}
+	for _, c := range podCgroups() {
+		left = append(left, "cgroup "+c)
+	}
+	now := ReadSysctls()
+	for key, was := range before.Sysctls {
+		if now[key] != was {
+			left = append(left, fmt.Sprintf("sysctl %s=%s (was %s)", key, now[key], was))
+		}
+	}
+	sort.Strings(left)
+	return left
+}
+
+// cleanHost removes everything a node whose state is in dir may have left,
+// whether it stopped cleanly or not. Each step runs even if one before failed.
+func cleanHost(ctx context.Context, dir string) error {
+	killPodProcesses()
+	killProcessesOf(dir)
+	time.Sleep(200 * time.Millisecond) // let killed processes release mounts
+	errs := []error{
+		removeNetworkNamespaces(),
+		unmountAll(dir),
+		detachLoopDevices(ctx, dir),
+		deleteLink(ctx, bridgeName),
+		removeIptablesChains(ctx),
+		removePodCgroups(),
+		removePodLogs(),
+		restoreSysctls(),
+	}
+	return errors.Join(errs...)
+}

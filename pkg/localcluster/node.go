@@ -1,0 +1,384 @@
+package localcluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The node's network: one bridge with a host-local pod range, Services in
+// serviceRange, cluster DNS at clusterDNS. None of it leaves this machine.
+const (
+	bridgeName   = "dvcni0"
+	podRange     = "10.244.0.0/24"
+	serviceRange = "10.0.0.0/24"
+	clusterDNS   = "10.0.0.10"
+	// DefaultNodeName is the seed's: its local block PV names node01.
+	DefaultNodeName = "node01"
+	// cniBinDir is where Debian's containernetworking-plugins puts them.
+	cniBinDir = "/usr/lib/cni"
+)
+
+// nodeIP is the machine's own address: the kubelet refuses a loopback one.
+// It is the address of the interface that holds the default route, or else
+// the first global IPv4 address.
+func nodeIP() (net.IP, error) {
+	if iface := defaultRouteInterface(); iface != "" {
+		if ip := firstIPv4(iface); ip != nil {
+			return ip, nil
+		}
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	for _, iface := range ifaces {
+		if iface.Flags&net.FlagLoopback != 0 || iface.Flags&net.FlagUp == 0 || iface.Name == bridgeName {
+			continue
+		}
+		if ip := firstIPv4(iface.Name); ip != nil {
+			return ip, nil
+		}
+	}
+	return nil, fmt.Errorf("no non-loopback IPv4 address on this machine for the node")
+}
+
+func defaultRouteInterface() string {
+	f, err := os.Open("/proc/net/route")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 2 && fields[1] == "00000000" && fields[0] != "Iface" {
+			return fields[0]
+		}
+	}
+	return ""
+}
+
+func firstIPv4(name string) net.IP {
+	iface, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil
+	}
+	addrs, err := iface.Addrs()
+	if err != nil {
+		return nil
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return n.IP.To4()
+		}
+	}
+	return nil
+}
+
+// containerdSocket is where the node's containerd listens. A unix socket
+// path must fit in 108 bytes.
+func (c *Cluster) containerdSocket() string {
+	return filepath.Join(c.cfg.Dir, "containerd", "containerd.sock")
+}
+
+// startContainerd runs Debian's containerd as a plain background process
+// with its root, state and socket under the cluster's directory.
+func (c *Cluster) startContainerd(ctx context.Context, pauseImage string) error {
+	dir := filepath.Join(c.cfg.Dir, "containerd")
+	if n := len(c.containerdSocket()); n > 100 {
+		return fmt.Errorf("containerd socket path %s is %d bytes, too long for a unix socket: use a shorter cluster directory", c.containerdSocket(), n)
+	}
+	cniConf := filepath.Join(c.cfg.Dir, "cni", "net.d")
+	for _, d := range []string{dir, cniConf} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := writeCNIConfig(cniConf, filepath.Join(c.cfg.Dir, "cni", "ipam")); err != nil {
+		return err
+	}
+	// The facts of these machines: no CAP_SYS_RESOURCE (restrict the OOM
+	// score), no AppArmor, cgroup v1 with the cgroupfs driver.
+	config := fmt.Sprintf(`version = 2
+root = %[1]q
+state = %[2]q
+[grpc]
+  address = %[3]q
+[ttrpc]
+  address = %[4]q
+[plugins."io.containerd.internal.v1.opt"]
+  path = %[5]q
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %[6]q
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %[7]q
+    conf_dir = %[8]q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.containerdSocket(), c.containerdSocket()+".ttrpc",
+		filepath.Join(dir, "opt"), pauseImage, cniBinDir, cniConf)
+	configFile := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
+		return err
+	}
+	proc, err := startProcess(c.cfg.Log, c.logDir, "containerd", "containerd", "--config", configFile)
+	if err != nil {
+		return err
+	}
+	c.procs = append(c.procs, proc)
+	c.containerd = proc
+	return waitFor(ctx, "containerd", 30*time.Second, []*process{proc}, func(ctx context.Context) error {
+		_, err := c.ctr(ctx, "version")
+		return err
+	})
+}
+
+// ctr runs containerd's own client against the node's containerd, in the
+// namespace the CRI plugin uses.
+func (c *Cluster) ctr(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.containerdSocket(), "--namespace", "k8s.io"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// writeCNIConfig writes the pod network: a bridge that is the pods'
+// gateway, addresses from podRange, masquerade for traffic leaving the range,
+// hairpin so a pod reaches itself through a Service, and port mappings.
+func writeCNIConfig(confDir, ipamDir string) error {
+	conf := map[string]any{
+		"cniVersion": "0.4.0",
+		"name":       "datavolume",
+		"plugins": []any{
+			map[string]any{
+				"type":        "bridge",
+				"bridge":      bridgeName,
+				"isGateway":   true,
+				"ipMasq":      true,
+				"hairpinMode": true,
+				"ipam": map[string]any{
+					"type":    "host-local",
+					"ranges":  [][]map[string]string{{{"subnet": podRange}}},
+					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+					"dataDir": ipamDir,
+				},
+			},
+			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
+		},
+	}
+	b, err := json.MarshalIndent(conf, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(confDir, "10-datavolume.conflist"), b, 0o644)
+}
+
+// startKubelet runs the real kubelet as node nodeName at the machine's own
+// address, with webhook authentication and authorization against
+// kube-apiserver, on cgroup v1 with the cgroupfs driver.
+func (c *Cluster) startKubelet(p *pkiSet) error {
+	dir := filepath.Join(c.cfg.Dir, "kubelet")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(c.cfg.Dir, "kubelet.kubeconfig")
+	if err := writeKubeconfig(kubeconfig, c.nodeAPIServerURL(), p.ca.CertPEM(), p.kubeletClient); err != nil {
+		return err
+	}
+	config := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: %[1]s
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+tlsCertFile: %[2]s
+tlsPrivateKeyFile: %[3]s
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: %[4]s
+authorization:
+  mode: Webhook
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+containerRuntimeEndpoint: unix://%[5]s
+clusterDNS: [%[6]s]
+clusterDomain: cluster.local
+resolvConf: /etc/resolv.conf
+rotateCertificates: false
+serializeImagePulls: false
+# A shared, busy build machine: evict only when truly out of room.
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: 1%%
+  nodefs.inodesFree: 1%%
+  imagefs.available: 1%%
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+shutdownGracePeriod: 0s
+`, c.nodeIP, p.kubeletServing.CertFile, p.kubeletServing.KeyFile, p.ca.CertFile, c.containerdSocket(), clusterDNS)
+	configFile := filepath.Join(c.cfg.Dir, "kubelet-config.yaml")
+	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
+		return err
+	}
+	proc, err := startProcess(c.cfg.Log, c.logDir, "kubelet", filepath.Join(c.cfg.KubeBinDir, "kubelet"),
+		"--config", configFile,
+		"--kubeconfig", kubeconfig,
+		"--root-dir", dir,
+		"--hostname-override", c.cfg.NodeName,
+		"--node-ip", c.nodeIP.String(),
+	)
+	if err != nil {
+		return err
+	}
+	c.procs = append(c.procs, proc)
+	c.kubelet = proc
+	return nil
+}
+
+// startKubeProxy runs kube-proxy in iptables mode so pods reach Services,
+// the kubernetes Service among them. It leaves conntrack limits alone and
+// does not route localhost NodePorts, which would need more sysctls.
+func (c *Cluster) startKubeProxy(p *pkiSet) error {
+	kubeconfig := filepath.Join(c.cfg.Dir, "kube-proxy.kubeconfig")
+	if err := writeKubeconfig(kubeconfig, c.nodeAPIServerURL(), p.ca.CertPEM(), p.kubeProxy); err != nil {
+		return err
+	}
+	ports, err := freePorts(2)
+	if err != nil {
+		return err
+	}
+	config := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: %[1]s
+hostnameOverride: %[2]s
+mode: iptables
+clusterCIDR: %[3]s
+bindAddress: %[4]s
+healthzBindAddress: 127.0.0.1:%[5]d
+metricsBindAddress: 127.0.0.1:%[6]d
+iptables:
+  localhostNodePorts: false
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+`, kubeconfig, c.cfg.NodeName, podRange, c.nodeIP, ports[0], ports[1])
+	configFile := filepath.Join(c.cfg.Dir, "kube-proxy-config.yaml")
+	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
+		return err
+	}
+	proc, err := startProcess(c.cfg.Log, c.logDir, "kube-proxy", filepath.Join(c.cfg.KubeBinDir, "kube-proxy"), "--config", configFile)
+	if err != nil {
+		return err
+	}
+	c.procs = append(c.procs, proc)
+	c.kubeProxy = proc
+	return nil
+}
+
+func (c *Cluster) startScheduler(p *pkiSet) error {
+	kubeconfig := filepath.Join(c.cfg.Dir, "kube-scheduler.kubeconfig")
+	if err := writeKubeconfig(kubeconfig, c.APIServerURL, p.ca.CertPEM(), p.scheduler); err != nil {
+		return err
+	}
+	proc, err := startProcess(c.cfg.Log, c.logDir, "kube-scheduler", filepath.Join(c.cfg.KubeBinDir, "kube-scheduler"),
+		"--kubeconfig", kubeconfig,
+		"--authentication-kubeconfig", kubeconfig, "--authorization-kubeconfig", kubeconfig,
+		"--bind-address", "127.0.0.1", "--secure-port", "0",
+		"--leader-elect=false",
+	)
+	if err != nil {
+		return err
+	}
+	c.procs = append(c.procs, proc)
+	return nil
+}
+
+// nodeAPIServerURL is kube-apiserver at the machine's own address, the one
+// the kubernetes Service points at.
+func (c *Cluster) nodeAPIServerURL() string {
+	return fmt.Sprintf("https://%s", net.JoinHostPort(c.nodeIP.String(), fmt.Sprint(c.kubePort)))
+}
+
+// waitForNodeReady waits until the kubelet has registered the node and
+// reports it Ready.
+func (c *Cluster) waitForNodeReady(ctx context.Context) error {
+	client, err := c.adminClient()
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, "node "+c.cfg.NodeName+" Ready", 120*time.Second, c.procs, func(ctx context.Context) error {
+		node, err := client.CoreV1().Nodes().Get(ctx, c.cfg.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, cond := range node.Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				if cond.Status == corev1.ConditionTrue {
+					return nil
+				}
+				return fmt.Errorf("node %s: %s", cond.Reason, cond.Message)
+			}
+		}
+		return fmt.Errorf("node has no Ready condition yet")
+	})
+}
+
+// importImages loads the image tarballs built by hack/build-images.sh into
+// the node's containerd, where the kubelet finds them without a registry.
+func (c *Cluster) importImages(ctx context.Context) error {
+	for name, ref := range c.images {
+		tarball := filepath.Join(c.cfg.ImagesDir, name+".tar")
+		if _, err := c.ctr(ctx, "images", "import", tarball); err != nil {
+			return fmt.Errorf("importing image %s (%s): %w", name, ref, err)
+		}
+	}
+	return nil
+}
+
+// readImages reads images.json: logical image name → reference.
+func readImages(dir string) (map[string]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "images.json"))
+	if err != nil {
+		return nil, fmt.Errorf("reading the images built by hack/build-images.sh (make images): %w", err)
+	}
+	images := map[string]string{}
+	if err := json.Unmarshal(b, &images); err != nil {
+		return nil, fmt.Errorf("reading %s/images.json: %w", dir, err)
+	}
+	for _, want := range []string{"pause", "coredns", "etcd", "datavolume-apiserver", "datavolume-webhook", "datavolume-cloner"} {
+		if images[want] == "" {
+			return nil, fmt.Errorf("%s/images.json has no %q image: run make images", dir, want)
+		}
+	}
+	return images, nil
+}

@@ -1,0 +1,150 @@
+package localcluster
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// localOverlay is what the local cluster adds to artifacts/deploy, and all
+// it adds: the names of the images built on this machine, the certificate
+// material and grant keys, and the host directory that receives
+// datavolume-apiserver's audit log. The rest is the manifests a user deploys.
+type localOverlay struct {
+	Dir    string            // kustomization.yaml and the files it names are written here
+	Base   string            // artifacts/deploy
+	Images map[string]string // base image name without tag → local reference "registry/name:tag"
+	// CAPEM is the CA of both serving certificates: the caBundle of the
+	// APIServices and of the webhook configurations.
+	CAPEM                       []byte
+	APIServerCert, APIServerKey []byte // for datavolume-apiserver.datavolume-system.svc
+	WebhookCert, WebhookKey     []byte // for datavolume-webhook.datavolume-system.svc
+	CloneGrantKeys              map[string][]byte
+	AuditLogDir                 string
+}
+
+// The webhooks of artifacts/deploy/webhook/webhookconfigurations.yaml, in
+// order: a JSON patch addresses them by index.
+var (
+	mutatingWebhooks   = []string{"datavolumes.mutate.cdi.kubevirt.io"}
+	validatingWebhooks = []string{"datavolumes.validate.cdi.kubevirt.io", "clone.cdi.kubevirt.io"}
+)
+
+func (o localOverlay) write() error {
+	base, err := filepath.Rel(o.Dir, o.Base)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(o.Dir, "secrets"), 0o700); err != nil {
+		return err
+	}
+	secret := func(name string, data []byte) (string, error) {
+		rel := filepath.Join("secrets", name)
+		return rel, os.WriteFile(filepath.Join(o.Dir, rel), data, 0o600)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Written by the local cluster at each start: the images built on this
+# machine, its certificates and grant keys, and a host directory for the
+# audit log, over the manifests a user deploys.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+generatorOptions:
+  disableNameSuffixHash: true
+  labels:
+    app.kubernetes.io/part-of: datavolume
+`, base)
+
+	b.WriteString("images:\n")
+	for _, name := range sortedKeys(o.Images) {
+		newName, tag := splitReference(o.Images[name])
+		fmt.Fprintf(&b, "  - name: %s\n    newName: %s\n    newTag: %q\n", name, newName, tag)
+	}
+
+	b.WriteString("secretGenerator:\n")
+	for _, s := range []struct {
+		name       string
+		cert, key  []byte
+		certFile   string
+		keyFile    string
+		secretName string
+	}{
+		{apiserverName, o.APIServerCert, o.APIServerKey, "apiserver.crt", "apiserver.key", apiserverName + "-tls"},
+		{webhookName, o.WebhookCert, o.WebhookKey, "webhook.crt", "webhook.key", webhookName + "-tls"},
+	} {
+		certPath, err := secret(s.certFile, s.cert)
+		if err != nil {
+			return err
+		}
+		keyPath, err := secret(s.keyFile, s.key)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    namespace: %s\n    type: kubernetes.io/tls\n    files:\n      - tls.crt=%s\n      - tls.key=%s\n",
+			s.secretName, systemNamespace, certPath, keyPath)
+	}
+	fmt.Fprintf(&b, "  - name: datavolume-clone-grant-keys\n    namespace: %s\n    files:\n", systemNamespace)
+	for _, name := range sortedKeys(o.CloneGrantKeys) {
+		path, err := secret("grant-key-"+name, o.CloneGrantKeys[name])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "      - %s=%s\n", name, path)
+	}
+
+	ca := encodeBase64(o.CAPEM)
+	b.WriteString("patches:\n")
+	for _, version := range []string{"v1beta1", "v1alpha1"} {
+		fmt.Fprintf(&b, `  - target:
+      kind: APIService
+      name: %s.cdi.kubevirt.io
+    patch: |-
+      - op: add
+        path: /spec/caBundle
+        value: %s
+`, version, ca)
+	}
+	for _, wc := range []struct {
+		kind  string
+		hooks []string
+	}{{"MutatingWebhookConfiguration", mutatingWebhooks}, {"ValidatingWebhookConfiguration", validatingWebhooks}} {
+		fmt.Fprintf(&b, "  - target:\n      kind: %s\n      name: %s\n    patch: |-\n", wc.kind, webhookName)
+		for i, hook := range wc.hooks {
+			// The test guards the index: it must still name this webhook.
+			fmt.Fprintf(&b, "      - op: test\n        path: /webhooks/%d/name\n        value: %s\n", i, hook)
+			fmt.Fprintf(&b, "      - op: add\n        path: /webhooks/%d/clientConfig/caBundle\n        value: %s\n", i, ca)
+		}
+	}
+	fmt.Fprintf(&b, `  - target:
+      kind: Deployment
+      name: %s
+    patch: |-
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata:
+        name: %s
+        namespace: %s
+      spec:
+        template:
+          spec:
+            volumes:
+              - name: audit-log
+                emptyDir: null
+                hostPath:
+                  path: %s
+                  type: DirectoryOrCreate
+`, apiserverName, apiserverName, systemNamespace, o.AuditLogDir)
+	return os.WriteFile(filepath.Join(o.Dir, "kustomization.yaml"), []byte(b.String()), 0o644)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,107 @@
+package localcluster
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+	"sigs.k8s.io/yaml"
+)
+
+// The overlay names the base by a relative path (kustomize loads nothing
+// else from outside its root), swaps the images, carries the certificates
+// and keys in files of its own, and patches caBundle and the audit volume.
+func TestLocalOverlay(t *testing.T) {
+	root := t.TempDir()
+	o := localOverlay{
+		Dir:            filepath.Join(root, "cluster", "deploy"),
+		Base:           filepath.Join(root, "repo", "artifacts", "deploy"),
+		Images:         map[string]string{"datavolume-apiserver": "datavolume.local/datavolume-apiserver:0123456789ab", "quay.io/coreos/etcd": "datavolume.local/etcd:ba9876543210"},
+		CAPEM:          []byte("CA PEM"),
+		APIServerCert:  []byte("apiserver cert"),
+		APIServerKey:   []byte("apiserver key"),
+		WebhookCert:    []byte("webhook cert"),
+		WebhookKey:     []byte("webhook key"),
+		CloneGrantKeys: map[string][]byte{"key-1": []byte("0123456789abcdef0123456789abcdef")},
+		AuditLogDir:    "/host/audit",
+	}
+	assert.NilError(t, o.write())
+
+	raw, err := os.ReadFile(filepath.Join(o.Dir, "kustomization.yaml"))
+	assert.NilError(t, err)
+	var k struct {
+		APIVersion       string   `json:"apiVersion"`
+		Kind             string   `json:"kind"`
+		GeneratorOptions any      `json:"generatorOptions"`
+		Resources        []string `json:"resources"`
+		Images           []struct {
+			Name, NewName, NewTag string
+		} `json:"images"`
+		SecretGenerator []struct {
+			Name, Namespace, Type string
+			Files                 []string
+		} `json:"secretGenerator"`
+		Patches []struct {
+			Target map[string]string
+			Patch  string
+		} `json:"patches"`
+	}
+	assert.NilError(t, yaml.UnmarshalStrict(raw, &k, yaml.DisallowUnknownFields), string(raw))
+	assert.DeepEqual(t, k.Resources, []string{"../../repo/artifacts/deploy"})
+	assert.Check(t, is.Len(k.Images, 2))
+	assert.Check(t, is.Equal(k.Images[0].Name, "datavolume-apiserver"))
+	assert.Check(t, is.Equal(k.Images[0].NewName, "datavolume.local/datavolume-apiserver"))
+	assert.Check(t, is.Equal(k.Images[0].NewTag, "0123456789ab"))
+
+	files := map[string]string{}
+	for _, s := range k.SecretGenerator {
+		assert.Check(t, is.Equal(s.Namespace, "datavolume-system"))
+		for _, f := range s.Files {
+			key, path, _ := strings.Cut(f, "=")
+			assert.Check(t, !filepath.IsAbs(path) && !strings.HasPrefix(path, ".."), "%s is outside the overlay", path)
+			b, err := os.ReadFile(filepath.Join(o.Dir, path))
+			assert.NilError(t, err)
+			files[s.Name+"/"+key] = string(b)
+		}
+	}
+	assert.DeepEqual(t, files, map[string]string{
+		"datavolume-apiserver-tls/tls.crt":  "apiserver cert",
+		"datavolume-apiserver-tls/tls.key":  "apiserver key",
+		"datavolume-webhook-tls/tls.crt":    "webhook cert",
+		"datavolume-webhook-tls/tls.key":    "webhook key",
+		"datavolume-clone-grant-keys/key-1": "0123456789abcdef0123456789abcdef",
+	})
+	info, err := os.Stat(filepath.Join(o.Dir, "secrets", "apiserver.key"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(info.Mode().Perm(), os.FileMode(0o600)))
+
+	ca := encodeBase64([]byte("CA PEM"))
+	patched := map[string]int{}
+	for _, p := range k.Patches {
+		patched[p.Target["kind"]] += strings.Count(p.Patch, ca)
+		if p.Target["kind"] == "Deployment" {
+			assert.Check(t, strings.Contains(p.Patch, "path: /host/audit"), p.Patch)
+		}
+	}
+	assert.DeepEqual(t, patched, map[string]int{"APIService": 2, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 2, "Deployment": 0})
+}
+
+// The overlay patches webhooks by index: the indexes must match the base.
+func TestOverlayWebhookOrderMatchesBase(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "artifacts", "deploy", "webhook", "webhookconfigurations.yaml"))
+	assert.NilError(t, err)
+	var names []string
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var wc struct {
+			Webhooks []struct{ Name string } `json:"webhooks"`
+		}
+		assert.NilError(t, yaml.Unmarshal([]byte(doc), &wc))
+		for _, w := range wc.Webhooks {
+			names = append(names, w.Name)
+		}
+	}
+	assert.DeepEqual(t, names, append(append([]string{}, mutatingWebhooks...), validatingWebhooks...))
+}

@@ -1,0 +1,126 @@
+package localcluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Local volumes of node01, in the `local` StorageClass of
+// artifacts/local-cluster: directories for filesystem claims, and files
+// attached as loop devices for block claims, as the seed's 6.10.4 does.
+// Their files live under the cluster's directory and go when it stops.
+
+func (c *Cluster) volumesDir() string { return filepath.Join(c.cfg.Dir, "volumes") }
+
+// AddFilesystemVolume makes a directory on the node and a PersistentVolume
+// of the given capacity for it, and returns the directory.
+func (c *Cluster) AddFilesystemVolume(ctx context.Context, name, capacity string) (string, error) {
+	if _, err := resource.ParseQuantity(capacity); err != nil {
+		return "", fmt.Errorf("capacity %q: %w", capacity, err)
+	}
+	dir := filepath.Join(c.volumesDir(), name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	// Pods run as many users; the claim's fsGroup, where set, narrows it.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		return "", err
+	}
+	pv := fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: %[1]s
+spec:
+  local:
+    path: %[2]s
+  capacity:
+    storage: %[3]s
+  volumeMode: Filesystem
+  storageClassName: local
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - key: kubernetes.io/hostname
+          operator: In
+          values: [%[4]s]
+`, name, dir, capacity, c.cfg.NodeName)
+	if _, err := c.Kubectl(ctx, pv, "apply", "-f", "-"); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// AttachLoopDevice makes a sparse file as large as capacity and attaches it
+// to the first free loop device (`losetup -f`, never a fixed one), which it
+// returns. The seed fills its file with dd; a sparse file reads back the
+// same zeros without writing them.
+func (c *Cluster) AttachLoopDevice(ctx context.Context, name, capacity string) (string, error) {
+	q, err := resource.ParseQuantity(capacity)
+	if err != nil {
+		return "", fmt.Errorf("capacity %q: %w", capacity, err)
+	}
+	if err := os.MkdirAll(c.volumesDir(), 0o755); err != nil {
+		return "", err
+	}
+	file := filepath.Join(c.volumesDir(), name+".img")
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("creating the file behind %s: %w", name, err)
+	}
+	err = f.Truncate(q.Value())
+	if closeErr := f.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return "", fmt.Errorf("sizing %s: %w", file, err)
+	}
+	out, err := exec.CommandContext(ctx, "losetup", "-f", "--show", file).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("losetup -f --show %s: %w: %s", file, err, strings.TrimSpace(string(out)))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// AddBlockVolume attaches a loop device of the given capacity and makes a
+// `volumeMode: Block` PersistentVolume for it on the node, as the seed's
+// local-block-pv10.yaml does. It returns the device.
+func (c *Cluster) AddBlockVolume(ctx context.Context, name, capacity string) (string, error) {
+	device, err := c.AttachLoopDevice(ctx, name, capacity)
+	if err != nil {
+		return "", err
+	}
+	pv := fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: %[1]s
+spec:
+  local:
+    path: %[2]s
+  capacity:
+    storage: %[3]s
+  volumeMode: Block
+  storageClassName: local
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - key: kubernetes.io/hostname
+          operator: In
+          values: [%[4]s]
+`, name, device, capacity, c.cfg.NodeName)
+	if _, err := c.Kubectl(ctx, pv, "apply", "-f", "-"); err != nil {
+		return "", err
+	}
+	return device, nil
+}
