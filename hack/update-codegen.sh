@@ -7,6 +7,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 module=$(go list -m)
+# A fresh machine has the module in go.sum but not yet on disk.
+go mod download k8s.io/code-generator
 codegen_pkg=$(go list -m -f '{{.Dir}}' k8s.io/code-generator)
 # Generators are installed into a directory of ours, not the user's GOBIN.
 export GOBIN="$root/_output/tools/codegen-$(go list -m -f '{{.Version}}' k8s.io/code-generator)"
