@@ -139,3 +139,27 @@ func TestTarballRoundTrip(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Assert(t, same)
 }
+
+// Unchanged inputs find the recorded reference; a changed file does not.
+func TestInputsKeyFindsUnchangedBuild(t *testing.T) {
+	dir := t.TempDir()
+	bin := writeFile(t, filepath.Join(dir, "bin"), "one")
+	spec := imageSpec{Name: "x", Entrypoint: "/x", Files: []fileEntry{{Source: bin, Target: "/x", Mode: 0o755}}}
+	key, err := inputsKey(spec)
+	assert.NilError(t, err)
+	keyFile, tarPath := filepath.Join(dir, "x.inputs"), writeFile(t, filepath.Join(dir, "x.tar"), "tarball")
+	assert.NilError(t, os.WriteFile(keyFile, []byte(key+" datavolume.local/x:0123456789ab\n"), 0o644))
+
+	ref, ok := builtFrom(keyFile, tarPath, key)
+	assert.Assert(t, ok)
+	assert.Equal(t, ref, "datavolume.local/x:0123456789ab")
+
+	writeFile(t, bin, "two")
+	changed, err := inputsKey(spec)
+	assert.NilError(t, err)
+	_, ok = builtFrom(keyFile, tarPath, changed)
+	assert.Assert(t, !ok, "a changed binary reused the old image")
+	assert.NilError(t, os.Remove(tarPath))
+	_, ok = builtFrom(keyFile, tarPath, key)
+	assert.Assert(t, !ok, "a missing tarball was taken as built")
+}

@@ -11,6 +11,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -105,6 +107,18 @@ func imageCommand(args []string) error {
 	if spec.Name == "" || outDir == "" || spec.Entrypoint == "" {
 		return errors.New("image: --name, --out-dir and --entrypoint are required")
 	}
+	out := filepath.Join(outDir, spec.Name+".tar")
+	// Building means compressing every layer again (seconds for the
+	// cloner's base); unchanged inputs reuse the tarball they made.
+	key, err := inputsKey(spec)
+	if err != nil {
+		return err
+	}
+	keyFile := filepath.Join(outDir, spec.Name+".inputs")
+	if ref, ok := builtFrom(keyFile, out, key); ok {
+		fmt.Println(ref)
+		return nil
+	}
 	img, err := buildImage(spec)
 	if err != nil {
 		return err
@@ -113,7 +127,6 @@ func imageCommand(args []string) error {
 	if err != nil {
 		return err
 	}
-	out := filepath.Join(outDir, spec.Name+".tar")
 	if same, _ := tarballHolds(out, ref); !same {
 		if err := os.MkdirAll(outDir, 0o755); err != nil {
 			return err
@@ -126,8 +139,55 @@ func imageCommand(args []string) error {
 			return err
 		}
 	}
+	if err := os.WriteFile(keyFile, []byte(key+" "+ref.String()+"\n"), 0o644); err != nil {
+		return err
+	}
 	fmt.Println(ref.String())
 	return nil
+}
+
+// inputsKey is a digest of everything that decides an image's content: the
+// spec and the bytes of every file it takes.
+func inputsKey(spec imageSpec) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "imagebuild 1\n%s\n%s\n%s\n%t\n", spec.Name, spec.Entrypoint, spec.User, spec.MinimalEtc)
+	sources := []string{}
+	if spec.BaseLayer != "" {
+		sources = append(sources, spec.BaseLayer)
+	}
+	for _, f := range spec.Files {
+		fmt.Fprintf(h, "%s %o\n", f.Target, f.Mode)
+		sources = append(sources, f.Source)
+	}
+	for _, src := range sources {
+		file, err := os.Open(src)
+		if err != nil {
+			return "", fmt.Errorf("reading %s: %w", src, err)
+		}
+		_, err = io.Copy(h, file)
+		file.Close()
+		if err != nil {
+			return "", fmt.Errorf("reading %s: %w", src, err)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// builtFrom returns the reference recorded in keyFile when it was made from
+// the same inputs and its tarball is still there.
+func builtFrom(keyFile, tarballPath, key string) (string, bool) {
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return "", false
+	}
+	recorded, ref, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
+	if !ok || recorded != key {
+		return "", false
+	}
+	if _, err := os.Stat(tarballPath); err != nil {
+		return "", false
+	}
+	return ref, true
 }
 
 // buildImage appends the base layer (if any) and a layer of the files to an

@@ -36,7 +36,8 @@ func run() error {
 	flag.StringVar(&cfg.ImagesDir, "images", "_output/images", "Directory with the image tarballs and images.json of hack/build-images.sh.")
 	flag.StringVar(&cfg.ArtifactsDir, "artifacts", "artifacts", "The repository's artifacts directory.")
 	flag.StringVar(&cfg.NodeName, "node-name", localcluster.DefaultNodeName, "Name of the node.")
-	flag.StringVar(&cfg.LockFile, "lock", "/run/datavolume-localcluster.lock", "Machine-wide lock held while the cluster runs.")
+	flag.StringVar(&cfg.LockFile, "lock", localcluster.DefaultLockFile, "Machine-wide lock held while the cluster runs.")
+	startedAt := flag.Int64("started-at", 0, "When the command that runs this one started (Unix nanoseconds), e.g. make run with its builds; the ready line gives both times.")
 	flag.Parse()
 
 	start := time.Now()
@@ -59,7 +60,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	printUsage(log, cluster, cfg, time.Since(start))
+	printUsage(log, cluster, cfg, time.Since(start), *startedAt)
 
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "stopping the local cluster")
@@ -70,7 +71,7 @@ func run() error {
 	return nil
 }
 
-func printUsage(_ logr.Logger, c *localcluster.Cluster, cfg localcluster.Config, took time.Duration) {
+func printUsage(_ logr.Logger, c *localcluster.Cluster, cfg localcluster.Config, took time.Duration, startedAt int64) {
 	fmt.Printf(`
 The local cluster is up. On this host: etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler, containerd, kube-proxy and the
@@ -95,5 +96,9 @@ Stop with Ctrl-C: every process, mount, loop device, network namespace, the
 bridge, iptables chains, cgroups and sysctls the node changed are put back.
 
 `, cfg.NodeName, c.Kubeconfig, cfg.KubeBinDir, c.LogDir(), c.AuditLog, c.KubeAuditLog)
-	fmt.Printf("ready in %s: KUBECONFIG=%s\n", took.Round(100*time.Millisecond), c.Kubeconfig)
+	total := ""
+	if startedAt > 0 {
+		total = fmt.Sprintf(" (%s since make run started, builds included)", time.Since(time.Unix(0, startedAt)).Round(100*time.Millisecond))
+	}
+	fmt.Printf("ready in %s%s: KUBECONFIG=%s\n", took.Round(100*time.Millisecond), total, c.Kubeconfig)
 }
