@@ -118,11 +118,34 @@ spec:
 	assert.Check(t, bytes.Equal(got[len(want):], make([]byte, 8)), "bytes after the write are not zero: %q", got)
 }
 
+// Pods resolve Services by name through the cluster DNS and reach them
+// through kube-proxy: here the kubernetes Service, which leads to
+// kube-apiserver on the host.
+func TestPodsReachServicesByName(t *testing.T) {
+	ns := namespace(t, "dns")
+	clusterIP := kubectl(t, "get", "service", "kubernetes", "-n", "default", "-o", "jsonpath={.spec.clusterIP}")
+	logs := runJob(t, ns, "", `getent hosts kubernetes.default.svc.cluster.local && timeout 5 bash -c '</dev/tcp/kubernetes.default.svc/443' && echo connected`)
+	fields := strings.Fields(logs)
+	assert.Assert(t, len(fields) >= 3, "job printed %q", logs)
+	assert.Check(t, is.Equal(fields[0], clusterIP))
+	assert.Check(t, is.Equal(fields[1], "kubernetes.default.svc.cluster.local"))
+	assert.Check(t, is.Equal(fields[len(fields)-1], "connected"))
+}
+
 // runJob runs a batch/v1 Job with the cloner's image (Debian with a shell
-// and coreutils), the claim "data" attached as volumeSpec says, and waits
-// for it to complete.
-func runJob(t *testing.T, ns, volumeSpec, script string) {
+// and coreutils), the claim "data" attached as volumeSpec says (none when
+// empty), waits for it to complete and returns its log.
+func runJob(t *testing.T, ns, volumeSpec, script string) string {
 	t.Helper()
+	volumes := `
+      volumes:
+        - name: data
+          persistentVolumeClaim:
+            claimName: data
+`
+	if volumeSpec == "" {
+		volumes = "\n"
+	}
 	job := `apiVersion: batch/v1
 kind: Job
 metadata:
@@ -137,12 +160,7 @@ spec:
           image: ` + clonerImage(t) + `
           imagePullPolicy: Never
           command: ["sh", "-c", ` + jsonString(script) + `]
-          ` + volumeSpec + `
-      volumes:
-        - name: data
-          persistentVolumeClaim:
-            claimName: data
-`
+          ` + volumeSpec + volumes
 	out, err := kubectlIn(t, job, "apply", "-n", ns, "-f", "-")
 	assert.NilError(t, err, out)
 	_, err = cluster.Kubectl(testContext(t), "", "wait", "-n", ns, "job/writer", "--for=condition=Complete", "--timeout=120s")
@@ -151,6 +169,7 @@ spec:
 		events, _ := cluster.Kubectl(testContext(t), "", "get", "events", "-n", ns)
 		t.Fatalf("job did not complete: %v\nlogs:\n%s\nevents:\n%s", err, logs, events)
 	}
+	return kubectl(t, "logs", "-n", ns, "job/writer")
 }
 
 // clonerImage is the reference of the cloner's image imported into the node.
