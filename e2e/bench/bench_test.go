@@ -4,7 +4,7 @@
 // aggregated API against the same object stored as a CRD of another group in
 // the same kube-apiserver, in one run, side by side. `make bench` runs it:
 //
-//	DATAVOLUME_KUBE_BIN=... DATAVOLUME_ETCD=... DATAVOLUME_BIN=... \
+//	DATAVOLUME_KUBE_BIN=... DATAVOLUME_ETCD=... DATAVOLUME_IMAGES=... \
 //	  go test -tags e2e -run '^$' -bench . -benchtime 1x ./e2e/bench/
 package bench
 
