@@ -15,8 +15,39 @@ bin=_output/bin
 mkdir -p "$out" "$bin"
 start=$SECONDS
 
+# The images take what `make build` and hack/build-tools.sh made; say which
+# step to run when something is missing rather than failing half way.
+for input in "$bin/datavolume-apiserver" "$bin/datavolume-webhook" "$bin/datavolume-cloner"; do
+  [[ -x $input ]] || { log "missing $input: run make build first"; exit 1; }
+done
+for input in "$ETCD_BIN_DIR/etcd" "$COREDNS_BIN_DIR/coredns"; do
+  [[ -x $input ]] || { log "missing $input: run hack/build-tools.sh $(basename "$input") first"; exit 1; }
+done
+
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/pause" ./hack/pause
 go build -o "$bin/imagebuild" ./hack/imagebuild
+
+# apt_mirror SUITE prints the first mirror this machine's apt uses for SUITE
+# (one-line .list and deb822 .sources files; apt reads no other names), since
+# apt's mirror is what is reachable here.
+apt_mirror() {
+  local suite=$1 found
+  # deb [options] URI SUITE COMPONENTS...
+  found=$(awk -v suite="$suite" '$1 == "deb" { sub(/\[[^]]*\]/, ""); $0 = $0 } $1 == "deb" && $3 == suite { print $2; exit }' \
+    /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
+  if [[ -z $found ]]; then
+    found=$(awk -v suite="$suite" 'BEGIN { RS = ""; FS = "\n" }
+      { types = uris = suites = ""
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^Types:/) types = " " $i " "
+          if ($i ~ /^URIs:/) { uris = $i; sub(/^URIs:[ \t]*/, "", uris); sub(/[ \t].*/, "", uris) }
+          if ($i ~ /^Suites:/) suites = " " $i " "
+        }
+        if (types ~ / deb / && suites ~ (" " suite " ") && uris != "") { print uris; exit } }' \
+      /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  fi
+  echo "${found:-http://deb.debian.org/debian}"
+}
 
 # The cloner's base: Debian with qemu-img and the decompressors, packed as
 # one layer. Its key is everything that decides its content.
@@ -26,9 +57,7 @@ base_version=1
 key=$(printf '%s\n' "$suite" minbase "$packages" "$base_version" | sha256sum | cut -c1-16)
 base=$DATAVOLUME_CACHE/base/debian-$suite-$key.tar
 if [[ ! -f $base ]]; then
-  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  mirror=${mirror:-$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)}
-  mirror=${mirror:-http://deb.debian.org/debian}
+  mirror=$(apt_mirror "$suite")
   log "making the cloner's Debian base with debootstrap from $mirror (once per machine)"
   rootfs=$(mktemp -d "${TMPDIR:-/tmp}/datavolume-rootfs.XXXXXX")
   trap 'rm -rf "$rootfs"' EXIT
@@ -46,8 +75,11 @@ declare -A refs
 image() {
   local name=$1; shift
   local t=$SECONDS
-  refs[$name]=$("$bin/imagebuild" image --name "$name" --out-dir "$out" "$@")
-  log "image ${refs[$name]} ($(du -h "$out/$name.tar" | cut -f1), $((SECONDS - t))s)"
+  local ref state
+  read -r ref state < <("$bin/imagebuild" image --name "$name" --out-dir "$out" "$@")
+  [[ -n $ref ]] || { log "building image $name failed"; exit 1; }
+  refs[$name]=$ref
+  log "image $ref: $(du -h "$out/$name.tar" | cut -f1), $state in $((SECONDS - t))s"
 }
 
 image pause --file "$bin/pause:/pause" --entrypoint /pause --user 65535

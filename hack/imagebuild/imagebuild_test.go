@@ -40,6 +40,34 @@ func TestImageIsReproducible(t *testing.T) {
 	assert.Assert(t, digest() != first)
 }
 
+// The files layer is byte-identical from build to build, and the config
+// carries no time.
+func TestLayerAndConfigHaveNoTimes(t *testing.T) {
+	dir := t.TempDir()
+	bin := writeFile(t, filepath.Join(dir, "server"), "binary")
+	spec := imageSpec{Name: "server", MinimalEtc: true, Entrypoint: "/server",
+		Files: []fileEntry{{Source: bin, Target: "/server", Mode: 0o755}}}
+	layerBytes := func() []byte {
+		layer, err := filesLayer(spec)
+		assert.NilError(t, err)
+		rc, err := layer.Compressed()
+		assert.NilError(t, err)
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		assert.NilError(t, err)
+		return b
+	}
+	assert.Assert(t, bytes.Equal(layerBytes(), layerBytes()))
+
+	img, err := buildImage(spec)
+	assert.NilError(t, err)
+	cf, err := img.ConfigFile()
+	assert.NilError(t, err)
+	assert.Check(t, cf.Created.IsZero())
+	assert.Check(t, is.Len(cf.History, 0))
+	assert.Check(t, is.Len(cf.RootFS.DiffIDs, 1))
+}
+
 type tarEntry struct {
 	Name     string
 	Type     byte

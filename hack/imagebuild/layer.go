@@ -88,7 +88,7 @@ func writeLayer(w io.Writer, spec layerSpec) error {
 		e := entries[name]
 		e.hdr.ModTime, e.hdr.Format = epoch, tar.FormatPAX
 		if err := tw.WriteHeader(&e.hdr); err != nil {
-			return err
+			return fmt.Errorf("writing %s: %w", name, err)
 		}
 		switch {
 		case e.source != "":
@@ -97,7 +97,7 @@ func writeLayer(w io.Writer, spec layerSpec) error {
 			}
 		case e.data != "":
 			if _, err := io.WriteString(tw, e.data); err != nil {
-				return err
+				return fmt.Errorf("writing %s: %w", name, err)
 			}
 		}
 	}
@@ -122,7 +122,7 @@ func modeBits(m fs.FileMode) fs.FileMode {
 func copyFile(w io.Writer, src string, size int64) error {
 	f, err := os.Open(src)
 	if err != nil {
-		return err
+		return fmt.Errorf("copying %s: %w", src, err)
 	}
 	defer f.Close()
 	n, err := io.Copy(w, f)
@@ -183,7 +183,7 @@ func writeRootfsLayer(w io.Writer, root string) error {
 		p := filepath.Join(root, strings.TrimSuffix(rel, "/"))
 		info, err := os.Lstat(p)
 		if err != nil {
-			return err
+			return fmt.Errorf("packing %s: %w", p, err)
 		}
 		st, ok := info.Sys().(*syscall.Stat_t)
 		if !ok {
@@ -196,7 +196,7 @@ func writeRootfsLayer(w io.Writer, root string) error {
 		case mode&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {
-				return err
+				return fmt.Errorf("packing %s: %w", p, err)
 			}
 			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
 		case mode.IsRegular():
@@ -211,7 +211,7 @@ func writeRootfsLayer(w io.Writer, root string) error {
 			continue // device nodes, sockets and fifos come from the runtime
 		}
 		if err := tw.WriteHeader(&hdr); err != nil {
-			return err
+			return fmt.Errorf("packing %s: %w", p, err)
 		}
 		if hdr.Typeflag == tar.TypeReg {
 			if err := copyFile(tw, p, hdr.Size); err != nil {

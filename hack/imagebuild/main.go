@@ -7,6 +7,9 @@
 //	imagebuild rootfs-layer ROOT OUT.tar
 //	imagebuild image --name NAME --out-dir DIR [--base-layer TAR] [--minimal-etc]
 //	    --file SRC:DST[:MODE]... --entrypoint PATH [--user UID]
+//
+// image prints "REFERENCE built" or "REFERENCE cached" (the tarball was
+// already there and is not rewritten).
 package main
 
 import (
@@ -116,7 +119,7 @@ func imageCommand(args []string) error {
 	}
 	keyFile := filepath.Join(outDir, spec.Name+".inputs")
 	if ref, ok := builtFrom(keyFile, out, key); ok {
-		fmt.Println(ref)
+		fmt.Println(ref, "cached")
 		return nil
 	}
 	img, err := buildImage(spec)
@@ -127,7 +130,9 @@ func imageCommand(args []string) error {
 	if err != nil {
 		return err
 	}
+	state := "cached"
 	if same, _ := tarballHolds(out, ref); !same {
+		state = "built"
 		if err := os.MkdirAll(outDir, 0o755); err != nil {
 			return err
 		}
@@ -136,13 +141,13 @@ func imageCommand(args []string) error {
 			return fmt.Errorf("writing %s: %w", out, err)
 		}
 		if err := os.Rename(tmp, out); err != nil {
-			return err
+			return fmt.Errorf("writing %s: %w", out, err)
 		}
 	}
 	if err := os.WriteFile(keyFile, []byte(key+" "+ref.String()+"\n"), 0o644); err != nil {
-		return err
+		return fmt.Errorf("recording the inputs of %s: %w", out, err)
 	}
-	fmt.Println(ref.String())
+	fmt.Println(ref.String(), state)
 	return nil
 }
 
@@ -201,6 +206,21 @@ func buildImage(spec imageSpec) (v1.Image, error) {
 		}
 		layers = append(layers, base)
 	}
+	own, err := filesLayer(spec)
+	if err != nil {
+		return nil, err
+	}
+	layers = append(layers, own)
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		return nil, fmt.Errorf("appending the layers of %s: %w", spec.Name, err)
+	}
+	return withFixedConfig(img, spec)
+}
+
+// filesLayer is the image's own layer: its files and, for --minimal-etc,
+// the users that images running as nonroot need.
+func filesLayer(spec imageSpec) (v1.Layer, error) {
 	content := layerSpec{Files: spec.Files}
 	if spec.MinimalEtc {
 		content.Inline = []inlineEntry{
@@ -211,27 +231,25 @@ func buildImage(spec imageSpec) (v1.Image, error) {
 	}
 	var buf bytes.Buffer
 	if err := writeLayer(&buf, content); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the files layer of %s: %w", spec.Name, err)
 	}
 	data := buf.Bytes()
-	own, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		return nil, err
-	}
-	layers = append(layers, own)
-	img, err := mutate.AppendLayers(empty.Image, layers...)
-	if err != nil {
-		return nil, err
-	}
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+}
+
+// withFixedConfig sets the entrypoint, user and PATH, and leaves out
+// everything that varies between builds: no history, a zero creation time.
+func withFixedConfig(img v1.Image, spec imageSpec) (v1.Image, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the config of %s: %w", spec.Name, err)
 	}
 	cf = cf.DeepCopy()
 	cf.Architecture, cf.OS = "amd64", "linux"
 	cf.Config.Entrypoint = []string{spec.Entrypoint}
 	cf.Config.User = spec.User
 	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cf.Created = v1.Time{}
 	cf.History = nil
 	return mutate.ConfigFile(img, cf)
 }
@@ -279,5 +297,12 @@ func writeAtomically(path string, write func(io.Writer) error) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	// CreateTemp makes the file 0600; a cached layer is readable by all.
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }
