@@ -124,6 +124,7 @@ func TestRootfsLayer(t *testing.T) {
 	assert.NilError(t, os.Symlink("usr/bin", filepath.Join(root, "bin")))
 	writeFile(t, filepath.Join(root, "proc/cpuinfo"), "cpu")
 	writeFile(t, filepath.Join(root, "var/cache/apt/archives/x.deb"), "deb")
+	writeFile(t, filepath.Join(root, "var/cache/ldconfig/aux-cache"), "inodes")
 	var buf bytes.Buffer
 	assert.NilError(t, writeRootfsLayer(&buf, root))
 	byName := map[string]tarEntry{}
@@ -134,7 +135,7 @@ func TestRootfsLayer(t *testing.T) {
 		assert.Check(t, is.Equal(e.Unix, int64(0)), e.Name)
 	}
 	assert.DeepEqual(t, names, []string{"bin", "proc/", "usr/", "usr/bin/", "usr/bin/qemu-img", "usr/bin/qemu-img-link",
-		"var/", "var/cache/", "var/cache/apt/", "var/cache/apt/archives/"})
+		"var/", "var/cache/", "var/cache/apt/", "var/cache/apt/archives/", "var/cache/ldconfig/"})
 	assert.Check(t, is.Equal(byName["bin"].Link, "usr/bin"))
 	assert.Check(t, is.Equal(byName["bin"].Type, byte(tar.TypeSymlink)))
 	assert.Check(t, is.Equal(byName["usr/bin/qemu-img-link"].Type, byte(tar.TypeLink)))

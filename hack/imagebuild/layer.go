@@ -136,9 +136,13 @@ func copyFile(w io.Writer, src string, size int64) error {
 }
 
 // skipInRootfs says what a packed root filesystem leaves out: the kernel's
-// and the runtime's mounts are made at run time, and apt's caches only
-// take room.
+// and the runtime's mounts are made at run time, apt's caches only take
+// room, and logs and ldconfig's aux-cache (inode numbers and times) differ
+// from one debootstrap to the next.
 func skipInRootfs(rel string) bool {
+	if rel == "var/cache/ldconfig/aux-cache" {
+		return true
+	}
 	for _, dir := range []string{"proc/", "sys/", "dev/", "run/", "tmp/", "var/cache/apt/archives/", "var/lib/apt/lists/", "var/log/"} {
 		if strings.HasPrefix(rel, dir) && rel != dir {
 			return true
