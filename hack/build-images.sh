@@ -53,7 +53,8 @@ apt_mirror() {
 # one layer. Its key is everything that decides its content.
 suite=bookworm
 packages=qemu-utils,xz-utils,zstd,gzip,ca-certificates
-base_version=1
+# Bump base_version when the packing changes (2: no ldconfig aux-cache).
+base_version=2
 key=$(printf '%s\n' "$suite" minbase "$packages" "$base_version" | sha256sum | cut -c1-16)
 base=$DATAVOLUME_CACHE/base/debian-$suite-$key.tar
 if [[ ! -f $base ]]; then
