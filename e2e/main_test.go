@@ -31,7 +31,11 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
-	before := localcluster.ReadHostState()
+	before, err := localcluster.ReadHostState()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: reading the machine's state: %v\n", err)
+		return 1
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cluster, err = localcluster.Start(ctx, cfg)

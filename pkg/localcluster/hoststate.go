@@ -73,18 +73,27 @@ func saveSysctls() error {
 	return os.Rename(tmp, sysctlSnapshot)
 }
 
-// restoreSysctls writes back the recorded settings and drops the record.
-func restoreSysctls() error {
-	b, err := os.ReadFile(sysctlSnapshot)
+// readSysctlRecord reads a record saveSysctls wrote; nil if there is none.
+func readSysctlRecord(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var values map[string]string
 	if err := json.Unmarshal(b, &values); err != nil {
-		return fmt.Errorf("reading %s: %w", sysctlSnapshot, err)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return values, nil
+}
+
+// restoreSysctls writes back the recorded settings and drops the record.
+func restoreSysctls() error {
+	values, err := readSysctlRecord(sysctlSnapshot)
+	if err != nil || values == nil {
+		return err
 	}
 	var errs []error
 	for key, value := range values {
@@ -487,9 +496,34 @@ type HostState struct {
 }
 
 // ReadHostState reads the machine's state before a cluster starts, for
-// Leftovers to compare against after it stops.
-func ReadHostState() HostState {
-	return HostState{Sysctls: ReadSysctls(), Links: map[string]bool{bridgeName: linkExists(bridgeName)}}
+// Leftovers to compare against after it stops. A run that was killed leaves
+// its node's sysctls set and the settings from before it recorded; Start puts
+// those back, so they, not the current values, are what Stop must leave.
+func ReadHostState() (HostState, error) {
+	sysctls, err := sysctlsBeforeAnyNode(ReadSysctls(), sysctlSnapshot)
+	if err != nil {
+		return HostState{}, err
+	}
+	return HostState{Sysctls: sysctls, Links: map[string]bool{bridgeName: linkExists(bridgeName)}}, nil
+}
+
+// sysctlsBeforeAnyNode is current with the values of the record at path, if
+// one is there, laid over it.
+func sysctlsBeforeAnyNode(current map[string]string, path string) (map[string]string, error) {
+	recorded, err := readSysctlRecord(path)
+	if err != nil {
+		return nil, err
+	}
+	values := make(map[string]string, len(current))
+	for key, value := range current {
+		values[key] = value
+	}
+	for key, value := range recorded {
+		if _, ok := values[key]; ok {
+			values[key] = value
+		}
+	}
+	return values, nil
 }
 
 // Leftovers lists what a stopped cluster whose state was in dir left on the

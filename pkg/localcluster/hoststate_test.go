@@ -1,6 +1,8 @@
 package localcluster
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"gotest.tools/v3/assert"
@@ -64,4 +66,26 @@ func TestSplitReference(t *testing.T) {
 		assert.Equal(t, name, tc.name, tc.ref)
 		assert.Equal(t, tag, tc.tag, tc.ref)
 	}
+}
+
+// A killed run leaves the node's settings and a record of the ones before
+// it; those recorded values are the baseline, and keys the kernel lacks stay
+// out.
+func TestSysctlsBeforeAnyNode(t *testing.T) {
+	current := map[string]string{"kernel.panic": "10", "net.ipv4.ip_forward": "1", "vm.overcommit_memory": "1"}
+
+	got, err := sysctlsBeforeAnyNode(current, filepath.Join(t.TempDir(), "none.json"))
+	assert.NilError(t, err)
+	assert.DeepEqual(t, got, current)
+
+	record := filepath.Join(t.TempDir(), "record.json")
+	assert.NilError(t, os.WriteFile(record, []byte(`{"kernel.panic":"1","net.ipv4.ip_forward":"0","vm.panic_on_oom":"0"}`), 0o644))
+	got, err = sysctlsBeforeAnyNode(current, record)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, got, map[string]string{"kernel.panic": "1", "net.ipv4.ip_forward": "0", "vm.overcommit_memory": "1"})
+	assert.Equal(t, current["kernel.panic"], "10", "the current values are not changed")
+
+	assert.NilError(t, os.WriteFile(record, []byte(`{"kernel.panic":`), 0o644))
+	_, err = sysctlsBeforeAnyNode(current, record)
+	assert.ErrorContains(t, err, "record.json")
 }
