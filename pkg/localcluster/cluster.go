@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -63,6 +64,9 @@ type Cluster struct {
 	cfg   Config
 	procs []*process
 	lock  *os.File
+	// earlierDir is the directory the lock file names from a run that was
+	// killed before it could stop: its mounts and loop devices may remain.
+	earlierDir string
 
 	// Kubeconfig is the cluster admin's kubeconfig (group system:masters).
 	Kubeconfig string
@@ -126,6 +130,12 @@ func (c *Cluster) start(ctx context.Context) error {
 	c.hostChanged = true
 	if err := cleanHost(ctx, cfg.Dir); err != nil {
 		return fmt.Errorf("cleaning up after an earlier run: %w", err)
+	}
+	if c.earlierDir != "" && c.earlierDir != cfg.Dir {
+		cfg.Log.Info("cleaning up after a run that was killed", "dir", c.earlierDir)
+		if err := cleanHost(ctx, c.earlierDir); err != nil {
+			return fmt.Errorf("cleaning up after the run in %s that was killed: %w", c.earlierDir, err)
+		}
 	}
 	if err := os.RemoveAll(cfg.Dir); err != nil {
 		return fmt.Errorf("resetting %s: %w", cfg.Dir, err)
@@ -409,6 +419,10 @@ func (c *Cluster) Stop() error {
 		c.hostChanged = false
 	}
 	if c.lock != nil {
+		if errors.Join(errs...) == nil {
+			// Nothing of this run is left for the next one to clean up.
+			_ = c.lock.Truncate(0)
+		}
 		_ = syscall.Flock(int(c.lock.Fd()), syscall.LOCK_UN)
 		c.lock.Close()
 		c.lock = nil
@@ -490,6 +504,20 @@ func (c *Cluster) httpClient(client KeyPair) (*http.Client, error) {
 	}, nil
 }
 
+// lockHolder is what the lock file says while a cluster runs.
+func lockHolder(pid int, dir string) string {
+	return fmt.Sprintf("pid %d, directory %s", pid, dir)
+}
+
+// lockHolderDir is the directory a lock file's content names, or "".
+func lockHolderDir(content string) string {
+	_, dir, ok := strings.Cut(strings.TrimSpace(content), ", directory ")
+	if !ok || !filepath.IsAbs(dir) {
+		return ""
+	}
+	return filepath.Clean(dir)
+}
+
 // acquireLock takes the machine-wide lock, or says who holds it.
 func (c *Cluster) acquireLock() error {
 	if c.cfg.LockFile == "" {
@@ -507,8 +535,19 @@ func (c *Cluster) acquireLock() error {
 		f.Close()
 		return fmt.Errorf("%w (%s); stop it first (Ctrl-C where `make run` runs)", ErrBusy, strings.TrimSpace(string(holder)))
 	}
-	_ = f.Truncate(0)
-	_, _ = fmt.Fprintf(f, "pid %d, directory %s", os.Getpid(), c.cfg.Dir)
+	// The lock is free, so whoever wrote the file has stopped: cleanly if it
+	// emptied the file, else killed, with its state left in its directory.
+	if earlier, err := io.ReadAll(f); err == nil {
+		c.earlierDir = lockHolderDir(string(earlier))
+	}
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return fmt.Errorf("writing lock %s: %w", c.cfg.LockFile, err)
+	}
+	if _, err := f.WriteAt([]byte(lockHolder(os.Getpid(), c.cfg.Dir)), 0); err != nil {
+		f.Close()
+		return fmt.Errorf("writing lock %s: %w", c.cfg.LockFile, err)
+	}
 	c.lock = f
 	return nil
 }
