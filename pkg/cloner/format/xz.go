@@ -15,6 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// xzThreadsMemory bounds the memory of xz's threaded decoder, so the
+// cloner's peak RSS stays far under its 256 MiB budget.
+const xzThreadsMemory = "128MiB"
+
 // pipeSize enlarges the pipes to and from xz: fewer wake-ups per MiB.
 const pipeSize = 1 << 20
 
@@ -45,7 +49,10 @@ func newXZ(ctx context.Context, r io.Reader) (io.ReadCloser, error) {
 		growPipe(f)
 	}
 	x := &xzReader{out: outR, copyDone: make(chan struct{}), closing: make(chan struct{})}
-	x.cmd = exec.CommandContext(ctx, "xz", "--decompress", "--stdout")
+	// Threads decode the blocks of a multi-block stream (what xz -T0
+	// writes) in parallel; under the memory limit, which bounds what a
+	// large-dictionary stream would take, xz falls back to one thread.
+	x.cmd = exec.CommandContext(ctx, "xz", "--decompress", "--stdout", "--threads=0", "--memlimit-mt-decompress="+xzThreadsMemory)
 	x.cmd.Stdin, x.cmd.Stdout = inR, outW
 	x.cmd.Stderr = &limitedBuffer{buf: &x.stderr, max: 4096}
 	if err := x.cmd.Start(); err != nil {
