@@ -119,13 +119,20 @@ func dial(ctx context.Context, o SourceOptions) (*tls.Conn, error) {
 		timeout = 2 * time.Minute
 	}
 	deadline := time.Now().Add(timeout)
-	dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: o.TLS}
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	// Start retrying fast: source and target usually start together.
-	wait := 10 * time.Millisecond
+	wait := 2 * time.Millisecond
 	for {
-		conn, err := dialer.DialContext(ctx, "tcp", o.Address)
+		raw, err := dialer.DialContext(ctx, "tcp", o.Address)
 		if err == nil {
-			return conn.(*tls.Conn), nil
+			conn := tls.Client(newBatchConn(raw), tlsClientConfig(o.TLS, o.Address))
+			hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+			defer cancel()
+			if err := conn.HandshakeContext(hctx); err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("connecting to clone target %s: %w", o.Address, err)
+			}
+			return conn, nil
 		}
 		var opErr *net.OpError
 		refused := errors.As(err, &opErr) && errors.Is(err, syscall.ECONNREFUSED)
@@ -137,7 +144,7 @@ func dial(ctx context.Context, o SourceOptions) (*tls.Conn, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		wait = min(2*wait, time.Second)
+		wait = min(wait*3/2, time.Second)
 	}
 }
 
@@ -177,6 +184,19 @@ func dataExtents(f *os.File) (int64, [][2]int64, error) {
 		off = hole
 	}
 	return size, ext, nil
+}
+
+// tlsClientConfig is config with the server name taken from address when
+// config names none, as tls.Dial would do.
+func tlsClientConfig(config *tls.Config, address string) *tls.Config {
+	if config == nil || config.ServerName != "" || config.InsecureSkipVerify {
+		return config
+	}
+	c := config.Clone()
+	if host, _, err := net.SplitHostPort(address); err == nil {
+		c.ServerName = host
+	}
+	return c
 }
 
 type frameWriter struct {

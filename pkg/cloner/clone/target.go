@@ -57,7 +57,7 @@ func Receive(ctx context.Context, l net.Listener, o TargetOptions) error {
 			}
 			return fmt.Errorf("accepting clone source: %w", err)
 		}
-		conn := tls.Server(raw, o.TLS)
+		conn := tls.Server(newBatchConn(raw), o.TLS)
 		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 		err = conn.HandshakeContext(hctx)
 		cancel()
@@ -103,6 +103,14 @@ func serve(ctx context.Context, conn *tls.Conn, kind byte, o TargetOptions) (err
 	return receiveDisk(r, conn, hdr, o)
 }
 
+// The target writes in units of writeSize, gathered from consecutive
+// frames: with direct I/O one write is in flight at a time, and on the
+// disks measured 8 MiB writes move twice as much per second as 1 MiB ones.
+const (
+	writeSize    = 8 << 20
+	writeBuffers = 3
+)
+
 type dataChunk struct {
 	buf []byte
 	off int64
@@ -122,10 +130,10 @@ func receiveDisk(r *bufio.Reader, conn io.Writer, hdr header, o TargetOptions) e
 	}
 	// Writes happen in their own goroutine while the next frames are
 	// decrypted and hashed.
-	free := make(chan []byte, chunks)
-	full := make(chan dataChunk, chunks)
-	for range chunks {
-		free <- make([]byte, chunkSize)
+	free := make(chan []byte, writeBuffers)
+	full := make(chan dataChunk, writeBuffers)
+	for range writeBuffers {
+		free <- make([]byte, writeSize)
 	}
 	written := make(chan error, 1)
 	go func() {
@@ -154,9 +162,22 @@ func receiveDisk(r *bufio.Reader, conn io.Writer, hdr header, o TargetOptions) e
 	return nil
 }
 
+// readDiskFrames gathers consecutive frames into buffers of writeSize and
+// hands each to the writer when it is full or the next frame does not
+// follow on.
 func readDiskFrames(r *bufio.Reader, hdr header, free chan []byte, full chan dataChunk) error {
 	h := xxhash.New()
 	var fh [13]byte
+	var cur dataChunk
+	send := func() {
+		if len(cur.buf) > 0 {
+			full <- cur
+		} else if cur.buf != nil {
+			free <- cur.buf
+		}
+		cur = dataChunk{}
+	}
+	defer send()
 	for {
 		typ, err := r.ReadByte()
 		if err != nil {
@@ -172,13 +193,19 @@ func readDiskFrames(r *bufio.Reader, hdr header, free chan []byte, full chan dat
 			if n > chunkSize || off < 0 || uint64(off)+uint64(n) > hdr.Size {
 				return fmt.Errorf("bad data frame: %d bytes at %d", n, off)
 			}
-			buf := (<-free)[:n]
-			if _, err := io.ReadFull(r, buf); err != nil {
+			if cur.buf != nil && (off != cur.off+int64(len(cur.buf)) || len(cur.buf)+n > cap(cur.buf)) {
+				send()
+			}
+			if cur.buf == nil {
+				cur = dataChunk{buf: (<-free)[:0], off: off}
+			}
+			at := len(cur.buf)
+			cur.buf = cur.buf[:at+n]
+			if _, err := io.ReadFull(r, cur.buf[at:]); err != nil {
 				return fmt.Errorf("reading clone stream: %w", err)
 			}
 			_, _ = h.Write(fh[1:13])
-			_, _ = h.Write(buf)
-			full <- dataChunk{buf: buf, off: off}
+			_, _ = h.Write(cur.buf[at:])
 		case frameEnd:
 			return checkDigest(r, h)
 		default:
