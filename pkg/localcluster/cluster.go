@@ -53,6 +53,9 @@ type Config struct {
 	ArtifactsDir string
 	// NodeName is the node's name; DefaultNodeName when empty.
 	NodeName string
+	// KubeAuditPolicy is kube-apiserver's audit policy file; empty for the
+	// shipped one, ArtifactsDir/deploy/audit-policy.yaml.
+	KubeAuditPolicy string
 	// LockFile is held while the cluster runs: one node per machine.
 	LockFile string
 	// Log receives progress.
@@ -329,7 +332,10 @@ func (c *Cluster) startEtcd(name string, port, peer int) (*process, error) {
 }
 
 func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort int) (*process, error) {
-	policy := filepath.Join(c.cfg.ArtifactsDir, "deploy", "audit-policy.yaml")
+	policy := c.cfg.KubeAuditPolicy
+	if policy == "" {
+		policy = filepath.Join(c.cfg.ArtifactsDir, "deploy", "audit-policy.yaml")
+	}
 	proc, err := startProcess(c.cfg.Log, c.logDir, "kube-apiserver", filepath.Join(c.cfg.KubeBinDir, "kube-apiserver"),
 		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
 		// Loopback for us, the machine's own address for the node and the
