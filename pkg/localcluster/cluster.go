@@ -53,6 +53,11 @@ type Config struct {
 	ArtifactsDir string
 	// NodeName is the node's name; DefaultNodeName when empty.
 	NodeName string
+	// DurableEtcd makes kube-apiserver's etcd sync each write to disk, as
+	// in a user's cluster (and as datavolume-apiserver's etcd, a Pod from
+	// artifacts/deploy, always does). Off, it skips fsync: the cluster is
+	// thrown away, and tests run faster.
+	DurableEtcd bool
 	// KubeAuditPolicy is kube-apiserver's audit policy file; empty for the
 	// shipped one, ArtifactsDir/deploy/audit-policy.yaml.
 	KubeAuditPolicy string
@@ -316,14 +321,17 @@ func serviceHosts(name string) []string {
 func (c *Cluster) startEtcd(name string, port, peer int) (*process, error) {
 	client := fmt.Sprintf("http://127.0.0.1:%d", port)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
-	p, err := startProcess(c.cfg.Log, c.logDir, name, c.cfg.EtcdBinary,
+	args := []string{
 		"--name", name,
 		"--data-dir", filepath.Join(c.cfg.Dir, "data", name),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", name+"="+peerURL,
-		"--unsafe-no-fsync", // a throwaway cluster; fsync only slows tests
-	)
+		"--initial-cluster", name + "=" + peerURL,
+	}
+	if !c.cfg.DurableEtcd {
+		args = append(args, "--unsafe-no-fsync") // a throwaway cluster; fsync only slows tests
+	}
+	p, err := startProcess(c.cfg.Log, c.logDir, name, c.cfg.EtcdBinary, args...)
 	if err != nil {
 		return nil, err
 	}
