@@ -4,11 +4,17 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -70,6 +76,62 @@ spec:
 	got, err := os.ReadFile(filepath.Join(dir, "hello"))
 	assert.NilError(t, err)
 	assert.Equal(t, string(got), "written by a Job on node01\n")
+}
+
+// The cloner, from its image, imports as a Job an xz-compressed disk served
+// over HTTP from the node's address into a filesystem claim: liblzma decodes
+// a multi-block stream in the Pod, the file on the volume holds the disk's
+// bytes then zeros up to the target size, and the zeros are holes.
+func TestJobImportsDiskWithTheCloner(t *testing.T) {
+	ns := namespace(t, "import")
+	dir, err := cluster.AddFilesystemVolume(testContext(t), ns+"-pv", "1Gi")
+	assert.NilError(t, err)
+
+	served := t.TempDir()
+	disk := make([]byte, 16<<20)
+	_, err = rand.Read(disk[:4<<20])
+	assert.NilError(t, err)
+	_, err = rand.Read(disk[12<<20:])
+	assert.NilError(t, err)
+	assert.NilError(t, os.WriteFile(filepath.Join(served, "disk.raw"), disk, 0o644))
+	xz := exec.Command("xz", "-T2", "--block-size=1MiB", "-1", "disk.raw")
+	xz.Dir = served
+	out, err := xz.CombinedOutput()
+	assert.NilError(t, err, string(out))
+
+	listener, err := net.Listen("tcp", net.JoinHostPort(cluster.NodeIP().String(), "0"))
+	assert.NilError(t, err)
+	server := &http.Server{Handler: http.FileServer(http.Dir(served)), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = server.Serve(listener) }()
+	t.Cleanup(func() { server.Close() })
+
+	claimYAML := `apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  accessModes: [ReadWriteOnce]
+  volumeMode: Filesystem
+  resources:
+    requests:
+      storage: 1Gi
+`
+	applied, err := kubectlIn(t, claimYAML, "apply", "-n", ns, "-f", "-")
+	assert.NilError(t, err, applied)
+	url := "http://" + listener.Addr().String() + "/disk.raw.xz"
+	runJob(t, ns, `volumeMounts:
+            - name: data
+              mountPath: /data`, "datavolume-cloner import --url "+url+" --target /data/disk.img --target-size 64Mi")
+
+	imported := filepath.Join(dir, "disk.img")
+	got, err := os.ReadFile(imported)
+	assert.NilError(t, err)
+	assert.Equal(t, len(got), 64<<20, "the image fills the target size")
+	assert.Assert(t, bytes.Equal(got[:len(disk)], disk), "the disk's bytes")
+	assert.Assert(t, bytes.Count(got[len(disk):], []byte{0}) == len(got)-len(disk), "zeros after the disk")
+	var st syscall.Stat_t
+	assert.NilError(t, syscall.Stat(imported, &st))
+	assert.Assert(t, st.Blocks*512 <= 9<<20, "zeros are holes: %d bytes allocated", st.Blocks*512)
 }
 
 // The seed's local block PV (6.10.4), on a loop device from `losetup -f`:

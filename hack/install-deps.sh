@@ -3,8 +3,12 @@
 # need, when any is missing. Idempotent and quiet when all are present.
 set -euo pipefail
 
-# command:package pairs; a package is installed when its command is missing.
+# command:package pairs; a package is installed when its command (or, for
+# an absolute path, that file) is missing.
 needs=(
+  # The cloner links liblzma (xz) through cgo.
+  gcc:gcc
+  /usr/include/lzma.h:liblzma-dev
   qemu-img:qemu-utils
   qemu-io:qemu-utils
   docker-registry:docker-registry
@@ -34,7 +38,7 @@ missing=()
 for pair in "${needs[@]}"; do
   cmd=${pair%%:*} pkg=${pair#*:}
   if [[ $cmd == /* ]]; then
-    [[ -x $cmd ]] || missing+=("$pkg")
+    [[ -e $cmd ]] || missing+=("$pkg")
   elif ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$cmd && ! -x /sbin/$cmd ]]; then
     missing+=("$pkg")
   fi

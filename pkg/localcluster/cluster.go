@@ -452,6 +452,9 @@ func (c *Cluster) CloneGrantKeysDir() string { return filepath.Join(c.pkiDir, "c
 // imported into the node, by its logical name ("datavolume-cloner").
 func (c *Cluster) Image(name string) string { return c.images[name] }
 
+// NodeIP is node01's address: the machine's own, which Pods reach.
+func (c *Cluster) NodeIP() net.IP { return c.nodeIP }
+
 // LogDir is where each component's log is.
 func (c *Cluster) LogDir() string { return c.logDir }
 

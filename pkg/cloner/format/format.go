@@ -58,9 +58,9 @@ func (f Format) Compressed() bool { return f == Gzip || f == Xz || f == Zstd }
 // 128 MiB and images compressed with --long beyond that are rare.
 const zstdMaxWindow = 128 << 20
 
-// Decompress returns a reader of the decompressed stream. xz is piped
-// through the machine's own xz, which is several times faster than a
-// pure-Go decoder.
+// Decompress returns a reader of the decompressed stream. xz is decoded by
+// liblzma, the xz tool's library, several times faster than a pure-Go
+// decoder and threaded.
 func Decompress(ctx context.Context, f Format, r io.Reader) (io.ReadCloser, error) {
 	switch f {
 	case Gzip:

@@ -94,3 +94,48 @@ func FuzzSniff(f *testing.F) {
 		}
 	})
 }
+
+// liblzma decodes what the xz tool writes: many blocks in parallel (xz -T2
+// with small blocks), concatenated streams (as `cat a.xz b.xz` makes, which
+// xz -d accepts), and refuses corrupt data with xz's own words.
+func TestXzStreams(t *testing.T) {
+	testenv.RequireTools(t, "xz")
+	data := make([]byte, 6<<20)
+	for i := range data {
+		data[i] = byte(i * 7 / 4096) // compressible, not trivial
+	}
+	compress := func(in []byte, args ...string) []byte {
+		cmd := exec.Command("xz", append([]string{"-c"}, args...)...)
+		cmd.Stdin = bytes.NewReader(in)
+		out, err := cmd.Output()
+		assert.NilError(t, err)
+		return out
+	}
+	decode := func(in []byte) ([]byte, error) {
+		r, err := format.Decompress(context.Background(), format.Xz, bytes.NewReader(in))
+		assert.NilError(t, err)
+		defer r.Close()
+		return io.ReadAll(r)
+	}
+
+	multi := compress(data, "-T2", "--block-size=256KiB", "-1")
+	got, err := decode(multi)
+	assert.NilError(t, err)
+	assert.Assert(t, bytes.Equal(got, data), "multi-block stream")
+
+	concatenated := append(compress(data[:1<<20]), compress(data[1<<20:])...)
+	got, err = decode(concatenated)
+	assert.NilError(t, err)
+	assert.Assert(t, bytes.Equal(got, data), "concatenated streams")
+
+	corrupt := bytes.Clone(multi)
+	corrupt[len(corrupt)/2] ^= 0xff
+	_, err = decode(corrupt)
+	assert.ErrorContains(t, err, "decompressing xz: compressed data is corrupt")
+
+	_, err = decode(multi[:len(multi)-100])
+	assert.ErrorContains(t, err, "decompressing xz: unexpected end of input")
+
+	_, err = decode([]byte{0xfd, '7', 'z', 'X', 'Z', 0, 'n', 'o', 't', ' ', 'x', 'z'})
+	assert.ErrorContains(t, err, "decompressing xz:")
+}

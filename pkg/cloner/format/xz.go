@@ -1,209 +1,183 @@
 package format
 
+/*
+#cgo LDFLAGS: -llzma
+#include <lzma.h>
+#include <stdlib.h>
+
+// dv_xz_new starts a threaded .xz decoder as xz(1) -d does: concatenated
+// streams, errors reported as soon as a thread finds them.
+static lzma_ret dv_xz_new(lzma_stream *s, uint32_t threads, uint64_t memlimit_threading) {
+	lzma_mt mt = {0};
+	mt.flags = LZMA_CONCATENATED | LZMA_FAIL_FAST;
+	mt.threads = threads;
+	mt.timeout = 0;
+	mt.memlimit_threading = memlimit_threading;
+	mt.memlimit_stop = UINT64_MAX;
+	lzma_stream init = LZMA_STREAM_INIT;
+	*s = init;
+	return lzma_stream_decoder_mt(s, &mt);
+}
+
+// dv_xz_code runs the decoder over in and out. The buffers belong to the
+// caller (Go memory): the stream forgets them before returning, as
+// liblzma allows, so C never keeps a Go pointer.
+static lzma_ret dv_xz_code(lzma_stream *s, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len,
+                           int finish, size_t *consumed, size_t *produced) {
+	s->next_in = in;
+	s->avail_in = in_len;
+	s->next_out = out;
+	s->avail_out = out_len;
+	lzma_ret ret = lzma_code(s, finish ? LZMA_FINISH : LZMA_RUN);
+	*consumed = in_len - s->avail_in;
+	*produced = out_len - s->avail_out;
+	s->next_in = NULL;
+	s->avail_in = 0;
+	s->next_out = NULL;
+	s->avail_out = 0;
+	return ret;
+}
+*/
+import "C"
+
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"strings"
-	"sync"
-	"time"
-
-	"golang.org/x/sys/unix"
+	"runtime"
+	"unsafe"
 )
 
-// xzThreadsMemory bounds the memory of xz's threaded decoder, so the
-// cloner's peak RSS stays far under its 256 MiB budget.
-const xzThreadsMemory = "128MiB"
+// xzThreadsMemory bounds the memory of the threaded decoder: a stream that
+// would need more (large blocks, as xz -9 -T0 writes) is decoded by one
+// thread, so the cloner's peak RSS stays far under its 256 MiB budget.
+const xzThreadsMemory = 128 << 20
 
-// pipeSize enlarges the pipes to and from xz: fewer wake-ups per MiB.
-const pipeSize = 1 << 20
+// xzInput is how much compressed data one call into liblzma takes.
+const xzInput = 1 << 20
 
-// xzReader streams through `xz -dc`.
+// xzReader decodes .xz with liblzma in this process: the same code as the
+// xz tool, its threads decoding the blocks of a multi-block stream (what
+// xz -T0 writes) in parallel, without the two pipes and the 8 KiB writes
+// an xz child process costs.
 type xzReader struct {
-	closing  chan struct{}
-	cmd      *exec.Cmd
-	out      *os.File
-	stderr   bytes.Buffer
-	copyErr  error
-	copyDone chan struct{}
-	waitOnce sync.Once
-	waitErr  error
+	ctx    context.Context
+	src    io.Reader
+	stream *C.lzma_stream // C memory: liblzma keeps pointers in it
+	in     []byte
+	inPos  int
+	inEnd  int
+	srcEOF bool
+	err    error // sticky: io.EOF once the stream ended
 }
 
 func newXZ(ctx context.Context, r io.Reader) (io.ReadCloser, error) {
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		return nil, err
+	stream := (*C.lzma_stream)(C.calloc(1, C.size_t(unsafe.Sizeof(C.lzma_stream{}))))
+	if stream == nil {
+		return nil, errors.New("decompressing xz: out of memory")
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		return nil, err
+	threads := max(runtime.GOMAXPROCS(0), 1)
+	if ret := C.dv_xz_new(stream, C.uint32_t(threads), C.uint64_t(xzThreadsMemory)); ret != C.LZMA_OK {
+		C.free(unsafe.Pointer(stream))
+		return nil, fmt.Errorf("decompressing xz: starting the decoder: %s", lzmaError(ret))
 	}
-	for _, f := range []*os.File{inW, outR} {
-		growPipe(f)
-	}
-	x := &xzReader{out: outR, copyDone: make(chan struct{}), closing: make(chan struct{})}
-	// Threads decode the blocks of a multi-block stream (what xz -T0
-	// writes) in parallel; under the memory limit, which bounds what a
-	// large-dictionary stream would take, xz falls back to one thread.
-	x.cmd = exec.CommandContext(ctx, "xz", "--decompress", "--stdout", "--threads=0", "--memlimit-mt-decompress="+xzThreadsMemory)
-	x.cmd.Stdin, x.cmd.Stdout = inR, outW
-	x.cmd.Stderr = &limitedBuffer{buf: &x.stderr, max: 4096}
-	if err := x.cmd.Start(); err != nil {
-		inR.Close()
-		inW.Close()
-		outR.Close()
-		outW.Close()
-		return nil, fmt.Errorf("starting xz (run hack/install-deps.sh): %w", err)
-	}
-	inR.Close()
-	outW.Close()
-	go func() {
-		defer close(x.copyDone)
-		defer inW.Close()
-		if err := x.feed(inW, r); err != nil && !errors.Is(err, unix.EPIPE) && !errors.Is(err, os.ErrClosed) {
-			x.copyErr = err
-		}
-	}()
-	return x, nil
+	return &xzReader{ctx: ctx, src: r, stream: stream, in: make([]byte, xzInput)}, nil
 }
 
 func (x *xzReader) Read(p []byte) (int, error) {
-	x.batch(len(p))
-	n, err := x.out.Read(p)
-	if err == io.EOF {
-		<-x.copyDone
-		if x.copyErr != nil {
-			return n, x.copyErr
-		}
-		if werr := x.wait(); werr != nil {
-			return n, werr
-		}
+	if x.err != nil {
+		return 0, x.err
 	}
-	return n, err
-}
-
-func (x *xzReader) wait() error {
-	x.waitOnce.Do(func() {
-		if err := x.cmd.Wait(); err != nil {
-			msg := strings.TrimSpace(x.stderr.String())
-			if msg == "" {
-				msg = err.Error()
+	if x.stream == nil {
+		return 0, errors.New("decompressing xz: read after close")
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if err := x.ctx.Err(); err != nil {
+			return 0, err
+		}
+		if x.inPos == x.inEnd && !x.srcEOF {
+			n, err := x.src.Read(x.in)
+			x.inPos, x.inEnd = 0, n
+			if errors.Is(err, io.EOF) {
+				x.srcEOF = true
+			} else if err != nil {
+				x.err = err
+				return 0, err
 			}
-			x.waitErr = fmt.Errorf("decompressing xz: %s", msg)
 		}
-	})
-	return x.waitErr
+		finish := x.srcEOF && x.inPos == x.inEnd
+		consumed, produced, ret := x.code(x.in[x.inPos:x.inEnd], p, finish)
+		x.inPos += consumed
+		switch {
+		case ret == C.LZMA_STREAM_END:
+			x.err = io.EOF
+			if produced > 0 {
+				return produced, nil
+			}
+			return 0, io.EOF
+		case ret == C.LZMA_OK:
+			if produced > 0 {
+				return produced, nil
+			}
+		case ret == C.LZMA_BUF_ERROR && !finish:
+			// No progress without more input: read some.
+		default:
+			x.err = fmt.Errorf("decompressing xz: %s", lzmaError(ret))
+			if produced > 0 {
+				return produced, nil
+			}
+			return 0, x.err
+		}
+	}
 }
 
-func (x *xzReader) Close() error {
-	close(x.closing)
-	x.out.Close()
-	if x.cmd.ProcessState == nil {
-		_ = x.cmd.Process.Kill()
+// code hands in and out to liblzma for one call; cgo keeps them in place
+// for its duration, and C keeps no pointer to them afterwards.
+func (x *xzReader) code(in, out []byte, finish bool) (consumed, produced int, ret C.lzma_ret) {
+	var inPtr *C.uint8_t
+	if len(in) > 0 {
+		inPtr = (*C.uint8_t)(unsafe.Pointer(&in[0]))
 	}
-	_ = x.wait()
-	<-x.copyDone
+	var c, o C.size_t
+	fin := C.int(0)
+	if finish {
+		fin = 1
+	}
+	ret = C.dv_xz_code(x.stream, inPtr, C.size_t(len(in)), (*C.uint8_t)(unsafe.Pointer(&out[0])), C.size_t(len(out)), fin, &c, &o)
+	return int(c), int(o), ret
+}
+
+// Close frees the decoder and its threads.
+func (x *xzReader) Close() error {
+	if x.stream != nil {
+		C.lzma_end(x.stream)
+		C.free(unsafe.Pointer(x.stream))
+		x.stream = nil
+	}
 	return nil
 }
 
-// feed copies r into xz's stdin without ever blocking on a full pipe:
-// xz reads 8 KiB at a time, and a writer blocked on a full pipe is woken
-// by every such read, a context switch per 8 KiB. Writing only into free
-// room, polled every so often, keeps xz from waking us.
-func (x *xzReader) feed(w *os.File, r io.Reader) error {
-	rc, err := w.SyscallConn()
-	if err != nil {
-		return err
+// lzmaError says what a liblzma result means, in xz(1)'s words.
+func lzmaError(ret C.lzma_ret) string {
+	switch ret {
+	case C.LZMA_MEM_ERROR:
+		return "out of memory"
+	case C.LZMA_MEMLIMIT_ERROR:
+		return "memory usage limit reached"
+	case C.LZMA_FORMAT_ERROR:
+		return "file format not recognized"
+	case C.LZMA_OPTIONS_ERROR:
+		return "unsupported options"
+	case C.LZMA_DATA_ERROR:
+		return "compressed data is corrupt"
+	case C.LZMA_BUF_ERROR:
+		return "unexpected end of input"
+	case C.LZMA_PROG_ERROR:
+		return "internal error (bug)"
 	}
-	buf := make([]byte, pipeSize)
-	for {
-		n, rerr := r.Read(buf)
-		data := buf[:n]
-		for len(data) > 0 {
-			queued := 0
-			_ = rc.Control(func(fd uintptr) { queued, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) })
-			room := pipeSize - queued
-			if room < min(len(data), pipeSize/4) {
-				select {
-				case <-x.closing:
-					return os.ErrClosed
-				case <-time.After(batchPoll):
-				}
-				continue
-			}
-			m, err := w.Write(data[:min(room, len(data))])
-			if err != nil {
-				return err
-			}
-			data = data[m:]
-		}
-		if rerr == io.EOF {
-			return nil
-		}
-		if rerr != nil {
-			return rerr
-		}
-	}
-}
-
-// batch lets xz's output accumulate before a read. xz writes 8 KiB at a
-// time; reading each write as it comes costs a context switch per 8 KiB,
-// which doubles the time of a decompression on a busy VM. Waiting up to a
-// couple of milliseconds for a fuller pipe cuts that by two orders of
-// magnitude; xz itself never waits, the pipe holds a MiB.
-func (x *xzReader) batch(want int) {
-	want = min(want, pipeSize/2)
-	rc, err := x.out.SyscallConn()
-	if err != nil {
-		return
-	}
-	for waited := time.Duration(0); waited < maxBatchWait; waited += batchPoll {
-		avail := 0
-		_ = rc.Control(func(fd uintptr) { avail, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }) // TIOCINQ is FIONREAD
-		if avail >= want || x.cmd.ProcessState != nil {
-			return
-		}
-		time.Sleep(batchPoll)
-	}
-}
-
-const (
-	batchPoll    = 250 * time.Microsecond
-	maxBatchWait = 2 * time.Millisecond
-)
-
-// limitedBuffer keeps the first max bytes of a tool's stderr.
-type limitedBuffer struct {
-	buf *bytes.Buffer
-	max int
-}
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := l.max - l.buf.Len(); room > 0 {
-		l.buf.Write(p[:min(room, len(p))])
-	}
-	return len(p), nil
-}
-
-// onlyReader and onlyWriter hide ReaderFrom/WriterTo so CopyBuffer uses
-// our large buffer.
-type onlyReader struct{ io.Reader }
-type onlyWriter struct{ io.Writer }
-
-// growPipe enlarges a pipe's buffer, best effort. It goes through
-// SyscallConn: File.Fd would switch the pipe to blocking mode and cost a
-// thread hand-off on every read.
-func growPipe(f *os.File) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	return fmt.Sprintf("liblzma error %d", int(ret))
 }
