@@ -54,24 +54,8 @@ func TestComponentsRunAsPodsFromArtifactsDeploy(t *testing.T) {
 // are on the host.
 func TestJobWritesThroughFilesystemClaim(t *testing.T) {
 	ns := namespace(t, "fsjob")
-	dir, err := cluster.AddFilesystemVolume(testContext(t), ns+"-pv", "1Gi")
-	assert.NilError(t, err)
-	claimYAML := `apiVersion: v1
-kind: PersistentVolumeClaim
-metadata:
-  name: data
-spec:
-  accessModes: [ReadWriteOnce]
-  volumeMode: Filesystem
-  resources:
-    requests:
-      storage: 1Gi
-`
-	out, err := kubectlIn(t, claimYAML, "apply", "-n", ns, "-f", "-")
-	assert.NilError(t, err, out)
-	runJob(t, ns, `volumeMounts:
-            - name: data
-              mountPath: /data`, `printf 'written by a Job on node01\n' > /data/hello && sync`)
+	dir := filesystemClaim(t, ns)
+	runJob(t, ns, dataMount, `printf 'written by a Job on node01\n' > /data/hello && sync`)
 
 	got, err := os.ReadFile(filepath.Join(dir, "hello"))
 	assert.NilError(t, err)
@@ -84,12 +68,11 @@ spec:
 // bytes then zeros up to the target size, and the zeros are holes.
 func TestJobImportsDiskWithTheCloner(t *testing.T) {
 	ns := namespace(t, "import")
-	dir, err := cluster.AddFilesystemVolume(testContext(t), ns+"-pv", "1Gi")
-	assert.NilError(t, err)
+	dir := filesystemClaim(t, ns)
 
 	served := t.TempDir()
 	disk := make([]byte, 16<<20)
-	_, err = rand.Read(disk[:4<<20])
+	_, err := rand.Read(disk[:4<<20])
 	assert.NilError(t, err)
 	_, err = rand.Read(disk[12<<20:])
 	assert.NilError(t, err)
@@ -105,6 +88,31 @@ func TestJobImportsDiskWithTheCloner(t *testing.T) {
 	go func() { _ = server.Serve(listener) }()
 	t.Cleanup(func() { server.Close() })
 
+	url := "http://" + listener.Addr().String() + "/disk.raw.xz"
+	runJob(t, ns, dataMount, "datavolume-cloner import --url "+url+" --target /data/disk.img --target-size 64Mi")
+
+	imported := filepath.Join(dir, "disk.img")
+	got, err := os.ReadFile(imported)
+	assert.NilError(t, err)
+	assert.Equal(t, len(got), 64<<20, "the image fills the target size")
+	assert.Assert(t, bytes.Equal(got[:len(disk)], disk), "the disk's bytes")
+	assert.Assert(t, bytes.Count(got[len(disk):], []byte{0}) == len(got)-len(disk), "zeros after the disk")
+	var st syscall.Stat_t
+	assert.NilError(t, syscall.Stat(imported, &st))
+	assert.Assert(t, st.Blocks*512 <= 9<<20, "zeros are holes: %d bytes allocated", st.Blocks*512)
+}
+
+// dataMount mounts the claim "data" at /data in runJob's container.
+const dataMount = `volumeMounts:
+            - name: data
+              mountPath: /data`
+
+// filesystemClaim makes a 1Gi local filesystem volume and binds the claim
+// "data" of ns to it; it returns the volume's directory on the host.
+func filesystemClaim(t *testing.T, ns string) string {
+	t.Helper()
+	dir, err := cluster.AddFilesystemVolume(testContext(t), ns+"-pv", "1Gi")
+	assert.NilError(t, err)
 	claimYAML := `apiVersion: v1
 kind: PersistentVolumeClaim
 metadata:
@@ -116,22 +124,9 @@ spec:
     requests:
       storage: 1Gi
 `
-	applied, err := kubectlIn(t, claimYAML, "apply", "-n", ns, "-f", "-")
-	assert.NilError(t, err, applied)
-	url := "http://" + listener.Addr().String() + "/disk.raw.xz"
-	runJob(t, ns, `volumeMounts:
-            - name: data
-              mountPath: /data`, "datavolume-cloner import --url "+url+" --target /data/disk.img --target-size 64Mi")
-
-	imported := filepath.Join(dir, "disk.img")
-	got, err := os.ReadFile(imported)
-	assert.NilError(t, err)
-	assert.Equal(t, len(got), 64<<20, "the image fills the target size")
-	assert.Assert(t, bytes.Equal(got[:len(disk)], disk), "the disk's bytes")
-	assert.Assert(t, bytes.Count(got[len(disk):], []byte{0}) == len(got)-len(disk), "zeros after the disk")
-	var st syscall.Stat_t
-	assert.NilError(t, syscall.Stat(imported, &st))
-	assert.Assert(t, st.Blocks*512 <= 9<<20, "zeros are holes: %d bytes allocated", st.Blocks*512)
+	out, err := kubectlIn(t, claimYAML, "apply", "-n", ns, "-f", "-")
+	assert.NilError(t, err, out)
+	return dir
 }
 
 // The seed's local block PV (6.10.4), on a loop device from `losetup -f`:
