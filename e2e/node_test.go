@@ -113,20 +113,27 @@ func filesystemClaim(t *testing.T, ns string) string {
 	t.Helper()
 	dir, err := cluster.AddFilesystemVolume(testContext(t), ns+"-pv", "1Gi")
 	assert.NilError(t, err)
+	dataClaim(t, ns, "Filesystem", "1Gi")
+	return dir
+}
+
+// dataClaim makes the claim "data" in ns, in the StorageClass "local".
+func dataClaim(t *testing.T, ns, volumeMode, storage string) {
+	t.Helper()
 	claimYAML := `apiVersion: v1
 kind: PersistentVolumeClaim
 metadata:
   name: data
 spec:
   accessModes: [ReadWriteOnce]
-  volumeMode: Filesystem
+  volumeMode: ` + volumeMode + `
+  storageClassName: local
   resources:
     requests:
-      storage: 1Gi
+      storage: ` + storage + `
 `
 	out, err := kubectlIn(t, claimYAML, "apply", "-n", ns, "-f", "-")
 	assert.NilError(t, err, out)
-	return dir
 }
 
 // The seed's local block PV (6.10.4), on a loop device from `losetup -f`:
@@ -144,20 +151,7 @@ func TestJobWritesThroughSeedBlockVolume(t *testing.T) {
 	assert.NilError(t, err, out)
 	t.Cleanup(func() { _, _ = cluster.Kubectl(testContext(t), "", "delete", "pv", ns+"-pv10", "--wait=false") })
 
-	claimYAML := `apiVersion: v1
-kind: PersistentVolumeClaim
-metadata:
-  name: data
-spec:
-  accessModes: [ReadWriteOnce]
-  volumeMode: Block
-  storageClassName: local
-  resources:
-    requests:
-      storage: 2Gi
-`
-	out, err = kubectlIn(t, claimYAML, "apply", "-n", ns, "-f", "-")
-	assert.NilError(t, err, out)
+	dataClaim(t, ns, "Block", "2Gi")
 	// Written at 1 MiB into the device, past where a filesystem would begin.
 	runJob(t, ns, `volumeDevices:
             - name: data

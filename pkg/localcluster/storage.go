@@ -32,28 +32,7 @@ func (c *Cluster) AddFilesystemVolume(ctx context.Context, name, capacity string
 	if err := os.Chmod(dir, 0o777); err != nil {
 		return "", err
 	}
-	pv := fmt.Sprintf(`apiVersion: v1
-kind: PersistentVolume
-metadata:
-  name: %[1]s
-spec:
-  local:
-    path: %[2]s
-  capacity:
-    storage: %[3]s
-  volumeMode: Filesystem
-  storageClassName: local
-  accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Retain
-  nodeAffinity:
-    required:
-      nodeSelectorTerms:
-      - matchExpressions:
-        - key: kubernetes.io/hostname
-          operator: In
-          values: [%[4]s]
-`, name, dir, capacity, c.cfg.NodeName)
-	if _, err := c.Kubectl(ctx, pv, "apply", "-f", "-"); err != nil {
+	if err := c.applyLocalPV(ctx, name, dir, capacity, "Filesystem"); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -98,6 +77,15 @@ func (c *Cluster) AddBlockVolume(ctx context.Context, name, capacity string) (st
 	if err != nil {
 		return "", err
 	}
+	if err := c.applyLocalPV(ctx, name, device, capacity, "Block"); err != nil {
+		return "", err
+	}
+	return device, nil
+}
+
+// applyLocalPV makes a local PersistentVolume on the node for path (a
+// directory or a block device), in the default StorageClass "local".
+func (c *Cluster) applyLocalPV(ctx context.Context, name, path, capacity, volumeMode string) error {
 	pv := fmt.Sprintf(`apiVersion: v1
 kind: PersistentVolume
 metadata:
@@ -107,7 +95,7 @@ spec:
     path: %[2]s
   capacity:
     storage: %[3]s
-  volumeMode: Block
+  volumeMode: %[4]s
   storageClassName: local
   accessModes: [ReadWriteOnce]
   persistentVolumeReclaimPolicy: Retain
@@ -117,10 +105,10 @@ spec:
       - matchExpressions:
         - key: kubernetes.io/hostname
           operator: In
-          values: [%[4]s]
-`, name, device, capacity, c.cfg.NodeName)
+          values: [%[5]s]
+`, name, path, capacity, volumeMode, c.cfg.NodeName)
 	if _, err := c.Kubectl(ctx, pv, "apply", "-f", "-"); err != nil {
-		return "", err
+		return fmt.Errorf("creating PersistentVolume %s: %w", name, err)
 	}
-	return device, nil
+	return nil
 }
