@@ -10,6 +10,9 @@ import (
 // batchSize is how much a batchConn gathers per system call.
 const batchSize = 256 << 10
 
+// socketBuffer is the socket's send and receive buffer.
+const socketBuffer = 4 << 20
+
 // batchConn sits under crypto/tls and turns its record-sized I/O into large
 // system calls. TLS records hold at most 16 KiB, and crypto/tls writes each
 // with its own write(2) and reads barely more than one per read(2): over a
@@ -25,6 +28,10 @@ type batchConn struct {
 }
 
 func newBatchConn(c net.Conn) *batchConn {
+	if tcp, ok := c.(*net.TCPConn); ok {
+		_ = tcp.SetWriteBuffer(socketBuffer)
+		_ = tcp.SetReadBuffer(socketBuffer)
+	}
 	return &batchConn{Conn: c, r: bufio.NewReaderSize(c, batchSize), w: bufio.NewWriterSize(c, batchSize)}
 }
 
