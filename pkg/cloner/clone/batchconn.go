@@ -19,8 +19,8 @@ const socketBuffer = 4 << 20
 // GiB that is some 65,000 system calls each way, and on the VMs measured a
 // system call costs more than the data it moves. Writes are gathered until
 // the buffer is full or the connection is about to wait for the peer (a
-// Read), to change a deadline or to close, so request/answer exchanges — the TLS handshake, the
-// clone header and the final confirmation — still go out at once.
+// Read), change a deadline or close, so request/answer exchanges (the TLS
+// handshake, the clone header, the final confirmation) still go out at once.
 type batchConn struct {
 	net.Conn
 	r *bufio.Reader

@@ -164,7 +164,8 @@ func receiveDisk(r *bufio.Reader, conn io.Writer, hdr header, o TargetOptions) e
 
 // readDiskFrames gathers consecutive frames into buffers of writeSize and
 // hands each to the writer when it is full or the next frame does not
-// follow on.
+// follow on. After a failure the partial buffer is dropped: nothing more
+// needs writing to a target that will be aborted.
 func readDiskFrames(r *bufio.Reader, hdr header, free chan []byte, full chan dataChunk) error {
 	h := xxhash.New()
 	var fh [13]byte
@@ -177,7 +178,6 @@ func readDiskFrames(r *bufio.Reader, hdr header, free chan []byte, full chan dat
 		}
 		cur = dataChunk{}
 	}
-	defer send()
 	for {
 		typ, err := r.ReadByte()
 		if err != nil {
@@ -207,6 +207,7 @@ func readDiskFrames(r *bufio.Reader, hdr header, free chan []byte, full chan dat
 			_, _ = h.Write(fh[1:13])
 			_, _ = h.Write(cur.buf[at:])
 		case frameEnd:
+			send()
 			return checkDigest(r, h)
 		default:
 			return fmt.Errorf("unexpected frame %q in a disk clone", typ)
