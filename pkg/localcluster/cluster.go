@@ -136,14 +136,12 @@ func (c *Cluster) start(ctx context.Context) error {
 	// A run that did not stop cleanly may have left mounts under the
 	// directory: unmount before removing, or removal would reach into them.
 	c.hostChanged = true
-	if err := cleanHost(ctx, cfg.Dir); err != nil {
-		return fmt.Errorf("cleaning up after an earlier run: %w", err)
+	dirs := c.stateDirs()
+	if len(dirs) > 1 {
+		cfg.Log.Info("cleaning up after a run that was killed", "dir", dirs[1])
 	}
-	if c.earlierDir != "" && c.earlierDir != cfg.Dir {
-		cfg.Log.Info("cleaning up after a run that was killed", "dir", c.earlierDir)
-		if err := cleanHost(ctx, c.earlierDir); err != nil {
-			return fmt.Errorf("cleaning up after the run in %s that was killed: %w", c.earlierDir, err)
-		}
+	if err := cleanHost(ctx, dirs...); err != nil {
+		return fmt.Errorf("cleaning up after an earlier run: %w", err)
 	}
 	if err := os.RemoveAll(cfg.Dir); err != nil {
 		return fmt.Errorf("resetting %s: %w", cfg.Dir, err)
@@ -428,7 +426,7 @@ func (c *Cluster) Stop() error {
 	c.procs = nil
 	if c.hostChanged {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		errs = append(errs, cleanHost(ctx, c.cfg.Dir))
+		errs = append(errs, cleanHost(ctx, c.stateDirs()...))
 		cancel()
 		c.hostChanged = false
 	}
@@ -442,6 +440,16 @@ func (c *Cluster) Stop() error {
 		c.lock = nil
 	}
 	return errors.Join(errs...)
+}
+
+// stateDirs are the directories whose node state this cluster cleans up:
+// its own, and that of a run that was killed, which the lock file named.
+// Stop cleans both too, so a start that failed half-way leaves neither.
+func (c *Cluster) stateDirs() []string {
+	if c.earlierDir != "" && c.earlierDir != c.cfg.Dir {
+		return []string{c.cfg.Dir, c.earlierDir}
+	}
+	return []string{c.cfg.Dir}
 }
 
 // CloneGrantKeysDir holds the keys datavolume-apiserver signs clone grants

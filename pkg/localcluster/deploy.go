@@ -21,7 +21,8 @@ const virtualMachineCRD = "virtualmachines.kubevirt.io"
 const nonRootUID = 65532
 
 // deployAddons applies artifacts/local-cluster — cluster DNS and the local
-// StorageClass — with the image built on this machine, and waits for DNS.
+// StorageClass — with the image built on this machine; waitForWorkloads
+// waits for DNS.
 func (c *Cluster) deployAddons(ctx context.Context) error {
 	dir := filepath.Join(c.cfg.Dir, "addons")
 	base, err := filepath.Rel(dir, filepath.Join(c.cfg.ArtifactsDir, "local-cluster"))
@@ -44,10 +45,8 @@ images:
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
 		return err
 	}
-	if _, err := c.Kubectl(ctx, "", "apply", "-k", dir); err != nil {
-		return err
-	}
-	return nil
+	_, err = c.Kubectl(ctx, "", "apply", "-k", dir)
+	return err
 }
 
 // deployDataVolume deploys artifacts/deploy through the local overlay, which

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -140,27 +141,44 @@ var iptablesTools = [][2]string{
 	{"ip6tables-legacy-save", "ip6tables-legacy-restore"},
 }
 
-// removeIptablesChains deletes every rule in or jumping to our chains, and
-// the chains, leaving everything else as it is.
-func removeIptablesChains(ctx context.Context) error {
-	var errs []error
+// iptablesSaved is one backend's and family's rules as its save tool prints
+// them.
+type iptablesSaved struct {
+	save, restore string
+	rules         []byte
+	err           error
+}
+
+// saveIptables runs the save tool of each backend and family installed.
+func saveIptables(ctx context.Context) []iptablesSaved {
+	var all []iptablesSaved
 	for _, tool := range iptablesTools {
 		if _, err := exec.LookPath(tool[0]); err != nil {
 			continue
 		}
-		saved, err := exec.CommandContext(ctx, tool[0]).Output()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", tool[0], err))
+		rules, err := exec.CommandContext(ctx, tool[0]).Output()
+		all = append(all, iptablesSaved{save: tool[0], restore: tool[1], rules: rules, err: err})
+	}
+	return all
+}
+
+// removeIptablesChains deletes every rule in or jumping to our chains, and
+// the chains, leaving everything else as it is.
+func removeIptablesChains(ctx context.Context) error {
+	var errs []error
+	for _, t := range saveIptables(ctx) {
+		if t.err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", t.save, t.err))
 			continue
 		}
-		kept, changed := withoutOurChains(saved)
+		kept, changed := withoutOurChains(t.rules)
 		if !changed {
 			continue
 		}
-		cmd := exec.CommandContext(ctx, tool[1])
+		cmd := exec.CommandContext(ctx, t.restore)
 		cmd.Stdin = bytes.NewReader(kept)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w: %s", tool[1], err, bytes.TrimSpace(out)))
+			errs = append(errs, fmt.Errorf("%s: %w: %s", t.restore, err, bytes.TrimSpace(out)))
 		}
 	}
 	return errors.Join(errs...)
@@ -202,17 +220,13 @@ func withoutOurChains(saved []byte) ([]byte, bool) {
 // iptablesChainsLeft lists our chains still present.
 func iptablesChainsLeft(ctx context.Context) []string {
 	var left []string
-	for _, tool := range iptablesTools {
-		if _, err := exec.LookPath(tool[0]); err != nil {
+	for _, t := range saveIptables(ctx) {
+		if t.err != nil {
 			continue
 		}
-		saved, err := exec.CommandContext(ctx, tool[0]).Output()
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(saved), "\n") {
+		for _, line := range strings.Split(string(t.rules), "\n") {
 			if f := strings.Fields(line); strings.HasPrefix(line, ":") && len(f) > 0 && ourChain(f[0][1:]) {
-				left = append(left, tool[0]+" "+f[0][1:])
+				left = append(left, t.save+" "+f[0][1:])
 			}
 		}
 	}
@@ -234,11 +248,8 @@ func mountsUnder(dirs ...string) ([]string, error) {
 			continue
 		}
 		mp := unescapeMount(fields[4])
-		for _, d := range dirs {
-			if mp == d || strings.HasPrefix(mp, strings.TrimSuffix(d, "/")+"/") {
-				found = append(found, mp)
-				break
-			}
+		if slices.Contains(dirs, mp) || underAny(mp, dirs) {
+			found = append(found, mp)
 		}
 	}
 	sort.Slice(found, func(i, j int) bool { return len(found[i]) > len(found[j]) })
@@ -308,9 +319,10 @@ func loopDevices() []loopDevice {
 	return devs
 }
 
-// ourLoopDevices are those backed by a file under dir, or by one of those
-// devices (the kubelet pins a block volume with a loop device of its own).
-func ourLoopDevices(dir string) []loopDevice {
+// ourLoopDevices are those backed by a file under one of dirs, or by one of
+// those devices (the kubelet pins a block volume with a loop device of its
+// own).
+func ourLoopDevices(dirs ...string) []loopDevice {
 	all := loopDevices()
 	ours := map[string]bool{}
 	var found []loopDevice
@@ -321,7 +333,7 @@ func ourLoopDevices(dir string) []loopDevice {
 				continue
 			}
 			backing := strings.TrimSuffix(d.backing, " (deleted)")
-			if strings.HasPrefix(backing, dir+"/") || ours[backing] {
+			if underAny(backing, dirs) || ours[backing] {
 				ours[d.device] = true
 				found = append(found, d)
 				changed = true
@@ -335,9 +347,9 @@ func ourLoopDevices(dir string) []loopDevice {
 	return found
 }
 
-func detachLoopDevices(ctx context.Context, dir string) error {
+func detachLoopDevices(ctx context.Context, dirs ...string) error {
 	var errs []error
-	for _, d := range ourLoopDevices(dir) {
+	for _, d := range ourLoopDevices(dirs...) {
 		if out, err := exec.CommandContext(ctx, "losetup", "-d", d.device).CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Errorf("losetup -d %s: %w: %s", d.device, err, bytes.TrimSpace(out)))
 		}
@@ -457,12 +469,20 @@ func removePodCgroups() error {
 	return errors.Join(errs...)
 }
 
-// processesOf lists processes whose command line mentions dir, and the
-// container shims serving a containerd whose socket is under dir.
-func processesOf(dir string) []string {
+// hostProcess is a process and its command line.
+type hostProcess struct {
+	pid     int
+	cmdline string
+}
+
+func (p hostProcess) String() string { return fmt.Sprintf("pid %d: %s", p.pid, p.cmdline) }
+
+// processesOf lists processes whose command line mentions one of dirs, and
+// so the container shims serving a containerd whose socket is under one.
+func processesOf(dirs ...string) []hostProcess {
 	entries, _ := os.ReadDir("/proc")
 	self := os.Getpid()
-	var found []string
+	var found []hostProcess
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self {
@@ -473,26 +493,37 @@ func processesOf(dir string) []string {
 			continue
 		}
 		cmdline := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
-		if strings.Contains(cmdline, dir+"/") || strings.Contains(cmdline, dir+" ") {
-			found = append(found, fmt.Sprintf("pid %d: %s", pid, cmdline))
+		for _, dir := range dirs {
+			if strings.Contains(cmdline, dir+"/") || strings.Contains(cmdline, dir+" ") {
+				found = append(found, hostProcess{pid: pid, cmdline: cmdline})
+				break
+			}
 		}
 	}
 	return found
 }
 
-func killProcessesOf(dir string) {
-	for _, p := range processesOf(dir) {
-		var pid int
-		if _, err := fmt.Sscanf(p, "pid %d:", &pid); err == nil {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+func killProcessesOf(dirs ...string) {
+	for _, p := range processesOf(dirs...) {
+		_ = syscall.Kill(p.pid, syscall.SIGKILL)
+	}
+}
+
+// underAny tells whether path is below one of dirs.
+func underAny(path string, dirs []string) bool {
+	for _, d := range dirs {
+		if strings.HasPrefix(path, strings.TrimSuffix(d, "/")+"/") {
+			return true
 		}
 	}
+	return false
 }
 
 // HostState is what a node changes on the machine, read at one moment.
 type HostState struct {
 	Sysctls map[string]string
-	Links   map[string]bool
+	// Bridge tells whether the node's bridge existed.
+	Bridge bool
 }
 
 // ReadHostState reads the machine's state before a cluster starts, for
@@ -504,7 +535,7 @@ func ReadHostState() (HostState, error) {
 	if err != nil {
 		return HostState{}, err
 	}
-	return HostState{Sysctls: sysctls, Links: map[string]bool{bridgeName: linkExists(bridgeName)}}, nil
+	return HostState{Sysctls: sysctls, Bridge: linkExists(bridgeName)}, nil
 }
 
 // sysctlsBeforeAnyNode is current with the values of the record at path, if
@@ -531,7 +562,9 @@ func sysctlsBeforeAnyNode(current map[string]string, path string) (map[string]st
 // iptables chains, cgroups and sysctls that differ from before.
 func Leftovers(ctx context.Context, dir string, before HostState) []string {
 	var left []string
-	left = append(left, processesOf(dir)...)
+	for _, p := range processesOf(dir) {
+		left = append(left, p.String())
+	}
 	if mounts, err := mountsUnder(dir); err != nil {
 		left = append(left, "reading mounts: "+err.Error())
 	} else {
@@ -545,7 +578,7 @@ func Leftovers(ctx context.Context, dir string, before HostState) []string {
 	for _, ns := range podNetworkNamespaces() {
 		left = append(left, "network namespace "+ns)
 	}
-	if linkExists(bridgeName) && !before.Links[bridgeName] {
+	if linkExists(bridgeName) && !before.Bridge {
 		left = append(left, "bridge "+bridgeName)
 	}
 	for _, c := range iptablesChainsLeft(ctx) {
@@ -564,16 +597,17 @@ func Leftovers(ctx context.Context, dir string, before HostState) []string {
 	return left
 }
 
-// cleanHost removes everything a node whose state is in dir may have left,
-// whether it stopped cleanly or not. Each step runs even if one before failed.
-func cleanHost(ctx context.Context, dir string) error {
+// cleanHost removes everything a node whose state is in one of dirs may have
+// left, whether it stopped cleanly or not. Each step runs even if one before
+// failed.
+func cleanHost(ctx context.Context, dirs ...string) error {
 	killPodProcesses()
-	killProcessesOf(dir)
+	killProcessesOf(dirs...)
 	time.Sleep(200 * time.Millisecond) // let killed processes release mounts
 	errs := []error{
 		removeNetworkNamespaces(),
-		unmountAll(dir),
-		detachLoopDevices(ctx, dir),
+		unmountAll(dirs...),
+		detachLoopDevices(ctx, dirs...),
 		deleteLink(ctx, bridgeName),
 		removeIptablesChains(ctx),
 		removePodCgroups(),
