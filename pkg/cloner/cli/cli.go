@@ -46,6 +46,7 @@ func commands() map[string]command {
 		"upload-server": &uploadCmd{},
 		"clone-source":  &cloneSourceCmd{},
 		"clone-target":  &cloneTargetCmd{},
+		"clone":         &cloneCmd{},
 		"gen-certs":     &genCertsCmd{},
 	}
 }

@@ -36,7 +36,7 @@ func runCLI(args ...string) run {
 func TestHelp(t *testing.T) {
 	r := runCLI("--help")
 	assert.Equal(t, r.code, 0)
-	for _, cmd := range []string{"import", "upload-server", "clone-source", "clone-target", "gen-certs"} {
+	for _, cmd := range []string{"import", "upload-server", "clone-source", "clone-target", "clone", "gen-certs"} {
 		assert.Assert(t, strings.Contains(r.stdout, "  "+cmd+" "), "help lists %s:\n%s", cmd, r.stdout)
 		sub := runCLI(cmd, "--help")
 		assert.Equal(t, sub.code, 0)
@@ -59,6 +59,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"import", "--url", "docker://r/x", "--target", dir, "--content-type", "archive"}, "archive content cannot be imported from a registry"},
 		{[]string{"upload-server", "--tls-cert", "c", "--tls-key", "k", "--target", dir, "--content-type", "archive"}, "archive content cannot be uploaded"},
 		{[]string{"clone-source", "--source", "x", "--target-address", "h:1"}, "clones use mutual TLS"},
+		{[]string{"clone", "--target", dir + "/disk.img"}, "--source is required"},
+		{[]string{"clone", "--source", dir, "--target", dir + "/disk.img"}, "is a directory: give the disk image file"},
+		{[]string{"clone", "--source", dir + "/disk.img", "--target", dir, "--content-type", "archive"}, "must be a directory for archive content"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			r := runCLI(tc.args...)
@@ -164,4 +167,44 @@ func TestClone(t *testing.T) {
 	tr := <-done
 	assert.Equal(t, tr.code, 0, tr.stderr)
 	testenv.AssertSameDisk(t, target, src)
+}
+
+// TestCloneLocalHelp: clone documents its flags like the other commands.
+func TestCloneLocalHelp(t *testing.T) {
+	r := runCLI("clone", "--help")
+	assert.Equal(t, r.code, 0)
+	assert.Assert(t, strings.Contains(r.stdout, "no network, no TLS"), r.stdout)
+	for _, flag := range []string{"--source", "--target", "--content-type", "--target-size", "--progress-file", "--metrics-address"} {
+		assert.Assert(t, strings.Contains(r.stdout, flag+" "), "clone --help lists %s:\n%s", flag, r.stdout)
+	}
+}
+
+// TestCloneLocal copies a disk within one process, with a progress file,
+// then fails one into a target too small: one error line, nothing left.
+func TestCloneLocal(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.img")
+	testenv.WriteDisk(t, src, 8<<20, 17)
+	vol := t.TempDir()
+	target := filepath.Join(vol, "disk.img")
+	progressFile := filepath.Join(dir, "progress.json")
+	r := runCLI("clone", "--source", src, "--target", target, "--progress-file", progressFile)
+	assert.Equal(t, r.code, 0, r.stderr)
+	assert.Equal(t, r.stderr, "")
+	testenv.AssertSameDisk(t, target, src)
+	var snap progress.Snapshot
+	data, err := os.ReadFile(progressFile)
+	assert.NilError(t, err)
+	assert.NilError(t, json.Unmarshal(data, &snap))
+	assert.Equal(t, snap.Phase, "Succeeded")
+	assert.Equal(t, snap.Percent, "100.00%")
+
+	small := t.TempDir()
+	failed := runCLI("clone", "--source", src, "--target", filepath.Join(small, "disk.img"), "--target-size", "4Mi")
+	assert.Equal(t, failed.code, 1)
+	assert.Equal(t, strings.Count(failed.stderr, "\n"), 1, "%q", failed.stderr)
+	assert.Assert(t, strings.Contains(failed.stderr, "source has 8388608 bytes, target holds 4194304"), failed.stderr)
+	entries, err := os.ReadDir(small)
+	assert.NilError(t, err)
+	assert.Equal(t, len(entries), 0, "the failed clone left %v", entries)
 }

@@ -20,7 +20,7 @@ import (
 )
 
 // targetFlags describe the volume being written, shared by import,
-// upload-server and clone-target.
+// upload-server, clone-target and clone.
 type targetFlags struct {
 	contentType string
 	target      string
@@ -302,6 +302,45 @@ func (c *cloneTargetCmd) run(ctx context.Context, e *env) error {
 	e.log.Info("waiting for the clone source", "address", l.Addr().String(), "target", c.target)
 	return clone.Receive(ctx, l, clone.TargetOptions{
 		Path: c.target, Kind: clone.Kind(c.contentType), Size: c.targetSize.bytes, TLS: cfg,
+		Progress: e.progress, Log: e.log,
+	})
+}
+
+// cloneCmd is a clone whose two volumes one pod mounts: a clone within a
+// namespace needs no second pod, network or certificates.
+type cloneCmd struct {
+	targetFlags
+	source string
+}
+
+func (c *cloneCmd) summary() string {
+	return "copy a volume mounted in the same pod to another: no network, no TLS"
+}
+
+func (c *cloneCmd) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.source, "source", "", "kubevirt: the disk image file (<mount>/disk.img) or block device; archive: the directory")
+	c.targetFlags.addFlags(fs)
+}
+
+func (c *cloneCmd) validate() error {
+	if c.source == "" {
+		return errors.New("--source is required")
+	}
+	if err := c.targetFlags.validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.contentType == string(clone.Archive) && !isDir(c.source):
+		return fmt.Errorf("--source %s must be a directory for archive content", c.source)
+	case c.contentType == string(clone.KubeVirt) && isDir(c.source):
+		return fmt.Errorf("--source %s is a directory: give the disk image file, e.g. %s/disk.img", c.source, strings.TrimRight(c.source, "/"))
+	}
+	return nil
+}
+
+func (c *cloneCmd) run(ctx context.Context, e *env) error {
+	return clone.Copy(ctx, clone.LocalOptions{
+		Source: c.source, Target: c.target, Kind: clone.Kind(c.contentType), Size: c.targetSize.bytes,
 		Progress: e.progress, Log: e.log,
 	})
 }

@@ -1,6 +1,8 @@
 // Package clone copies a volume to another over mutual TLS: clone-source
 // reads a disk image file, a block device or (for archive content) a
 // directory and streams it to clone-target, which writes it like an import.
+// When one pod mounts both volumes (a clone within a namespace), Copy does
+// the same in one process, with no network, TLS or digest.
 //
 // The transfer is sparse: on a file only the extents SEEK_DATA/SEEK_HOLE
 // report are read, zero blocks inside them (and on block devices) are not

@@ -234,13 +234,28 @@ type readChunk struct {
 	err error
 }
 
-// sendDisk reads the extents ahead in a goroutine and sends the non-zero
-// blocks of each chunk.
+// sendDisk sends the non-zero blocks of the extents, read ahead in chunks.
 func sendDisk(ctx context.Context, f *os.File, ext [][2]int64, w *frameWriter, p *progress.Counter) error {
-	free := make(chan []byte, chunks)
-	full := make(chan readChunk, chunks)
-	for range chunks {
-		free <- make([]byte, chunkSize)
+	return readExtents(ctx, f, ext, chunks, chunkSize, func(buf []byte, off int64) error {
+		if err := sendNonZero(buf, off, w); err != nil {
+			return err
+		}
+		p.Add(int64(len(buf)))
+		return nil
+	})
+}
+
+// readExtents reads the extents of f in a goroutine, up to buffers pieces
+// ahead, and hands each piece to fn in order; fn must not keep it. Pieces
+// are cut at multiples of bufSize, so a piece starts aligned wherever its
+// extent does and a target may write it with direct I/O. It stops at the
+// first error from reading, from fn or from ctx.
+func readExtents(ctx context.Context, f *os.File, ext [][2]int64, buffers, bufSize int, fn func(p []byte, off int64) error) error {
+	size := int64(bufSize)
+	free := make(chan []byte, buffers)
+	full := make(chan readChunk, buffers)
+	for range buffers {
+		free <- make([]byte, bufSize)
 	}
 	stop := make(chan struct{})
 	defer close(stop)
@@ -248,8 +263,7 @@ func sendDisk(ctx context.Context, f *os.File, ext [][2]int64, w *frameWriter, p
 		defer close(full)
 		for _, e := range ext {
 			for off := e[0]; off < e[1]; {
-				// Keep reads aligned to chunk boundaries.
-				n := min(chunkSize-off%chunkSize, e[1]-off)
+				n := min(size-off%size, e[1]-off)
 				var buf []byte
 				select {
 				case buf = <-free:
@@ -279,10 +293,9 @@ func sendDisk(ctx context.Context, f *os.File, ext [][2]int64, w *frameWriter, p
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := sendNonZero(c.buf, c.off, w); err != nil {
+		if err := fn(c.buf, c.off); err != nil {
 			return err
 		}
-		p.Add(int64(len(c.buf)))
 		free <- c.buf[:cap(c.buf)]
 	}
 	return nil
@@ -333,11 +346,19 @@ func treeSize(dir string) (int64, error) {
 	return total, nil
 }
 
-// sendArchive streams dir as a tar archive: directories, regular files
-// and symlinks (the target applies the same checks as to an import).
+// sendArchive streams dir as a tar archive in frames.
 func sendArchive(dir string, w *frameWriter, p *progress.Counter) error {
 	aw := &archiveFrames{w: w, buf: make([]byte, 0, chunkSize)}
-	tw := tar.NewWriter(aw)
+	if err := writeArchive(dir, aw, p); err != nil {
+		return err
+	}
+	return aw.flush()
+}
+
+// writeArchive writes dir to w as a tar stream: directories, regular files
+// and symlinks (the target applies the same checks as to an import).
+func writeArchive(dir string, w io.Writer, p *progress.Counter) error {
+	tw := tar.NewWriter(w)
 	buf := make([]byte, chunkSize)
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -384,10 +405,7 @@ func sendArchive(dir string, w *frameWriter, p *progress.Counter) error {
 	if err != nil {
 		return fmt.Errorf("archiving source: %w", err)
 	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return aw.flush()
+	return tw.Close()
 }
 
 type onlyReader struct{ io.Reader }

@@ -226,14 +226,23 @@ func checkDigest(r io.Reader, h *xxhash.Digest) error {
 	return nil
 }
 
+// archiveLimit is how many bytes of files fit the target directory: the
+// usable size given, else the size of its filesystem.
+func archiveLimit(dir string, size int64) (int64, error) {
+	if size > 0 {
+		return size, nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("checking target filesystem: %w", err)
+	}
+	return int64(st.Blocks) * int64(st.Bsize), nil
+}
+
 func receiveArchive(ctx context.Context, r *bufio.Reader, conn io.Writer, hdr header, o TargetOptions) error {
-	limit := o.Size
-	if limit <= 0 {
-		var st unix.Statfs_t
-		if err := unix.Statfs(o.Path, &st); err != nil {
-			return fmt.Errorf("checking target filesystem: %w", err)
-		}
-		limit = int64(st.Blocks) * int64(st.Bsize)
+	limit, err := archiveLimit(o.Path, o.Size)
+	if err != nil {
+		return err
 	}
 	if hdr.Size > uint64(limit) {
 		return fmt.Errorf("%w: source has %d bytes, target holds %d", archive.ErrTooLarge, hdr.Size, limit)
