@@ -124,12 +124,7 @@ func TestImport(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Equal(t, fi.Size(), int64(16<<20))
 
-	var snap progress.Snapshot
-	data, err := os.ReadFile(progressFile)
-	assert.NilError(t, err)
-	assert.NilError(t, json.Unmarshal(data, &snap))
-	assert.Equal(t, snap.Phase, "Succeeded")
-	assert.Equal(t, snap.Percent, "100.00%")
+	assertSucceeded(t, progressFile)
 	assert.Assert(t, strings.Contains(<-metrics, `datavolume_cloner_progress_percent{ownerUID="dv-uid"}`))
 
 	failed := runCLI("import", "--url", srv.URL+"/disk.raw.gz", "--target", filepath.Join(vol, "other.img"),
@@ -137,7 +132,7 @@ func TestImport(t *testing.T) {
 	assert.Equal(t, failed.code, 1)
 	assert.Equal(t, strings.Count(failed.stderr, "\n"), 1, "%q", failed.stderr)
 	assert.Assert(t, strings.Contains(failed.stderr, "HTTP 401 Unauthorized: the credentials were refused"), failed.stderr)
-	data, err = os.ReadFile(progressFile)
+	data, err := os.ReadFile(progressFile)
 	assert.NilError(t, err)
 	assert.Assert(t, strings.Contains(string(data), `"phase":"Failed"`))
 	for _, out := range []string{r.stdout, r.stderr, failed.stdout, failed.stderr} {
@@ -192,12 +187,7 @@ func TestCloneLocal(t *testing.T) {
 	assert.Equal(t, r.code, 0, r.stderr)
 	assert.Equal(t, r.stderr, "")
 	testenv.AssertSameDisk(t, target, src)
-	var snap progress.Snapshot
-	data, err := os.ReadFile(progressFile)
-	assert.NilError(t, err)
-	assert.NilError(t, json.Unmarshal(data, &snap))
-	assert.Equal(t, snap.Phase, "Succeeded")
-	assert.Equal(t, snap.Percent, "100.00%")
+	assertSucceeded(t, progressFile)
 
 	small := t.TempDir()
 	failed := runCLI("clone", "--source", src, "--target", filepath.Join(small, "disk.img"), "--target-size", "4Mi")
@@ -207,4 +197,15 @@ func TestCloneLocal(t *testing.T) {
 	entries, err := os.ReadDir(small)
 	assert.NilError(t, err)
 	assert.Equal(t, len(entries), 0, "the failed clone left %v", entries)
+}
+
+// assertSucceeded checks that the progress file reports a finished job.
+func assertSucceeded(t *testing.T, progressFile string) {
+	t.Helper()
+	var snap progress.Snapshot
+	data, err := os.ReadFile(progressFile)
+	assert.NilError(t, err)
+	assert.NilError(t, json.Unmarshal(data, &snap))
+	assert.Equal(t, snap.Phase, "Succeeded")
+	assert.Equal(t, snap.Percent, "100.00%")
 }

@@ -246,8 +246,8 @@ func (c *cloneSourceCmd) validate() error {
 	if _, _, err := net.SplitHostPort(c.targetAddress); err != nil {
 		return fmt.Errorf("--target-address: %w", err)
 	}
-	if c.contentType == string(clone.Archive) && !isDir(c.source) {
-		return fmt.Errorf("--source %s must be a directory for archive content", c.source)
+	if err := checkArchiveSource(c.source, c.contentType); err != nil {
+		return err
 	}
 	return c.tls.validate()
 }
@@ -329,11 +329,20 @@ func (c *cloneCmd) validate() error {
 	if err := c.targetFlags.validate(); err != nil {
 		return err
 	}
-	switch {
-	case c.contentType == string(clone.Archive) && !isDir(c.source):
-		return fmt.Errorf("--source %s must be a directory for archive content", c.source)
-	case c.contentType == string(clone.KubeVirt) && isDir(c.source):
+	if err := checkArchiveSource(c.source, c.contentType); err != nil {
+		return err
+	}
+	if c.contentType == string(clone.KubeVirt) && isDir(c.source) {
 		return fmt.Errorf("--source %s is a directory: give the disk image file, e.g. %s/disk.img", c.source, strings.TrimRight(c.source, "/"))
+	}
+	return nil
+}
+
+// checkArchiveSource refuses an archive clone whose source is not a
+// directory, for clone-source and clone alike.
+func checkArchiveSource(source, contentType string) error {
+	if contentType == string(clone.Archive) && !isDir(source) {
+		return fmt.Errorf("--source %s must be a directory for archive content", source)
 	}
 	return nil
 }
