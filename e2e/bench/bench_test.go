@@ -14,12 +14,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,8 +88,13 @@ func run(m *testing.M) int {
 	}
 	code := m.Run()
 	if *keepCluster > 0 {
-		fmt.Fprintf(os.Stderr, "bench: cluster kept for %s, kubeconfig %s, logs %s\n", *keepCluster, cluster.Kubeconfig, cluster.LogDir())
-		time.Sleep(*keepCluster)
+		fmt.Fprintf(os.Stderr, "bench: cluster kept for %s (Ctrl-C stops it sooner), kubeconfig %s, logs %s\n", *keepCluster, cluster.Kubeconfig, cluster.LogDir())
+		// Ctrl-C ends the wait, not the process, so the cluster is still stopped.
+		keep, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		keep, cancelKeep := context.WithTimeout(keep, *keepCluster)
+		defer cancelKeep()
+		<-keep.Done()
+		stop()
 	}
 	if err := cluster.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: stopping the local cluster: %v\n", err)
