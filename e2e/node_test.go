@@ -102,6 +102,44 @@ func TestJobImportsDiskWithTheCloner(t *testing.T) {
 	assert.Assert(t, st.Blocks*512 <= 9<<20, "zeros are holes: %d bytes allocated", st.Blocks*512)
 }
 
+// A clone within one namespace runs in one pod that mounts both claims
+// (`datavolume-cloner clone`): here a disk image in a filesystem claim is
+// copied to a block claim whose device held other data before. The device
+// must read back as the image followed by zeros.
+func TestJobClonesFilesystemClaimToBlockClaim(t *testing.T) {
+	ns := namespace(t, "clone")
+	dir := filesystemClaim(t, ns)
+	disk := make([]byte, 48<<20)
+	_, err := rand.Read(disk[:8<<20])
+	assert.NilError(t, err)
+	_, err = rand.Read(disk[40<<20:])
+	assert.NilError(t, err)
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "disk.img"), disk, 0o644))
+
+	device, err := cluster.AddBlockVolume(testContext(t), ns+"-target", "128Mi")
+	assert.NilError(t, err)
+	t.Cleanup(func() { _, _ = cluster.Kubectl(testContext(t), "", "delete", "pv", ns+"-target", "--wait=false") })
+	old := bytes.Repeat([]byte{0xa5}, 128<<20)
+	assert.NilError(t, os.WriteFile(device, old, 0))
+	claim(t, ns, "target", "Block", "128Mi")
+
+	logs := runJobWithClaims(t, ns, `volumeMounts:
+            - name: data
+              mountPath: /data
+              readOnly: true
+          volumeDevices:
+            - name: target
+              devicePath: /dev/target`, []string{"data", "target"},
+		"datavolume-cloner clone --source /data/disk.img --target /dev/target")
+	assert.Equal(t, kubectl(t, "get", "pvc", "target", "-n", ns, "-o", "jsonpath={.spec.volumeName}"), ns+"-target")
+
+	got, err := os.ReadFile(device)
+	assert.NilError(t, err, "job log:\n%s", logs)
+	assert.Equal(t, len(got), 128<<20)
+	assert.Assert(t, bytes.Equal(got[:len(disk)], disk), "the image's bytes, zero middle included; job log:\n%s", logs)
+	assert.Assert(t, bytes.Count(got[len(disk):], []byte{0}) == len(got)-len(disk), "zeros after the image, not the old data")
+}
+
 // dataMount mounts the claim "data" at /data in runJob's container.
 const dataMount = `volumeMounts:
             - name: data
@@ -120,10 +158,16 @@ func filesystemClaim(t *testing.T, ns string) string {
 // dataClaim makes the claim "data" in ns, in the StorageClass "local".
 func dataClaim(t *testing.T, ns, volumeMode, storage string) {
 	t.Helper()
+	claim(t, ns, "data", volumeMode, storage)
+}
+
+// claim makes the claim name in ns, in the StorageClass "local".
+func claim(t *testing.T, ns, name, volumeMode, storage string) {
+	t.Helper()
 	claimYAML := `apiVersion: v1
 kind: PersistentVolumeClaim
 metadata:
-  name: data
+  name: ` + name + `
 spec:
   accessModes: [ReadWriteOnce]
   volumeMode: ` + volumeMode + `
@@ -188,14 +232,27 @@ func TestPodsReachServicesByName(t *testing.T) {
 // empty), waits for it to complete and returns its log.
 func runJob(t *testing.T, ns, volumeSpec, script string) string {
 	t.Helper()
-	volumes := `
-      volumes:
-        - name: data
-          persistentVolumeClaim:
-            claimName: data
-`
 	if volumeSpec == "" {
-		volumes = "\n"
+		return runJobWithClaims(t, ns, "", nil, script)
+	}
+	return runJobWithClaims(t, ns, volumeSpec, []string{"data"}, script)
+}
+
+// runJobWithClaims is runJob with the claims listed attached, each as a
+// volume of its own name.
+func runJobWithClaims(t *testing.T, ns, volumeSpec string, claims []string, script string) string {
+	t.Helper()
+	volumes := "\n"
+	if len(claims) > 0 {
+		volumes = `
+      volumes:`
+		for _, c := range claims {
+			volumes += `
+        - name: ` + c + `
+          persistentVolumeClaim:
+            claimName: ` + c
+		}
+		volumes += "\n"
 	}
 	job := `apiVersion: batch/v1
 kind: Job
