@@ -285,6 +285,100 @@ func TestVirtualMachineCloneJudgedByItsServiceAccount(t *testing.T) {
 	assert.Check(t, is.Equal(annotations["clone.cdi.kubevirt.io/serviceaccount"], ns+"/vm-runner"))
 }
 
+// The webhooks are called only where they have something to check (their
+// matchConditions). With the webhook down, a DataVolume that clones
+// nothing, a VirtualMachine without dataVolumeTemplates and an update that
+// leaves a VM's templates alone are still admitted; a clone and a changed
+// template are refused, since the webhooks fail closed.
+func TestWebhookDownBlocksOnlyWhatItChecks(t *testing.T) {
+	seedSourceClaim(t)
+	ns := namespace(t, "hookdown")
+	vm := func(name, templates string) string {
+		return `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: ` + name + `
+  namespace: ` + ns + `
+spec:
+  running: false` + templates + `
+  template:
+    spec:
+      domain:
+        devices: {}
+`
+	}
+	template := `
+  dataVolumeTemplates:
+  - metadata:
+      name: imported
+    spec:
+      source:
+        http:
+          url: http://images.example/disk.qcow2
+      pvc:
+        accessModes: [ReadWriteOnce]
+        resources:
+          requests:
+            storage: 1Gi`
+	out, err := kubectlIn(t, vm("with-template", template), "create", "-f", "-")
+	assert.NilError(t, err, out)
+
+	stopWebhook(t)
+
+	blank := `apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata:
+  name: blank
+  namespace: ` + ns + `
+spec:
+  source:
+    blank: {}
+  pvc:
+    accessModes: [ReadWriteOnce]
+    resources:
+      requests:
+        storage: 1Gi
+`
+	out, err = kubectlIn(t, blank, "create", "-f", "-")
+	assert.Check(t, err, out)
+	out, err = kubectlIn(t, vm("no-templates", ""), "create", "-f", "-")
+	assert.Check(t, err, out)
+	out, err = kubectlIn(t, "", "label", "vm", "with-template", "-n", ns, "touched=yes")
+	assert.Check(t, err, out)
+
+	_, stderr, err := kubectlWithWarnings(t, cloneYAML("clone", ns, sourceNamespace, sourceClaim, "2Gi"), "create", "-f", "-")
+	assert.Check(t, err != nil, "a clone was admitted with the webhook down")
+	assert.Check(t, is.Contains(stderr, `failed calling webhook "datavolumes.mutate.cdi.kubevirt.io"`))
+	_, stderr, err = kubectlWithWarnings(t, "", "patch", "vm", "with-template", "-n", ns, "--type=json",
+		"-p", `[{"op":"replace","path":"/spec/dataVolumeTemplates/0/spec/pvc/resources/requests/storage","value":"2Gi"}]`)
+	assert.Check(t, err != nil, "a changed template was admitted with the webhook down")
+	assert.Check(t, is.Contains(stderr, `failed calling webhook "clone.cdi.kubevirt.io"`))
+	_, stderr, err = kubectlWithWarnings(t, vm("new-template", strings.ReplaceAll(template, "imported", "other")), "create", "-f", "-")
+	assert.Check(t, err != nil, "a VM with a template was admitted with the webhook down")
+	assert.Check(t, is.Contains(stderr, `failed calling webhook "clone.cdi.kubevirt.io"`))
+}
+
+// stopWebhook scales the webhook to no pods and waits until they are gone;
+// at the end of the test it scales it back and waits until it answers.
+func stopWebhook(t *testing.T) {
+	t.Helper()
+	const deployment, pods = "deployment/datavolume-webhook", "app.kubernetes.io/name=datavolume-webhook"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, args := range [][]string{
+			{"scale", deployment, "-n", "datavolume-system", "--replicas=1"},
+			{"rollout", "status", deployment, "-n", "datavolume-system", "--timeout=120s"},
+		} {
+			if out, err := cluster.Kubectl(ctx, "", args...); err != nil {
+				t.Fatalf("restarting the webhook: kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+		waitForWebhookCache(t, 60*time.Second)
+	})
+	kubectl(t, "scale", deployment, "-n", "datavolume-system", "--replicas=0")
+	kubectl(t, "wait", "--for=delete", "pod", "-l", pods, "-n", "datavolume-system", "--timeout=60s")
+}
+
 // The seed's import VM (6.10.3.4) needs no clone permission.
 func TestVirtualMachineSeedImportIsAdmitted(t *testing.T) {
 	ns := namespace(t, "import")
@@ -316,8 +410,16 @@ spec:
       storage: 2Gi
 `, "apply", "-f", "-")
 	assert.NilError(t, err)
+	waitForWebhookCache(t, 30*time.Second)
+}
+
+// waitForWebhookCache waits until a clone of the seed's source claim is
+// admitted without the warning that the claim is missing: the webhook
+// answers and its cache holds the claim.
+func waitForWebhookCache(t *testing.T, timeout time.Duration) {
+	t.Helper()
 	probe := cloneYAML("cache-probe", sourceNamespace, sourceNamespace, sourceClaim, "2Gi")
-	eventually(t, 30*time.Second, func() error {
+	eventually(t, timeout, func() error {
 		_, stderr, err := kubectlWithWarnings(t, probe, "create", "--dry-run=server", "-f", "-")
 		if err != nil || strings.Contains(stderr, "does not exist yet") {
 			return errorf("the webhook does not see %s/%s yet: %v %s", sourceNamespace, sourceClaim, err, stderr)
