@@ -212,8 +212,13 @@ peak_rss_kb=0; measure import disk.raw.xz; mine=$best
 report "import raw.xz vs curl | xz -dc" "$mine" "$base" 0.9 ratio "$(sparse_note "$out/disk.img")"
 
 measure sh -c "curl -sSf -o '$out/f.qcow2' '$base_url/disk.qcow2' && qemu-img convert -O raw '$out/f.qcow2' '$out/disk.img'"; base=$best
+# qemu-img never flushes its output (its cache mode is unsafe); ours is
+# synced before it exits 0. The same baseline, durable:
+measure sh -c "curl -sSf -o '$out/f.qcow2' '$base_url/disk.qcow2' && qemu-img convert -O raw '$out/f.qcow2' '$out/disk.img' && sync '$out/disk.img'"; base_sync=$best
 peak_rss_kb=0; measure import disk.qcow2; mine=$best
-report "import qcow2 vs curl -o && qemu-img convert" "$mine" "$base" 1.0 ratio "$(sparse_note "$out/disk.img")"
+note=$(sparse_note "$out/disk.img")
+report "import qcow2 vs curl -o && qemu-img convert" "$mine" "$base" 1.0 ratio "(ours fsyncs; qemu-img does not)"
+report "import qcow2 vs curl -o && qemu-img convert+sync" "$mine" "$base_sync" 1.0 ratio "$note"
 
 log "clone 512 MiB half-full disk over mTLS loopback"
 measure sh -c "cp --sparse=always '$data/disk.raw' '$out/disk.img' && sync"; base=$best
