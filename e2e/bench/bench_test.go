@@ -215,7 +215,7 @@ func BenchmarkCreate(b *testing.B) {
 	ratio := agg.createsPerSecond() / crd.createsPerSecond()
 	var table strings.Builder
 	fmt.Fprintf(&table, "\n%d rounds × %d creates per path, %d workers, %s\n", *rounds, *createsRound, *workers, webhooks)
-	latencyTable(b, &table, paths)
+	latencyTable(b, &table, paths, "")
 	fmt.Fprintf(&table, "ratio aggregated/crd throughput: %.2f× (goal ≥ 0.80×)\n", ratio)
 	totals := cpuTable(&table, paths, components)
 	aggTotal, crdTotal := totals[0], totals[1]
@@ -298,16 +298,17 @@ func measure(ctx context.Context, client dynamic.Interface, paths []*path, compo
 }
 
 // latencyTable sorts each path's latencies, prints creates/s, p50 and p99
-// per path, and reports them as metrics named after the path.
-func latencyTable(b *testing.B, table *strings.Builder, paths []*path) {
+// per path, and reports them as metrics named after the path (after
+// metricPrefix).
+func latencyTable(b *testing.B, table *strings.Builder, paths []*path, metricPrefix string) {
 	fmt.Fprintf(table, "%-11s %10s %9s %9s\n", "path", "creates/s", "p50", "p99")
 	for _, p := range paths {
 		slices.Sort(p.latencies)
 		fmt.Fprintf(table, "%-11s %10.1f %9s %9s\n", p.name, p.createsPerSecond(),
 			p.percentile(0.50).Round(10*time.Microsecond), p.percentile(0.99).Round(10*time.Microsecond))
-		b.ReportMetric(p.createsPerSecond(), p.name+"-creates/s")
-		b.ReportMetric(ms(p.percentile(0.50)), p.name+"-p50-ms")
-		b.ReportMetric(ms(p.percentile(0.99)), p.name+"-p99-ms")
+		b.ReportMetric(p.createsPerSecond(), metricPrefix+p.name+"-creates/s")
+		b.ReportMetric(ms(p.percentile(0.50)), metricPrefix+p.name+"-p50-ms")
+		b.ReportMetric(ms(p.percentile(0.99)), metricPrefix+p.name+"-p99-ms")
 	}
 }
 
