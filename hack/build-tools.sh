@@ -43,7 +43,7 @@ build() {
 for name in "${want[@]}"; do
   case $name in
     etcd) build etcd "$ETCD_BIN_DIR" "$root/hack/tools/etcd" go.etcd.io/etcd/server/v3 "-s -w" ;;
-    coredns) build coredns "$COREDNS_BIN_DIR" "$root/hack/tools/coredns" github.com/coredns/coredns "-s -w" ;;
+    coredns) build coredns "$COREDNS_BIN_DIR" "$root/hack/tools/coredns" . "-s -w" ;;
     kube-*|kubectl|kubelet) build "$name" "$KUBE_BIN_DIR" "$root/hack/tools/kube" "k8s.io/kubernetes/cmd/$name" "$kube_ldflags" ;;
     *) log "unknown binary $name"; exit 2 ;;
   esac

@@ -8,7 +8,8 @@ COREDNS_VERSION=v1.15.0
 DATAVOLUME_CACHE=${DATAVOLUME_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/datavolume}
 KUBE_BIN_DIR=$DATAVOLUME_CACHE/kube-$KUBE_VERSION/bin
 ETCD_BIN_DIR=$DATAVOLUME_CACHE/etcd-$ETCD_VERSION/bin
-COREDNS_BIN_DIR=$DATAVOLUME_CACHE/coredns-$COREDNS_VERSION/bin
+# CoreDNS is built with the plugins the local cluster uses (hack/tools/coredns).
+COREDNS_BIN_DIR=$DATAVOLUME_CACHE/coredns-$COREDNS_VERSION-local/bin
 
 # log prints a timestamped progress line on stderr.
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
