@@ -8,6 +8,7 @@
 //     clone's size;
 //   - virtualmachine: the rules of dataVolumeTemplates, including whether
 //     the VM's service account may clone across namespaces;
+//   - endpoints: the HTTP paths, routed to those handlers, and health checks;
 //   - server: flags, serving certificates, informers and the HTTPS server.
 package webhook
 

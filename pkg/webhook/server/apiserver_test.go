@@ -22,6 +22,8 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 
 	"github.com/datavolume/datavolume/pkg/webhook"
+	"github.com/datavolume/datavolume/pkg/webhook/endpoints"
+	"github.com/datavolume/datavolume/pkg/webhook/internal/endpointstest"
 	"github.com/datavolume/datavolume/pkg/webhook/internal/webhooktest"
 )
 
@@ -29,7 +31,7 @@ import (
 // datavolume-apiserver send them), and the answers checked by the code
 // that reads them: UID, version, patch rules, audit annotation keys.
 func TestAPIServerAcceptsTheAnswers(t *testing.T) {
-	handler := NewHandler(fixtureDependencies(t, func() bool { return true }))
+	handler := endpoints.New(endpointstest.Dependencies(t, func() bool { return true }))
 	dataVolumes := schema.GroupVersionResource{Group: "cdi.kubevirt.io", Version: "v1beta1", Resource: "datavolumes"}
 	virtualMachines := schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachines"}
 	tests := []struct {
@@ -43,13 +45,13 @@ func TestAPIServerAcceptsTheAnswers(t *testing.T) {
 		wantDenied              bool
 	}{
 		{"mutating a DataVolume", webhook.MutateDataVolumesPath, "datavolumes.mutate.cdi.kubevirt.io", true,
-			dataVolumes, "DataVolume", cloneDataVolume, true, 0, false},
+			dataVolumes, "DataVolume", endpointstest.CloneDataVolume, true, 0, false},
 		{"validating a DataVolume", webhook.ValidateDataVolumesPath, "datavolumes.validate.cdi.kubevirt.io", false,
-			dataVolumes, "DataVolume", cloneDataVolume, false, 0, false},
+			dataVolumes, "DataVolume", endpointstest.CloneDataVolume, false, 0, false},
 		{"validating a VirtualMachine", webhook.ValidateVirtualMachinesPath, "clone.cdi.kubevirt.io", false,
-			virtualMachines, "VirtualMachine", cloneVirtualMachine, false, 5, false},
+			virtualMachines, "VirtualMachine", endpointstest.CloneVirtualMachine, false, 5, false},
 		{"refusing a VirtualMachine", webhook.ValidateVirtualMachinesPath, "clone.cdi.kubevirt.io", false,
-			virtualMachines, "VirtualMachine", strings.ReplaceAll(cloneVirtualMachine, "name: disk", "name: busy"), false, 5, true},
+			virtualMachines, "VirtualMachine", strings.ReplaceAll(endpointstest.CloneVirtualMachine, "name: disk", "name: busy"), false, 5, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,7 +68,7 @@ func TestAPIServerAcceptsTheAnswers(t *testing.T) {
 			// Encoded as the API server's REST client does, with apiVersion and kind.
 			body, err := runtime.Encode(reviewCodec, request)
 			assert.NilError(t, err)
-			rec := post(handler, tt.path, body)
+			rec := endpointstest.Post(handler, tt.path, body)
 			assert.NilError(t, json.Unmarshal(rec.Body.Bytes(), response))
 			result, err := webhookrequest.VerifyAdmissionResponse(uid, tt.mutating, response)
 			assert.NilError(t, err)

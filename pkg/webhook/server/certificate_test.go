@@ -12,6 +12,9 @@ import (
 
 	"gotest.tools/v3/assert"
 	certutil "k8s.io/client-go/util/cert"
+
+	"github.com/datavolume/datavolume/pkg/webhook/endpoints"
+	"github.com/datavolume/datavolume/pkg/webhook/internal/endpointstest"
 )
 
 // writeCertificate writes a self-signed pair for host into dir.
@@ -69,7 +72,7 @@ func TestServesHealthOverTLS(t *testing.T) {
 	// httptest would put its own certificate first; serve as Run does.
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	assert.NilError(t, err)
-	server := &http.Server{Handler: NewHandler(fixtureDependencies(t, func() bool { return true })), TLSConfig: newTLSConfig(certificate)}
+	server := &http.Server{Handler: endpoints.New(endpointstest.Dependencies(t, func() bool { return true })), TLSConfig: newTLSConfig(certificate)}
 	go func() { _ = server.ServeTLS(listener, "", "") }()
 	defer server.Close()
 

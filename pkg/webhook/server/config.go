@@ -18,6 +18,7 @@ import (
 
 	"github.com/datavolume/datavolume/pkg/cloneauth"
 	"github.com/datavolume/datavolume/pkg/webhook/datavolume"
+	"github.com/datavolume/datavolume/pkg/webhook/endpoints"
 )
 
 const (
@@ -89,7 +90,7 @@ func (c *Config) Run(ctx context.Context) error {
 		cloneauth.WithTimeout(subjectAccessReviewTimeout), cloneauth.WithLogger(log.WithName("cloneauth")))
 
 	var ready atomic.Bool
-	handler := NewHandler(Dependencies{
+	handler := endpoints.New(endpoints.Dependencies{
 		Claims:             claims.Lister(),
 		Pods:               pods.Lister(),
 		AuthorizeClone:     authorizer.Authorize,

@@ -24,6 +24,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/datavolume/datavolume/pkg/webhook"
+	"github.com/datavolume/datavolume/pkg/webhook/internal/endpointstest"
 	"github.com/datavolume/datavolume/pkg/webhook/internal/webhooktest"
 )
 
@@ -72,11 +73,11 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	}, poll.WithTimeout(20*time.Second), poll.WithDelay(50*time.Millisecond))
 
 	t.Run("a DataVolume clone is sized from the informer's claim", func(t *testing.T) {
-		resp := postReview(t, httpClient, base+webhook.MutateDataVolumesPath, dataVolumeReview(t))
+		resp := postReview(t, httpClient, base+webhook.MutateDataVolumesPath, endpointstest.DataVolumeReview(t))
 		assert.Equal(t, string(resp.Patch), `[{"op":"add","path":"/spec/storage/resources/requests/storage","value":"2Gi"}]`)
 	})
 	t.Run("a VirtualMachine clone is allowed by SubjectAccessReview, and audited", func(t *testing.T) {
-		resp := postReview(t, httpClient, base+webhook.ValidateVirtualMachinesPath, virtualMachineReview(t))
+		resp := postReview(t, httpClient, base+webhook.ValidateVirtualMachinesPath, endpointstest.VirtualMachineReview(t))
 		assert.Assert(t, resp.Allowed, "%+v", resp.Result)
 		assert.DeepEqual(t, resp.AuditAnnotations, map[string]string{"decision": "allow", "reason": "RBAC: allowed by test",
 			"source": "src/disk", "target": "target/root", "serviceaccount": "target/default"})

@@ -1,4 +1,4 @@
-package server
+package endpoints_test
 
 import (
 	"fmt"
@@ -11,28 +11,34 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/datavolume/datavolume/pkg/webhook"
+	"github.com/datavolume/datavolume/pkg/webhook/endpoints"
+	"github.com/datavolume/datavolume/pkg/webhook/internal/endpointstest"
 	"github.com/datavolume/datavolume/pkg/webhook/internal/webhooktest"
 )
 
 // BenchmarkAdmissionDataVolume is the in-process latency of one DataVolume
 // review (decode, rules with lookups, answer), reported with p50 and p99.
 func BenchmarkAdmissionDataVolume(b *testing.B) {
-	handler := NewHandler(benchmarkDependencies(b))
-	b.Run("validate", func(b *testing.B) { benchmarkReview(b, handler, webhook.ValidateDataVolumesPath, dataVolumeReview(b)) })
-	b.Run("mutate", func(b *testing.B) { benchmarkReview(b, handler, webhook.MutateDataVolumesPath, dataVolumeReview(b)) })
+	handler := endpoints.New(benchmarkDependencies(b))
+	b.Run("validate", func(b *testing.B) {
+		benchmarkReview(b, handler, webhook.ValidateDataVolumesPath, endpointstest.DataVolumeReview(b))
+	})
+	b.Run("mutate", func(b *testing.B) {
+		benchmarkReview(b, handler, webhook.MutateDataVolumesPath, endpointstest.DataVolumeReview(b))
+	})
 }
 
 // BenchmarkAdmissionVirtualMachine is the same for a VirtualMachine with a
 // cross-namespace clone template (the clone check answers in-process).
 func BenchmarkAdmissionVirtualMachine(b *testing.B) {
-	handler := NewHandler(benchmarkDependencies(b))
-	benchmarkReview(b, handler, webhook.ValidateVirtualMachinesPath, virtualMachineReview(b))
+	handler := endpoints.New(benchmarkDependencies(b))
+	benchmarkReview(b, handler, webhook.ValidateVirtualMachinesPath, endpointstest.VirtualMachineReview(b))
 }
 
 // benchmarkDependencies are the fixtures plus a busy source namespace:
 // 500 claims and 1000 pods, a tenth of them mounting claims.
-func benchmarkDependencies(b *testing.B) Dependencies {
-	deps := fixtureDependencies(b, func() bool { return true })
+func benchmarkDependencies(b *testing.B) endpoints.Dependencies {
+	deps := endpointstest.Dependencies(b, func() bool { return true })
 	objects := []runtime.Object{webhooktest.BoundClaim("src", "disk", "2Gi")}
 	for i := range 500 {
 		objects = append(objects, webhooktest.BoundClaim("src", fmt.Sprintf("claim-%d", i), "1Gi"))
@@ -53,7 +59,7 @@ func benchmarkReview(b *testing.B, handler http.Handler, path string, body []byt
 	b.ReportAllocs()
 	for b.Loop() {
 		start := time.Now()
-		rec := post(handler, path, body)
+		rec := endpointstest.Post(handler, path, body)
 		latencies = append(latencies, time.Since(start))
 		if rec.Code != http.StatusOK {
 			b.Fatalf("HTTP %d: %s", rec.Code, rec.Body)

@@ -1,4 +1,4 @@
-package server
+package endpoints_test
 
 import (
 	"encoding/json"
@@ -9,6 +9,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/datavolume/datavolume/pkg/webhook"
+	"github.com/datavolume/datavolume/pkg/webhook/endpoints"
+	"github.com/datavolume/datavolume/pkg/webhook/internal/endpointstest"
 )
 
 // FuzzAdmissionReview feeds arbitrary bodies to every admission endpoint:
@@ -18,8 +20,8 @@ import (
 func FuzzAdmissionReview(f *testing.F) {
 	paths := []string{webhook.MutateDataVolumesPath, webhook.ValidateDataVolumesPath, webhook.ValidateVirtualMachinesPath}
 	for route := range paths {
-		f.Add(uint8(route), dataVolumeReview(f))
-		f.Add(uint8(route), virtualMachineReview(f))
+		f.Add(uint8(route), endpointstest.DataVolumeReview(f))
+		f.Add(uint8(route), endpointstest.VirtualMachineReview(f))
 	}
 	f.Add(uint8(0), []byte{})
 	f.Add(uint8(1), []byte("{"))
@@ -33,9 +35,9 @@ func FuzzAdmissionReview(f *testing.F) {
 		`"kind":{"group":"cdi.kubevirt.io","version":"v1alpha1","kind":"DataVolume"},"resource":{"group":"cdi.kubevirt.io","resource":"datavolumes"},`+
 		`"object":{"spec":{"source":{"pvc":{"name":"disk","namespace":"src"}},"storage":{"resources":null}}}}}`))
 
-	handler := NewHandler(fixtureDependencies(f, func() bool { return true }))
+	handler := endpoints.New(endpointstest.Dependencies(f, func() bool { return true }))
 	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
-		rec := post(handler, paths[int(route)%len(paths)], body)
+		rec := endpointstest.Post(handler, paths[int(route)%len(paths)], body)
 		switch rec.Code {
 		case http.StatusOK:
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:

@@ -1,4 +1,8 @@
-package server
+// Package endpoints routes the webhook's HTTP paths to the admission
+// handlers and answers the health checks. It is kept apart from the server
+// (flags, certificates, informers) so that its fuzz test builds without
+// client-go's clientsets.
+package endpoints
 
 import (
 	"net/http"
@@ -23,10 +27,10 @@ type Dependencies struct {
 	Log   logr.Logger
 }
 
-// NewHandler routes the admission endpoints and the health checks.
+// New routes the admission endpoints and the health checks.
 // Admission waits for readiness: an unsynced cache would report every
 // source missing.
-func NewHandler(deps Dependencies) http.Handler {
+func New(deps Dependencies) http.Handler {
 	rules := &datavolume.Rules{
 		Lookups:            datavolume.Lookups{Claims: deps.Claims, Pods: deps.Pods},
 		FilesystemOverhead: deps.FilesystemOverhead,
