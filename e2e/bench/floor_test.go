@@ -77,7 +77,8 @@ func startFloorWebhook(ctx context.Context, ns string) (*floorWebhook, error) {
 		f.server.Close()
 		return nil, err
 	}
-	if _, err := cluster.Kubectl(ctx, string(manifest), "create", "-f", "-"); err != nil {
+	// apply: a configuration left by a killed run is taken over.
+	if _, err := cluster.Kubectl(ctx, string(manifest), "apply", "-f", "-"); err != nil {
 		f.server.Close()
 		return nil, err
 	}
