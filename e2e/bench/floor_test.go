@@ -35,7 +35,7 @@ type floorWebhook struct {
 	calls  atomic.Int64
 }
 
-func startFloorWebhook(ctx context.Context, ns string) (*floorWebhook, error) {
+func startFloorWebhook(ctx context.Context, ns string) (_ *floorWebhook, err error) {
 	f := &floorWebhook{}
 	f.server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.calls.Add(1)
@@ -49,6 +49,11 @@ func startFloorWebhook(ctx context.Context, ns string) (*floorWebhook, error) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":%q,"allowed":true}}`, review.Request.UID)
 	}))
+	defer func() {
+		if err != nil {
+			f.server.Close()
+		}
+	}()
 	caBundle := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.server.Certificate().Raw})
 	config := map[string]any{
 		"apiVersion": "admissionregistration.k8s.io/v1",
@@ -70,16 +75,13 @@ func startFloorWebhook(ctx context.Context, ns string) (*floorWebhook, error) {
 	}
 	manifest, err := json.Marshal(config)
 	if err != nil {
-		f.server.Close()
 		return nil, err
 	}
-	if _, err := cluster.Kubectl(ctx, "", "label", "namespace", ns, floorLabel+"=true"); err != nil {
-		f.server.Close()
+	if _, err = cluster.Kubectl(ctx, "", "label", "namespace", ns, floorLabel+"=true"); err != nil {
 		return nil, err
 	}
 	// apply: a configuration left by a killed run is taken over.
-	if _, err := cluster.Kubectl(ctx, string(manifest), "apply", "-f", "-"); err != nil {
-		f.server.Close()
+	if _, err = cluster.Kubectl(ctx, string(manifest), "apply", "-f", "-"); err != nil {
 		return nil, err
 	}
 	return f, nil
