@@ -173,7 +173,13 @@ func TestStatusUpdateChangesStatusOnly(t *testing.T) {
 func TestWatchSeesCreateUpdateDelete(t *testing.T) {
 	s := newStorage(t, nil)
 	ctx := nsContext("ns")
-	w, err := s.DataVolume.Watch(ctx, &metainternalversion.ListOptions{ResourceVersion: "0"})
+	// Watch from the revision of a list: "0" would mean "from whenever the
+	// watch goroutine first reads etcd", which may come after all three writes.
+	list, err := s.DataVolume.List(ctx, &metainternalversion.ListOptions{})
+	assert.NilError(t, err)
+	rv := list.(*cdi.DataVolumeList).ResourceVersion
+	assert.Assert(t, rv != "")
+	w, err := s.DataVolume.Watch(ctx, &metainternalversion.ListOptions{ResourceVersion: rv})
 	assert.NilError(t, err)
 	defer w.Stop()
 
