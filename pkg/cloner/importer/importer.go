@@ -2,6 +2,12 @@
 // peels compression layers, and writes a raw disk image to its target
 // (converting qcow2 with qemu-img on the way) or extracts a tar archive.
 //
+// A qcow2 image the source can also read at offsets is first mapped by
+// qemu-img (it reads only the tables, through range requests); when its
+// data is stored verbatim in guest order, as qemu-img convert writes it,
+// the download is streamed straight to the guest offsets, tables skipped.
+// Other qcow2 images are converted by qemu-img reading the source over NBD.
+//
 // The pipeline overlaps its stages in goroutines: reading the source (and
 // hashing it when a checksum is given), decompressing, and writing. Raw
 // data is never passed through a conversion step. Scratch space is used
@@ -204,6 +210,13 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 		return err
 	}
 	if ra, ok := p.randomAccess(); ok {
+		plan, ok, err := p.qcow2Plan(ctx, ra, hdr.VirtualSize)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return p.qcow2Stream(ctx, r, disk, plan, hdr.VirtualSize)
+		}
 		// Convert straight from the source: qemu-img reads it over NBD.
 		p.src.Close()
 		path, zeroed, err := disk.External(hdr.VirtualSize)
@@ -244,10 +257,81 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 	if err != nil {
 		return err
 	}
+	extents, err := qcow2.MapFile(ctx, scratch.Name())
+	if err != nil {
+		return err
+	}
+	if _, err := qcow2.Sequential(extents, n, hdr.VirtualSize); err != nil && !errors.Is(err, qcow2.ErrNotSequential) {
+		return err
+	}
 	if err := qcow2.ConvertFile(ctx, p.o.Log, scratch.Name(), qcow2.Target{Path: path, Zeroed: zeroed, Direct: disk.SupportsDirect()}); err != nil {
 		return err
 	}
 	return disk.Commit(hdr.VirtualSize)
+}
+
+// qcow2Plan asks qemu-img where the image keeps its data. It reports
+// false when the image is to be converted instead: some data is
+// compressed or stored out of guest order, or the map failed (the
+// conversion that follows then says why, if the image is broken). It fails
+// when the map shows data past the end of the image.
+func (p *pipeline) qcow2Plan(ctx context.Context, ra io.ReaderAt, virtualSize int64) ([]qcow2.Copy, bool, error) {
+	extents, err := qcow2.MapReaderAt(ctx, p.o.Log, ra, p.src.Size())
+	if err != nil {
+		p.o.Log.Info("cannot map the qcow2 image, converting it instead", "error", err.Error())
+		return nil, false, nil
+	}
+	plan, err := qcow2.Sequential(extents, p.src.Size(), virtualSize)
+	if errors.Is(err, qcow2.ErrNotSequential) {
+		p.o.Log.Info("qcow2 image is compressed or not stored in guest order, converting it with qemu-img")
+		return nil, false, nil
+	}
+	return plan, err == nil, err
+}
+
+// qcow2Stream copies the image's data runs from the sequential download
+// (r, at offset 0 of the image file) to their guest offsets, skipping the
+// tables between them, and stops reading after the last run.
+func (p *pipeline) qcow2Stream(ctx context.Context, r io.Reader, disk *sink.Disk, plan []qcow2.Copy, virtualSize int64) error {
+	var end int64
+	if n := len(plan); n > 0 {
+		end = plan[n-1].Host + plan[n-1].Length
+	}
+	p.o.Log.Info("streaming qcow2 data runs", "runs", len(plan), "virtualSize", virtualSize, "bytesToRead", end)
+	p.o.Progress.SetTotal(end)
+	var pos int64 // in the image file
+	next := 0     // the plan entry being read
+	fill := func(buf []byte) (int, int64, error) {
+		for next < len(plan) && pos == plan[next].Host+plan[next].Length {
+			next++
+		}
+		if next == len(plan) {
+			return 0, 0, io.EOF
+		}
+		c := plan[next]
+		if skip := c.Host - pos; skip > 0 { // tables between data runs
+			if _, err := io.CopyN(io.Discard, r, skip); err != nil {
+				return 0, 0, fmt.Errorf("reading source: %w", err)
+			}
+			pos = c.Host
+		}
+		n := int(min(c.Host+c.Length-pos, int64(len(buf))))
+		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+			return 0, 0, fmt.Errorf("reading source: %w", err)
+		}
+		off := c.Guest + pos - c.Host
+		pos += int64(n)
+		return n, off, nil
+	}
+	if _, err := pumpChunks(ctx, fill, disk, p.src); err != nil {
+		return err
+	}
+	p.src.Close() // the rest of the file is tables
+	if err := disk.Commit(virtualSize); err != nil {
+		return err
+	}
+	p.o.Log.Info("wrote raw image", "bytes", virtualSize, "target", p.o.Target)
+	return nil
 }
 
 // randomAccess offers the source for direct conversion when nothing needs

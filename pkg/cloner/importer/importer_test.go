@@ -2,11 +2,13 @@ package importer_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +50,13 @@ func imageDir(t *testing.T) string {
 			gzip -k -1 disk.qcow2 && xz -k -0 -T1 disk.qcow2 && zstd -q -k disk.qcow2
 			xz -c -0 disk.raw.gz > disk.raw.gz.xz
 			qemu-img create -q -f qcow2 -b disk.qcow2 -F qcow2 backed.qcow2
+			qemu-img convert -c -f raw -O qcow2 disk.raw compressed.qcow2
+			qemu-img create -q -f qcow2 reversed.qcow2 16M
+			qemu-io -f qcow2 -c 'write -P 0x22 8M 1M' -c 'write -P 0x11 1M 1M' reversed.qcow2 >/dev/null
+			cp disk.qcow2 rewritten.qcow2
+			qemu-io -f qcow2 -c 'write -z 0 64k' -c 'write -P 0x33 2M 100k' -c 'write -z -u 6M 1M' rewritten.qcow2 >/dev/null
+			qemu-img create -q -f qcow2 -o cluster_size=4096 small-clusters.qcow2 8M
+			qemu-io -f qcow2 -c 'write -P 0x44 4k 12k' -c 'write -P 0x55 1M 4k' small-clusters.qcow2 >/dev/null
 			qemu-img create -q -f qcow2 big.qcow2 64M
 			truncate -s 64M big.raw
 			head -c 100M /dev/zero | gzip -1 > bomb.raw.gz
@@ -265,6 +274,93 @@ func TestImportArchive(t *testing.T) {
 		err := runImport(t, importCase{file: "disk.raw", contentType: importer.Archive, target: t.TempDir(), targetSize: 1 << 30})
 		assert.ErrorContains(t, err, "archive content must be a tar archive")
 	})
+}
+
+// TestImportQcow2Layouts imports qcow2 images over HTTP with range
+// requests: those whose data qemu-img maps in guest order are streamed in
+// one pass, the others (compressed, written out of order) are converted by
+// qemu-img; both must equal qemu-img's own conversion, on a file and on a
+// block device.
+func TestImportQcow2Layouts(t *testing.T) {
+	dir := imageDir(t)
+	for _, tc := range []struct {
+		file     string
+		streamed bool
+	}{
+		{file: "disk.qcow2", streamed: true},
+		{file: "rewritten.qcow2", streamed: true}, // zero clusters, data rewritten in place
+		{file: "small-clusters.qcow2", streamed: true},
+		{file: "compressed.qcow2", streamed: false},
+		{file: "reversed.qcow2", streamed: false}, // guest 8M stored before guest 1M
+	} {
+		want := testenv.RawOf(t, filepath.Join(dir, tc.file))
+		for _, block := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/block=%v", tc.file, block), func(t *testing.T) {
+				log, captured := testenv.NewLogger()
+				target := filepath.Join(t.TempDir(), "disk.img")
+				targetSize := int64(32 << 20)
+				if block {
+					target = testenv.BlockDevice(t, 32<<20)
+					// Garbage where the image has zeros must not survive.
+					testenv.Shell(t, "head -c 32M /dev/urandom > "+target)
+					targetSize = 0
+				}
+				assert.NilError(t, runImport(t, importCase{file: tc.file, target: target, targetSize: targetSize, log: log}))
+				testenv.AssertSameDisk(t, target, want)
+				assert.Equal(t, strings.Contains(captured.String(), "streaming qcow2 data runs"), tc.streamed, "%s", captured)
+				assert.Equal(t, strings.Contains(captured.String(), "converting it with qemu-img"), !tc.streamed, "%s", captured)
+			})
+		}
+	}
+}
+
+// A download cut in the middle of the data runs, which cannot be resumed,
+// fails the import and leaves nothing behind; so does an image cut short,
+// whose tables point past its end.
+func TestImportQcow2StreamFails(t *testing.T) {
+	dir := imageDir(t)
+	full, err := os.ReadFile(filepath.Join(dir, "disk.qcow2"))
+	assert.NilError(t, err)
+	half := len(full) / 2
+	// The image's tables (its first 320 KiB) are served; the download
+	// stops half-way, and every range beyond that fails too.
+	cut := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start, _, ranged := strings.Cut(strings.TrimPrefix(r.Header.Get("Range"), "bytes="), "-")
+			if !ranged {
+				w.Header().Set("Content-Length", strconv.Itoa(len(full)))
+				w.Header().Set("Accept-Ranges", "bytes")
+				w.WriteHeader(http.StatusOK)
+				_, _ = w.Write(full[:half])
+				panic(http.ErrAbortHandler)
+			}
+			if n, err := strconv.Atoi(start); err != nil || n >= half {
+				http.Error(w, "gone", http.StatusNotFound)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	target := filepath.Join(t.TempDir(), "disk.img")
+	err = runImport(t, importCase{file: "disk.qcow2", target: target, targetSize: diskSize, wrap: cut})
+	assert.ErrorContains(t, err, "reading source")
+	assertNothingLeft(t, filepath.Dir(target))
+
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "truncated.qcow2"), full[:half], 0o644))
+	for _, scratch := range []bool{false, true} {
+		err = runImport(t, importCase{file: "truncated.qcow2", target: target, targetSize: diskSize, scratch: scratch, checksum: checksumIf(scratch, full[:half])})
+		assert.ErrorContains(t, err, "qcow2 image is truncated")
+		assertNothingLeft(t, filepath.Dir(target))
+	}
+}
+
+// checksumIf returns a sha256 checksum of b when on is set: a checksum
+// makes the importer stage a qcow2 image in scratch space.
+func checksumIf(on bool, b []byte) string {
+	if !on {
+		return ""
+	}
+	return fmt.Sprintf("sha256:%x", sha256.Sum256(b))
 }
 
 // TestImportCredentialsNeverLogged captures every log line of an import,

@@ -10,14 +10,31 @@ import (
 
 type filled struct {
 	buf []byte
+	off int64 // where buf goes on the disk
 	err error
 }
+
+// fillFunc fills buf with the next piece of the image and says where it
+// goes; it returns io.EOF with the last piece (or with none).
+type fillFunc func(buf []byte) (n int, off int64, err error)
 
 // pump copies r to disk in chunks: one goroutine reads (and so
 // decompresses), the caller's goroutine detects zeros and writes. It
 // returns the number of bytes copied. On failure it closes src so that a
 // reader blocked on the network returns, then waits for it.
 func pump(ctx context.Context, r io.Reader, disk *sink.Disk, src io.Closer) (int64, error) {
+	var off int64
+	return pumpChunks(ctx, func(buf []byte) (int, int64, error) {
+		n, err := readahead.Fill(r, buf)
+		at := off
+		off += int64(n)
+		return n, at, err
+	}, disk, src)
+}
+
+// pumpChunks is pump over pieces that fill produces; it returns the end of
+// the last piece written.
+func pumpChunks(ctx context.Context, fill fillFunc, disk *sink.Disk, src io.Closer) (int64, error) {
 	free := make(chan []byte, chunks)
 	full := make(chan filled, chunks)
 	for range chunks {
@@ -34,9 +51,9 @@ func pump(ctx context.Context, r io.Reader, disk *sink.Disk, src io.Closer) (int
 			case <-stop:
 				return
 			}
-			n, err := readahead.Fill(r, buf)
+			n, off, err := fill(buf)
 			select {
-			case full <- filled{buf: buf[:n], err: err}:
+			case full <- filled{buf: buf[:n], off: off, err: err}:
 			case <-stop:
 				return
 			}
@@ -51,7 +68,7 @@ func pump(ctx context.Context, r io.Reader, disk *sink.Disk, src io.Closer) (int
 		<-done
 		return 0, err
 	}
-	var off int64
+	var end int64
 	for {
 		var c filled
 		select {
@@ -60,14 +77,14 @@ func pump(ctx context.Context, r io.Reader, disk *sink.Disk, src io.Closer) (int
 			return fail(ctx.Err())
 		}
 		if len(c.buf) > 0 {
-			if err := disk.WriteAt(c.buf, off); err != nil {
+			if err := disk.WriteAt(c.buf, c.off); err != nil {
 				return fail(err)
 			}
-			off += int64(len(c.buf))
+			end = c.off + int64(len(c.buf))
 		}
 		if c.err == io.EOF {
 			<-done
-			return off, nil
+			return end, nil
 		}
 		if c.err != nil {
 			return fail(c.err)

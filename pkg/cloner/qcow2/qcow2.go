@@ -1,5 +1,8 @@
-// Package qcow2 checks qcow2 headers and converts qcow2 images to raw with
-// qemu-img, the field's standard tool (the format is never decoded here).
+// Package qcow2 checks qcow2 headers and reads qcow2 images with qemu-img,
+// the field's standard tool (the format's tables are never decoded here):
+// qemu-img map says where an image stores each run of guest data, so an
+// image stored in guest order can be streamed in one pass (Sequential),
+// and qemu-img convert turns any other image to raw.
 //
 // An image is refused when opening it could read anything but its own
 // bytes: a backing file or an external data file could name any host file.
@@ -94,6 +97,14 @@ func ConvertFile(ctx context.Context, log logr.Logger, path string, dst Target) 
 // example HTTP range requests, by exporting it to qemu-img over NBD on a
 // private Unix socket.
 func ConvertReaderAt(ctx context.Context, log logr.Logger, r io.ReaderAt, size int64, dst Target) error {
+	return overNBD(ctx, log, r, size, func(ctx context.Context, file map[string]any) error {
+		return convert(ctx, log, file, dst)
+	})
+}
+
+// overNBD serves r to qemu-img over NBD while run runs; file is the
+// qemu block spec of that export.
+func overNBD(ctx context.Context, log logr.Logger, r io.ReaderAt, size int64, run func(ctx context.Context, file map[string]any) error) error {
 	dir, err := os.MkdirTemp("", "datavolume-nbd-")
 	if err != nil {
 		return fmt.Errorf("creating nbd socket dir: %w", err)
@@ -108,10 +119,10 @@ func ConvertReaderAt(ctx context.Context, log logr.Logger, r io.ReaderAt, size i
 	ctx, cancel := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, l) }()
-	err = convert(ctx, log, map[string]any{
+	err = run(ctx, map[string]any{
 		"driver": "nbd",
 		"server": map[string]any{"type": "unix", "path": sock},
-	}, dst)
+	})
 	cancel()
 	<-served
 	if err != nil {
@@ -123,8 +134,18 @@ func ConvertReaderAt(ctx context.Context, log logr.Logger, r io.ReaderAt, size i
 	return nil
 }
 
-func convert(ctx context.Context, log logr.Logger, file map[string]any, dst Target) error {
+// imageSpec is the qemu block spec of the qcow2 image in file. Its
+// "backing": null keeps qemu from opening any backing file.
+func imageSpec(file map[string]any) (string, error) {
 	spec, err := json.Marshal(map[string]any{"driver": "qcow2", "backing": nil, "file": file})
+	if err != nil {
+		return "", err
+	}
+	return "json:" + string(spec), nil
+}
+
+func convert(ctx context.Context, log logr.Logger, file map[string]any, dst Target) error {
+	spec, err := imageSpec(file)
 	if err != nil {
 		return err
 	}
@@ -137,7 +158,7 @@ func convert(ctx context.Context, log logr.Logger, file map[string]any, dst Targ
 	if dst.Direct {
 		args = append(args, "-t", "none")
 	}
-	args = append(args, "json:"+string(spec), dst.Path)
+	args = append(args, spec, dst.Path)
 	log.V(1).Info("running qemu-img", "args", strings.Join(args[:len(args)-2], " "))
 	cmd := exec.CommandContext(ctx, "qemu-img", args...)
 	out, err := cmd.CombinedOutput()

@@ -1,11 +1,15 @@
 package qcow2_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"gotest.tools/v3/assert"
@@ -105,4 +109,160 @@ func TestConvertNeverOpensBackingFile(t *testing.T) {
 	data, err := os.ReadFile(out)
 	assert.NilError(t, err)
 	assert.DeepEqual(t, data, make([]byte, 1<<20))
+}
+
+func at(off int64) *int64 { return &off }
+
+// TestSequential plans streams from maps shaped like qemu-img's.
+func TestSequential(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		name    string
+		extents []qcow2.Extent
+		want    []qcow2.Copy
+		wantErr string
+	}{
+		{
+			name: "data runs in order, zeros skipped, adjacent runs merged",
+			extents: []qcow2.Extent{
+				{Start: 0, Length: mib, Data: true, Offset: at(3 * mib)},
+				{Start: mib, Length: mib, Data: true, Offset: at(4 * mib)},
+				{Start: 2 * mib, Length: mib, Zero: true},
+				{Start: 3 * mib, Length: mib, Data: true, Zero: true, Offset: at(5 * mib)}, // preallocated zeros
+				{Start: 4 * mib, Length: mib, Data: true, Offset: at(6 * mib)},
+				{Start: 5 * mib, Length: 3 * mib},
+			},
+			want: []qcow2.Copy{{Guest: 0, Host: 3 * mib, Length: 2 * mib}, {Guest: 4 * mib, Host: 6 * mib, Length: mib}},
+		},
+		{name: "nothing allocated", extents: []qcow2.Extent{{Start: 0, Length: 8 * mib, Zero: true}}},
+		{
+			name: "compressed",
+			extents: []qcow2.Extent{
+				{Start: 0, Length: mib, Data: true, Offset: at(mib)},
+				{Start: mib, Length: mib, Data: true},
+			},
+			wantErr: qcow2.ErrNotSequential.Error(),
+		},
+		{
+			name: "stored out of guest order",
+			extents: []qcow2.Extent{
+				{Start: 0, Length: mib, Data: true, Offset: at(4 * mib)},
+				{Start: 4 * mib, Length: mib, Data: true, Offset: at(2 * mib)},
+			},
+			wantErr: qcow2.ErrNotSequential.Error(),
+		},
+		{
+			name: "one cluster shared by two guest runs",
+			extents: []qcow2.Extent{
+				{Start: 0, Length: mib, Data: true, Offset: at(2 * mib)},
+				{Start: mib, Length: mib, Data: true, Offset: at(2 * mib)},
+			},
+			wantErr: qcow2.ErrNotSequential.Error(),
+		},
+		{
+			name: "data past the end of the file",
+			extents: []qcow2.Extent{
+				{Start: 0, Length: mib, Data: true, Offset: at(9 * mib)},
+			},
+			wantErr: "qcow2 image is truncated: guest bytes 0-1048575 are stored at 9437184-10485759, past its end (10000000 bytes)",
+		},
+		{
+			name: "truncation is found behind compressed data too",
+			extents: []qcow2.Extent{
+				{Start: 0, Length: mib, Data: true},
+				{Start: mib, Length: mib, Data: true, Offset: at(20 * mib)},
+			},
+			wantErr: "qcow2 image is truncated",
+		},
+		{
+			name:    "past the virtual size",
+			extents: []qcow2.Extent{{Start: 7 * mib, Length: 2 * mib, Zero: true}},
+			wantErr: "past the virtual size",
+		},
+		{
+			name: "overlapping guest runs",
+			extents: []qcow2.Extent{
+				{Start: 0, Length: 2 * mib, Zero: true},
+				{Start: mib, Length: mib, Zero: true},
+			},
+			wantErr: "out of order",
+		},
+		{name: "empty run", extents: []qcow2.Extent{{Start: 0, Length: 0, Zero: true}}, wantErr: "out of order"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := qcow2.Sequential(tc.extents, 10_000_000, 8*mib)
+			if tc.wantErr != "" {
+				assert.ErrorContains(t, err, tc.wantErr)
+				assert.Assert(t, plan == nil)
+				return
+			}
+			assert.NilError(t, err)
+			assert.DeepEqual(t, plan, tc.want)
+		})
+	}
+}
+
+// TestMapFile reads qemu-img's map of a real image with data, zeros and a
+// hole, and streams nothing but the data.
+func TestMapFile(t *testing.T) {
+	testenv.RequireTools(t, "qemu-img", "qemu-io")
+	path := filepath.Join(t.TempDir(), "disk.qcow2")
+	testenv.Run(t, "qemu-img", "create", "-q", "-f", "qcow2", path, "4M")
+	testenv.Run(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 128k", "-c", "write -P 0x22 1M 64k", "-c", "write -z 2M 64k", path)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	extents, err := qcow2.MapFile(ctx, path)
+	assert.NilError(t, err)
+	fi, err := os.Stat(path)
+	assert.NilError(t, err)
+	plan, err := qcow2.Sequential(extents, fi.Size(), 4<<20)
+	assert.NilError(t, err)
+	assert.Equal(t, len(plan), 2, "%+v", plan)
+	f, err := os.Open(path)
+	assert.NilError(t, err)
+	defer f.Close()
+	for i, want := range []struct {
+		guest, length int64
+		fill          byte
+	}{{0, 128 << 10, 0x11}, {1 << 20, 64 << 10, 0x22}} {
+		c := plan[i]
+		assert.Equal(t, c.Guest, want.guest)
+		assert.Equal(t, c.Length, want.length)
+		b := make([]byte, c.Length)
+		_, err := f.ReadAt(b, c.Host)
+		assert.NilError(t, err)
+		assert.Assert(t, bytes.Count(b, []byte{want.fill}) == len(b), "run %d at file offset %d holds the guest's data", i, c.Host)
+	}
+
+	_, err = qcow2.MapFile(ctx, filepath.Join(t.TempDir(), "absent.qcow2"))
+	assert.ErrorContains(t, err, "qemu-img map")
+}
+
+// TestDecodeMap refuses output that is not a map, and maps too fragmented
+// to be worth streaming, without holding them in memory.
+func TestDecodeMap(t *testing.T) {
+	got, err := qcow2.DecodeMap(strings.NewReader(`[{ "start": 0, "length": 65536, "depth": 0, "present": true, "zero": false, "data": true, "offset": 327680},
+{ "start": 65536, "length": 65536, "depth": 0, "present": false, "zero": true, "data": false}]`))
+	assert.NilError(t, err)
+	assert.DeepEqual(t, got, []qcow2.Extent{
+		{Start: 0, Length: 65536, Data: true, Offset: at(327680)},
+		{Start: 65536, Length: 65536, Zero: true},
+	})
+
+	_, err = qcow2.DecodeMap(strings.NewReader(`qemu-img: Could not open`))
+	assert.ErrorContains(t, err, "not a JSON array")
+	_, err = qcow2.DecodeMap(strings.NewReader(`[{"start": 0, "length": 65536}`))
+	assert.ErrorContains(t, err, "decoding output")
+
+	var b strings.Builder
+	b.WriteString("[")
+	for i := range 1<<16 + 1 {
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		fmt.Fprintf(&b, `{"start": %d, "length": 512, "zero": true, "data": false}`, i*512)
+	}
+	b.WriteString("]")
+	_, err = qcow2.DecodeMap(strings.NewReader(b.String()))
+	assert.ErrorIs(t, err, qcow2.ErrTooFragmented)
 }

@@ -1,0 +1,176 @@
+package qcow2
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+
+	"github.com/go-logr/logr"
+)
+
+// Extent is one run of guest bytes as `qemu-img map --output=json`
+// reports it: qemu-img, not this package, reads the qcow2 tables.
+type Extent struct {
+	Start  int64 `json:"start"`
+	Length int64 `json:"length"`
+	Data   bool  `json:"data"`
+	Zero   bool  `json:"zero"`
+	// Offset is where the run is stored verbatim in the image file; nil
+	// when it is not (unallocated, or compressed).
+	Offset *int64 `json:"offset"`
+}
+
+// Copy is a run of guest bytes stored verbatim at Host in the image file.
+type Copy struct {
+	Guest, Host, Length int64
+}
+
+// maxExtents bounds what Map accepts: a map this fragmented is no longer
+// worth streaming, and its JSON alone would be large.
+const maxExtents = 1 << 16
+
+// ErrTooFragmented is returned by Map for images of more than maxExtents runs.
+var ErrTooFragmented = errors.New("qcow2 image map is too fragmented to stream")
+
+// MapReaderAt lists the extents of a qcow2 image read through r (size
+// bytes) with qemu-img map, over NBD. qemu-img reads only the image's
+// tables for it, not its data.
+func MapReaderAt(ctx context.Context, log logr.Logger, r io.ReaderAt, size int64) ([]Extent, error) {
+	var extents []Extent
+	err := overNBD(ctx, log, r, size, func(ctx context.Context, file map[string]any) error {
+		spec, err := imageSpec(file)
+		if err != nil {
+			return err
+		}
+		extents, err = runMap(ctx, spec)
+		return err
+	})
+	return extents, err
+}
+
+// MapFile lists the extents of a local qcow2 file with qemu-img map.
+func MapFile(ctx context.Context, path string) ([]Extent, error) {
+	spec, err := imageSpec(map[string]any{"driver": "file", "filename": path})
+	if err != nil {
+		return nil, err
+	}
+	return runMap(ctx, spec)
+}
+
+func runMap(ctx context.Context, spec string) ([]Extent, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // kills qemu-img if the map is refused half-way
+	cmd := exec.CommandContext(ctx, "qemu-img", "map", "--output=json", spec)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr limitedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return nil, fmt.Errorf("qemu-img not found (run hack/install-deps.sh): %w", err)
+		}
+		return nil, fmt.Errorf("qemu-img map: %w", err)
+	}
+	extents, decodeErr := decodeMap(bufio.NewReader(stdout))
+	if decodeErr != nil {
+		cancel()
+	}
+	waitErr := cmd.Wait()
+	if decodeErr != nil {
+		return nil, decodeErr
+	}
+	if waitErr != nil {
+		return nil, fmt.Errorf("qemu-img map: %s", firstLine(stderr.b, waitErr))
+	}
+	return extents, nil
+}
+
+// decodeMap reads qemu-img's JSON array one extent at a time, so a huge
+// map is refused without being held in memory.
+func decodeMap(r io.Reader) ([]Extent, error) {
+	dec := json.NewDecoder(r)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return nil, fmt.Errorf("qemu-img map: output is not a JSON array (%v)", err)
+	}
+	var extents []Extent
+	for dec.More() {
+		if len(extents) == maxExtents {
+			return nil, ErrTooFragmented
+		}
+		var e Extent
+		if err := dec.Decode(&e); err != nil {
+			return nil, fmt.Errorf("qemu-img map: decoding output: %w", err)
+		}
+		extents = append(extents, e)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("qemu-img map: decoding output: %w", err)
+	}
+	return extents, nil
+}
+
+// ErrNotSequential says an image's data cannot be streamed front to back:
+// some is compressed, or stored out of guest order. qemu-img converts it.
+var ErrNotSequential = errors.New("qcow2 data is compressed or not stored in guest order")
+
+// Sequential plans reading an image file of fileSize bytes front to back
+// and writing what it holds to a raw target of virtualSize bytes: every
+// extent that holds data must be stored verbatim (not compressed), and
+// their file order must be their guest order, so each write lands after
+// the previous one. Runs that read as zeros are not copied. It returns
+// ErrNotSequential when the image must be converted instead, and another
+// error when the map shows a broken image: qemu-img reads data stored past
+// the end of the file as zeros, so a truncated image would convert
+// "successfully".
+func Sequential(extents []Extent, fileSize, virtualSize int64) ([]Copy, error) {
+	var plan []Copy
+	var guestEnd, hostEnd int64
+	sequential := true
+	for _, e := range extents {
+		if e.Start < guestEnd || e.Length <= 0 || e.Start > virtualSize-e.Length {
+			return nil, fmt.Errorf("qemu-img map: extent %d+%d is out of order or past the virtual size %d", e.Start, e.Length, virtualSize)
+		}
+		guestEnd = e.Start + e.Length
+		if e.Zero || !e.Data {
+			continue // reads as zeros: there is no backing file
+		}
+		if e.Offset == nil {
+			sequential = false // compressed: only qemu-img can read it
+			continue
+		}
+		host := *e.Offset
+		if host < 0 || host > fileSize-e.Length {
+			return nil, fmt.Errorf("qcow2 image is truncated: guest bytes %d-%d are stored at %d-%d, past its end (%d bytes)",
+				e.Start, guestEnd-1, host, host+e.Length-1, fileSize)
+		}
+		if host < hostEnd {
+			sequential = false // stored out of guest order, or shared
+		}
+		hostEnd = max(hostEnd, host+e.Length)
+		if n := len(plan); n > 0 && plan[n-1].Guest+plan[n-1].Length == e.Start && plan[n-1].Host+plan[n-1].Length == host {
+			plan[n-1].Length += e.Length
+			continue
+		}
+		plan = append(plan, Copy{Guest: e.Start, Host: host, Length: e.Length})
+	}
+	if !sequential {
+		return nil, ErrNotSequential
+	}
+	return plan, nil
+}
+
+// limitedBuffer keeps the first 4 KiB written to it: enough for an error.
+type limitedBuffer struct{ b []byte }
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := 4096 - len(l.b); room > 0 {
+		l.b = append(l.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
