@@ -7,6 +7,8 @@
 # Usage: hack/bench-cloner.sh            (called by `make bench`)
 #   BENCH_DIR=/some/dir  where to put the data (default: a fresh dir in /tmp, removed at exit)
 #   BENCH_RUNS=2         runs per measurement; the fastest counts (the machines are noisy)
+#   BENCH_CASES="..."    only these cases (default: all): clone-dense clone-sparse
+#                        import-raw import-gz import-xz import-qcow2 clone-half
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +28,8 @@ done
 [[ -x /usr/bin/time ]] || { echo "/usr/bin/time is missing (Debian package: time)" >&2; exit 1; }
 
 log() { echo "bench: $*" >&2; }
+cases=${BENCH_CASES:-clone-dense clone-sparse import-raw import-gz import-xz import-qcow2 clone-half}
+want() { [[ " $cases " == *" $1 "* ]]; }
 
 log "building datavolume-cloner"
 (cd "$root" && go build -o "$work/datavolume-cloner" ./cmd/datavolume-cloner)
@@ -174,56 +178,70 @@ report() {
 }
 
 # ---------------------------------------------------------------- cases
-log "clone 2 GiB dense file -> file"
-measure cp --sparse=always "$data/dense-2g.img" "$out/disk.img"; base=$best
-measure sh -c "cp --sparse=always '$data/dense-2g.img' '$out/disk.img' && sync"; base_sync=$best
-peak_rss_kb=0; measure clone_local "$data/dense-2g.img" "$out/disk.img"; mine=$best
-note=$(sparse_note "$out/disk.img")
-report "clone 2GiB dense, one pod vs cp --sparse=always" "$mine" "$base" 0.9 ratio "(ours fsyncs; cp does not)"
-report "clone 2GiB dense, one pod vs cp --sparse=always+sync" "$mine" "$base_sync" 0.9 ratio "$note"
-peak_rss_kb=0; measure clone "$data/dense-2g.img" "$out/disk.img"; mine=$best
-note=$(sparse_note "$out/disk.img")
-report "clone 2GiB dense, mTLS vs cp --sparse=always" "$mine" "$base" 0.9 ratio "(ours fsyncs; cp does not)"
-report "clone 2GiB dense, mTLS vs cp --sparse=always+sync" "$mine" "$base_sync" 0.9 ratio "$note"
+if want clone-dense; then
+  log "clone 2 GiB dense file -> file"
+  measure cp --sparse=always "$data/dense-2g.img" "$out/disk.img"; base=$best
+  measure sh -c "cp --sparse=always '$data/dense-2g.img' '$out/disk.img' && sync"; base_sync=$best
+  peak_rss_kb=0; measure clone_local "$data/dense-2g.img" "$out/disk.img"; mine=$best
+  note=$(sparse_note "$out/disk.img")
+  report "clone 2GiB dense, one pod vs cp --sparse=always" "$mine" "$base" 0.9 ratio "(ours fsyncs; cp does not)"
+  report "clone 2GiB dense, one pod vs cp --sparse=always+sync" "$mine" "$base_sync" 0.9 ratio "$note"
+  peak_rss_kb=0; measure clone "$data/dense-2g.img" "$out/disk.img"; mine=$best
+  note=$(sparse_note "$out/disk.img")
+  report "clone 2GiB dense, mTLS vs cp --sparse=always" "$mine" "$base" 0.9 ratio "(ours fsyncs; cp does not)"
+  report "clone 2GiB dense, mTLS vs cp --sparse=always+sync" "$mine" "$base_sync" 0.9 ratio "$note"
+fi
 
-log "clone 10 GiB sparse file with 100 MiB of data"
-measure cp "$data/dense-100m.img" "$out/disk.img"; base=$best
-measure sh -c "cp '$data/dense-100m.img' '$out/disk.img' && sync"; base_sync=$best
-peak_rss_kb=0; measure clone_local "$data/sparse-10g.img" "$out/disk.img"; mine=$best
-note=$(sparse_note "$out/disk.img")
-report "clone 10GiB sparse, one pod vs cp 100MiB dense" "$mine" "$base" 2 times "(ours fsyncs; cp does not)"
-report "clone 10GiB sparse, one pod vs cp 100MiB dense+sync" "$mine" "$base_sync" 2 times "$note"
-peak_rss_kb=0; measure clone "$data/sparse-10g.img" "$out/disk.img"; mine=$best
-note=$(sparse_note "$out/disk.img")
-report "clone 10GiB sparse, mTLS vs cp 100MiB dense" "$mine" "$base" 2 times "(ours fsyncs; cp does not)"
-report "clone 10GiB sparse, mTLS vs cp 100MiB dense+sync" "$mine" "$base_sync" 2 times "$note"
+if want clone-sparse; then
+  log "clone 10 GiB sparse file with 100 MiB of data"
+  measure cp "$data/dense-100m.img" "$out/disk.img"; base=$best
+  measure sh -c "cp '$data/dense-100m.img' '$out/disk.img' && sync"; base_sync=$best
+  peak_rss_kb=0; measure clone_local "$data/sparse-10g.img" "$out/disk.img"; mine=$best
+  note=$(sparse_note "$out/disk.img")
+  report "clone 10GiB sparse, one pod vs cp 100MiB dense" "$mine" "$base" 2 times "(ours fsyncs; cp does not)"
+  report "clone 10GiB sparse, one pod vs cp 100MiB dense+sync" "$mine" "$base_sync" 2 times "$note"
+  peak_rss_kb=0; measure clone "$data/sparse-10g.img" "$out/disk.img"; mine=$best
+  note=$(sparse_note "$out/disk.img")
+  report "clone 10GiB sparse, mTLS vs cp 100MiB dense" "$mine" "$base" 2 times "(ours fsyncs; cp does not)"
+  report "clone 10GiB sparse, mTLS vs cp 100MiB dense+sync" "$mine" "$base_sync" 2 times "$note"
+fi
 
-log "import over loopback HTTP: 512 MiB half-full disk"
-measure curl -sSf -o "$out/disk.img" "$base_url/disk.raw"; base=$best
-peak_rss_kb=0; measure import disk.raw; mine=$best
-report "import raw vs curl -o" "$mine" "$base" 0.9 ratio "$(sparse_note "$out/disk.img")"
+if want import-raw; then
+  log "import over loopback HTTP: 512 MiB half-full disk"
+  measure curl -sSf -o "$out/disk.img" "$base_url/disk.raw"; base=$best
+  peak_rss_kb=0; measure import disk.raw; mine=$best
+  report "import raw vs curl -o" "$mine" "$base" 0.9 ratio "$(sparse_note "$out/disk.img")"
+fi
 
-measure sh -c "curl -sSf '$base_url/disk.raw.gz' | gzip -dc > '$out/disk.img'"; base=$best
-peak_rss_kb=0; measure import disk.raw.gz; mine=$best
-report "import raw.gz vs curl | gzip -dc" "$mine" "$base" 2.5 ratio "$(sparse_note "$out/disk.img")"
+if want import-gz; then
+  measure sh -c "curl -sSf '$base_url/disk.raw.gz' | gzip -dc > '$out/disk.img'"; base=$best
+  peak_rss_kb=0; measure import disk.raw.gz; mine=$best
+  report "import raw.gz vs curl | gzip -dc" "$mine" "$base" 2.5 ratio "$(sparse_note "$out/disk.img")"
+fi
 
-measure sh -c "curl -sSf '$base_url/disk.raw.xz' | xz -dc > '$out/disk.img'"; base=$best
-peak_rss_kb=0; measure import disk.raw.xz; mine=$best
-report "import raw.xz vs curl | xz -dc" "$mine" "$base" 0.9 ratio "$(sparse_note "$out/disk.img")"
+if want import-xz; then
+  measure sh -c "curl -sSf '$base_url/disk.raw.xz' | xz -dc > '$out/disk.img'"; base=$best
+  peak_rss_kb=0; measure import disk.raw.xz; mine=$best
+  report "import raw.xz vs curl | xz -dc" "$mine" "$base" 0.9 ratio "$(sparse_note "$out/disk.img")"
+fi
 
-measure sh -c "curl -sSf -o '$out/f.qcow2' '$base_url/disk.qcow2' && qemu-img convert -O raw '$out/f.qcow2' '$out/disk.img'"; base=$best
-# qemu-img never flushes its output (its cache mode is unsafe); ours is
-# synced before it exits 0. The same baseline, durable:
-measure sh -c "curl -sSf -o '$out/f.qcow2' '$base_url/disk.qcow2' && qemu-img convert -O raw '$out/f.qcow2' '$out/disk.img' && sync '$out/disk.img'"; base_sync=$best
-peak_rss_kb=0; measure import disk.qcow2; mine=$best
-note=$(sparse_note "$out/disk.img")
-report "import qcow2 vs curl -o && qemu-img convert" "$mine" "$base" 1.0 ratio "(ours fsyncs; qemu-img does not)"
-report "import qcow2 vs curl -o && qemu-img convert+sync" "$mine" "$base_sync" 1.0 ratio "$note"
+if want import-qcow2; then
+  measure sh -c "curl -sSf -o '$out/f.qcow2' '$base_url/disk.qcow2' && qemu-img convert -O raw '$out/f.qcow2' '$out/disk.img'"; base=$best
+  # qemu-img never flushes its output (its cache mode is unsafe); ours is
+  # synced before it exits 0. The same baseline, durable:
+  measure sh -c "curl -sSf -o '$out/f.qcow2' '$base_url/disk.qcow2' && qemu-img convert -O raw '$out/f.qcow2' '$out/disk.img' && sync '$out/disk.img'"; base_sync=$best
+  peak_rss_kb=0; measure import disk.qcow2; mine=$best
+  note=$(sparse_note "$out/disk.img")
+  report "import qcow2 vs curl -o && qemu-img convert" "$mine" "$base" 1.0 ratio "(ours fsyncs; qemu-img does not)"
+  report "import qcow2 vs curl -o && qemu-img convert+sync" "$mine" "$base_sync" 1.0 ratio "$note"
+fi
 
-log "clone 512 MiB half-full disk over mTLS loopback"
-measure sh -c "cp --sparse=always '$data/disk.raw' '$out/disk.img' && sync"; base=$best
-peak_rss_kb=0; measure clone "$data/disk.raw" "$out/disk.img"; mine=$best
-report "clone 512MiB half-full vs cp --sparse+sync" "$mine" "$base" 0.8 ratio "$(sparse_note "$out/disk.img")"
+if want clone-half; then
+  log "clone 512 MiB half-full disk over mTLS loopback"
+  measure sh -c "cp --sparse=always '$data/disk.raw' '$out/disk.img' && sync"; base=$best
+  peak_rss_kb=0; measure clone "$data/disk.raw" "$out/disk.img"; mine=$best
+  report "clone 512MiB half-full vs cp --sparse+sync" "$mine" "$base" 0.8 ratio "$(sparse_note "$out/disk.img")"
+fi
 
 echo
 echo "datavolume-cloner benchmark ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), best of $runs runs)"
