@@ -65,7 +65,8 @@ func TestJobWritesThroughFilesystemClaim(t *testing.T) {
 // The cloner, from its image, imports as a Job an xz-compressed disk served
 // over HTTP from the node's address into a filesystem claim: liblzma decodes
 // a multi-block stream in the Pod, the file on the volume holds the disk's
-// bytes then zeros up to the target size, and the zeros are holes.
+// bytes then zeros up to the target size, and the zeros are holes. The same
+// disk as qcow2 is mapped by the image's qemu-img and streamed.
 func TestJobImportsDiskWithTheCloner(t *testing.T) {
 	ns := namespace(t, "import")
 	dir := filesystemClaim(t, ns)
@@ -77,10 +78,15 @@ func TestJobImportsDiskWithTheCloner(t *testing.T) {
 	_, err = rand.Read(disk[12<<20:])
 	assert.NilError(t, err)
 	assert.NilError(t, os.WriteFile(filepath.Join(served, "disk.raw"), disk, 0o644))
-	xz := exec.Command("xz", "-T2", "--block-size=1MiB", "-1", "disk.raw")
-	xz.Dir = served
-	out, err := xz.CombinedOutput()
-	assert.NilError(t, err, string(out))
+	for _, args := range [][]string{
+		{"qemu-img", "convert", "-f", "raw", "-O", "qcow2", "disk.raw", "disk.qcow2"},
+		{"xz", "-T2", "--block-size=1MiB", "-1", "disk.raw"},
+	} {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Dir = served
+		out, err := cmd.CombinedOutput()
+		assert.NilError(t, err, string(out))
+	}
 
 	listener, err := net.Listen("tcp", net.JoinHostPort(cluster.NodeIP().String(), "0"))
 	assert.NilError(t, err)
@@ -88,18 +94,23 @@ func TestJobImportsDiskWithTheCloner(t *testing.T) {
 	go func() { _ = server.Serve(listener) }()
 	t.Cleanup(func() { server.Close() })
 
-	url := "http://" + listener.Addr().String() + "/disk.raw.xz"
-	runJob(t, ns, dataMount, "datavolume-cloner import --url "+url+" --target /data/disk.img --target-size 64Mi")
+	base := "http://" + listener.Addr().String()
+	logs := runJob(t, ns, dataMount,
+		"datavolume-cloner import --url "+base+"/disk.raw.xz --target /data/disk.img --target-size 64Mi && "+
+			"datavolume-cloner import --url "+base+"/disk.qcow2 --target /data/qcow2.img --target-size 64Mi")
+	assert.Assert(t, strings.Contains(logs, "streaming qcow2 data runs"), "the qcow2 image was streamed:\n%s", logs)
 
-	imported := filepath.Join(dir, "disk.img")
-	got, err := os.ReadFile(imported)
-	assert.NilError(t, err)
-	assert.Equal(t, len(got), 64<<20, "the image fills the target size")
-	assert.Assert(t, bytes.Equal(got[:len(disk)], disk), "the disk's bytes")
-	assert.Assert(t, bytes.Count(got[len(disk):], []byte{0}) == len(got)-len(disk), "zeros after the disk")
-	var st syscall.Stat_t
-	assert.NilError(t, syscall.Stat(imported, &st))
-	assert.Assert(t, st.Blocks*512 <= 9<<20, "zeros are holes: %d bytes allocated", st.Blocks*512)
+	for _, name := range []string{"disk.img", "qcow2.img"} {
+		imported := filepath.Join(dir, name)
+		got, err := os.ReadFile(imported)
+		assert.NilError(t, err)
+		assert.Equal(t, len(got), 64<<20, "%s fills the target size", name)
+		assert.Assert(t, bytes.Equal(got[:len(disk)], disk), "%s holds the disk's bytes", name)
+		assert.Assert(t, bytes.Count(got[len(disk):], []byte{0}) == len(got)-len(disk), "zeros after the disk in %s", name)
+		var st syscall.Stat_t
+		assert.NilError(t, syscall.Stat(imported, &st))
+		assert.Assert(t, st.Blocks*512 <= 9<<20, "zeros are holes in %s: %d bytes allocated", name, st.Blocks*512)
+	}
 }
 
 // A clone within one namespace runs in one pod that mounts both claims
