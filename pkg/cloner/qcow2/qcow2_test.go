@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -265,4 +266,68 @@ func TestDecodeMap(t *testing.T) {
 	b.WriteString("]")
 	_, err = qcow2.DecodeMap(strings.NewReader(b.String()))
 	assert.ErrorIs(t, err, qcow2.ErrTooFragmented)
+}
+
+// TestSequentialProperties checks random maps: a plan, when one is made,
+// copies exactly the data runs, each once, in increasing file and guest
+// order, inside the file and the virtual size; otherwise an error says why.
+func TestSequentialProperties(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const fileSize, virtualSize = 64 << 20, 128 << 20
+	var planned, refused int
+	for i := range 20000 {
+		var extents []qcow2.Extent
+		var guest, host int64
+		for guest < virtualSize && rng.IntN(12) > 0 {
+			e := qcow2.Extent{Start: guest, Length: int64(1+rng.IntN(64)) << 16}
+			if e.Start+e.Length > virtualSize {
+				e.Length = virtualSize - e.Start
+			}
+			switch rng.IntN(6) {
+			case 0: // a hole
+			case 1:
+				e.Zero = true
+			case 2:
+				e.Data = true // compressed
+			default:
+				e.Data = true
+				host += int64(rng.IntN(3)) << 16
+				if rng.IntN(40) == 0 {
+					host -= int64(rng.IntN(8)) << 16 // stored out of order
+				}
+				off := host
+				e.Offset = &off
+				host += e.Length
+			}
+			extents = append(extents, e)
+			guest += e.Length
+			if rng.IntN(50) == 0 {
+				guest -= 1 << 16 // a broken map
+			}
+		}
+		plan, err := qcow2.Sequential(extents, fileSize, virtualSize)
+		if err != nil {
+			assert.Assert(t, plan == nil)
+			refused++
+			continue
+		}
+		planned++
+		var want, got int64
+		for _, e := range extents {
+			assert.Assert(t, e.Offset != nil || !e.Data || e.Zero, "case %d: compressed data was planned", i)
+			if e.Data && !e.Zero {
+				want += e.Length
+			}
+		}
+		var guestEnd, hostEnd int64
+		for _, c := range plan {
+			assert.Assert(t, c.Length > 0 && c.Guest >= guestEnd && c.Host >= hostEnd, "case %d: %+v", i, plan)
+			assert.Assert(t, c.Guest+c.Length <= virtualSize && c.Host+c.Length <= fileSize, "case %d: %+v", i, c)
+			guestEnd, hostEnd = c.Guest+c.Length, c.Host+c.Length
+			got += c.Length
+		}
+		assert.Equal(t, got, want, "case %d: every data byte is copied once", i)
+	}
+	t.Logf("%d maps planned, %d refused", planned, refused)
+	assert.Assert(t, planned > 2000 && refused > 2000, "the cases cover both outcomes: %d planned, %d refused", planned, refused)
 }
