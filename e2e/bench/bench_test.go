@@ -162,14 +162,7 @@ func (p *path) createsPerSecond() float64 {
 }
 
 // percentile of the sorted latencies, nearest rank.
-func (p *path) percentile(q float64) time.Duration {
-	n := len(p.latencies)
-	if n == 0 {
-		return 0
-	}
-	rank := int(q*float64(n)+0.999999) - 1
-	return p.latencies[min(max(rank, 0), n-1)]
-}
+func (p *path) percentile(q float64) time.Duration { return nearestRank(p.latencies, q) }
 
 // BenchmarkCreate creates DataVolumes through the aggregated API and through
 // a CRD in interleaved rounds (A B B A ...), so drift in the machine's load
