@@ -74,7 +74,7 @@ func (c *importCmd) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.usernameFile, "username-file", "", "file holding the basic-auth (or registry) user name")
 	fs.StringVar(&c.passwordFile, "password-file", "", "file holding the basic-auth (or registry) password")
 	fs.StringVar(&c.checksum, "checksum", "", "algo:hex digest of the downloaded bytes; algo is md5, sha1, sha256 or sha512")
-	fs.StringVar(&c.scratch, "scratch", "", "scratch directory, used where the format needs it (compressed qcow2, registry qcow2, oci-archive)")
+	fs.StringVar(&c.scratch, "scratch", "", "scratch directory, used where the format needs it: qcow2 that is gzip/xz/zstd-compressed, from a registry or oci-archive, from a server without range requests, or to be converted (compressed clusters, data out of guest order) while --checksum is verified")
 	fs.BoolVar(&c.insecureRegistry, "insecure-registry", false, "allow plain HTTP or unverified TLS to the registry (loopback registries are always plain HTTP)")
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 30*time.Second, "timeout to connect to the server")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "a download that delivers no bytes for this long is retried")

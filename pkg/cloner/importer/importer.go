@@ -12,7 +12,8 @@
 // hashing it when a checksum is given), decompressing, and writing. Raw
 // data is never passed through a conversion step. Scratch space is used
 // only for qcow2 that cannot be read at random offsets (compressed, from a
-// registry or an upload, or when a checksum must be verified first).
+// registry or an upload), or that must be converted while a checksum is
+// to be verified over the download first.
 package importer
 
 import (
@@ -209,7 +210,8 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 	if err := disk.CheckFits(hdr.VirtualSize); err != nil {
 		return err
 	}
-	if ra, ok := p.randomAccess(); ok {
+	ra, ranged := p.rangeReads()
+	if ranged {
 		plan, ok, err := p.qcow2Plan(ctx, ra, hdr.VirtualSize)
 		if err != nil {
 			return err
@@ -217,6 +219,8 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 		if ok {
 			return p.qcow2Stream(ctx, r, disk, plan, hdr.VirtualSize)
 		}
+	}
+	if ranged && p.hash == nil {
 		// Convert straight from the source: qemu-img reads it over NBD.
 		p.src.Close()
 		path, zeroed, err := disk.External(hdr.VirtualSize)
@@ -326,7 +330,15 @@ func (p *pipeline) qcow2Stream(ctx context.Context, r io.Reader, disk *sink.Disk
 	if _, err := pumpChunks(ctx, fill, disk, p.src); err != nil {
 		return err
 	}
-	p.src.Close() // the rest of the file is tables
+	if p.hash != nil {
+		// The checksum covers the whole file: read the rest, then compare,
+		// before anything is committed.
+		if err := p.finishDownload(); err != nil {
+			return err
+		}
+	} else {
+		p.src.Close() // the rest of the file is tables
+	}
 	if err := disk.Commit(virtualSize); err != nil {
 		return err
 	}
@@ -334,11 +346,12 @@ func (p *pipeline) qcow2Stream(ctx context.Context, r io.Reader, disk *sink.Disk
 	return nil
 }
 
-// randomAccess offers the source for direct conversion when nothing needs
-// the sequential stream: no compression and no checksum to verify.
-func (p *pipeline) randomAccess() (io.ReaderAt, bool) {
+// rangeReads offers reads at offsets of the image itself: the source
+// supports them and no compression layer lies in between. A checksum still
+// needs the whole sequential download.
+func (p *pipeline) rangeReads() (io.ReaderAt, bool) {
 	ra, ok := p.src.(RandomAccess)
-	if !ok || len(p.layers) > 0 || p.hash != nil {
+	if !ok || len(p.layers) > 0 {
 		return nil, false
 	}
 	return ra.ReaderAt()
