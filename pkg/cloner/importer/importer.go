@@ -261,11 +261,7 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 	if err != nil {
 		return err
 	}
-	extents, err := qcow2.MapFile(ctx, scratch.Name())
-	if err != nil {
-		return err
-	}
-	if _, err := qcow2.Sequential(extents, n, hdr.VirtualSize); err != nil && !errors.Is(err, qcow2.ErrNotSequential) {
+	if err := qcow2.CheckFile(ctx, scratch.Name(), n); err != nil {
 		return err
 	}
 	if err := qcow2.ConvertFile(ctx, p.o.Log, scratch.Name(), qcow2.Target{Path: path, Zeroed: zeroed, Direct: disk.SupportsDirect()}); err != nil {

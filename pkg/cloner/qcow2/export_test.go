@@ -1,4 +1,8 @@
 package qcow2
 
-// DecodeMap exposes decodeMap to the external tests.
-var DecodeMap = decodeMap
+import "io"
+
+// DecodeMap decodes a map as MapFile does.
+func DecodeMap(r io.Reader) ([]Extent, error) {
+	return gather(func(each func(Extent) error) error { return decodeMap(r, each) })
+}

@@ -29,11 +29,11 @@ type Copy struct {
 	Guest, Host, Length int64
 }
 
-// maxExtents bounds what Map accepts: a map this fragmented is no longer
-// worth streaming, and its JSON alone would be large.
+// maxExtents bounds the maps MapReaderAt and MapFile return: a map this
+// fragmented is no longer worth streaming, and its JSON alone is large.
 const maxExtents = 1 << 16
 
-// ErrTooFragmented is returned by Map for images of more than maxExtents runs.
+// ErrTooFragmented is returned for images of more than maxExtents runs.
 var ErrTooFragmented = errors.New("qcow2 image map is too fragmented to stream")
 
 // MapReaderAt lists the extents of a qcow2 image read through r (size
@@ -46,7 +46,7 @@ func MapReaderAt(ctx context.Context, log logr.Logger, r io.ReaderAt, size int64
 		if err != nil {
 			return err
 		}
-		extents, err = runMap(ctx, spec)
+		extents, err = collect(ctx, spec)
 		return err
 	})
 	return extents, err
@@ -54,65 +54,112 @@ func MapReaderAt(ctx context.Context, log logr.Logger, r io.ReaderAt, size int64
 
 // MapFile lists the extents of a local qcow2 file with qemu-img map.
 func MapFile(ctx context.Context, path string) ([]Extent, error) {
-	spec, err := imageSpec(map[string]any{"driver": "file", "filename": path})
+	spec, err := fileSpec(path)
 	if err != nil {
 		return nil, err
 	}
-	return runMap(ctx, spec)
+	return collect(ctx, spec)
 }
 
-func runMap(ctx context.Context, spec string) ([]Extent, error) {
+// CheckFile refuses a local qcow2 file that stores data past its end
+// (fileSize bytes), however fragmented its map: qemu-img would convert it
+// and read zeros there.
+func CheckFile(ctx context.Context, path string, fileSize int64) error {
+	spec, err := fileSpec(path)
+	if err != nil {
+		return err
+	}
+	return runMap(ctx, spec, func(e Extent) error { return checkStored(e, fileSize) })
+}
+
+func fileSpec(path string) (string, error) {
+	return imageSpec(map[string]any{"driver": "file", "filename": path})
+}
+
+func collect(ctx context.Context, spec string) ([]Extent, error) {
+	return gather(func(each func(Extent) error) error { return runMap(ctx, spec, each) })
+}
+
+// gather keeps the extents run hands over, at most maxExtents of them.
+func gather(run func(each func(Extent) error) error) ([]Extent, error) {
+	var extents []Extent
+	err := run(func(e Extent) error {
+		if len(extents) == maxExtents {
+			return ErrTooFragmented
+		}
+		extents = append(extents, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return extents, nil
+}
+
+// runMap runs qemu-img map on the image spec and hands each extent to each.
+func runMap(ctx context.Context, spec string, each func(Extent) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // kills qemu-img if the map is refused half-way
 	cmd := exec.CommandContext(ctx, "qemu-img", "map", "--output=json", spec)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var stderr limitedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
-			return nil, fmt.Errorf("qemu-img not found (run hack/install-deps.sh): %w", err)
+			return fmt.Errorf("qemu-img not found (run hack/install-deps.sh): %w", err)
 		}
-		return nil, fmt.Errorf("qemu-img map: %w", err)
+		return fmt.Errorf("qemu-img map: %w", err)
 	}
-	extents, decodeErr := decodeMap(bufio.NewReader(stdout))
+	decodeErr := decodeMap(bufio.NewReader(stdout), each)
 	if decodeErr != nil {
 		cancel()
 	}
 	waitErr := cmd.Wait()
 	if decodeErr != nil {
-		return nil, decodeErr
+		return decodeErr
 	}
 	if waitErr != nil {
-		return nil, fmt.Errorf("qemu-img map: %s", firstLine(stderr.b, waitErr))
+		return fmt.Errorf("qemu-img map: %s", firstLine(stderr.b, waitErr))
 	}
-	return extents, nil
+	return nil
 }
 
 // decodeMap reads qemu-img's JSON array one extent at a time, so a huge
-// map is refused without being held in memory.
-func decodeMap(r io.Reader) ([]Extent, error) {
+// map is never held in memory; the first error of each stops it.
+func decodeMap(r io.Reader, each func(Extent) error) error {
 	dec := json.NewDecoder(r)
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return nil, fmt.Errorf("qemu-img map: output is not a JSON array (%v)", err)
+		return fmt.Errorf("qemu-img map: output is not a JSON array (%v)", err)
 	}
-	var extents []Extent
 	for dec.More() {
-		if len(extents) == maxExtents {
-			return nil, ErrTooFragmented
-		}
 		var e Extent
 		if err := dec.Decode(&e); err != nil {
-			return nil, fmt.Errorf("qemu-img map: decoding output: %w", err)
+			return fmt.Errorf("qemu-img map: decoding output: %w", err)
 		}
-		extents = append(extents, e)
+		if err := each(e); err != nil {
+			return err
+		}
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("qemu-img map: decoding output: %w", err)
+		return fmt.Errorf("qemu-img map: decoding output: %w", err)
 	}
-	return extents, nil
+	return nil
+}
+
+// checkStored refuses an extent stored past the end of a file of fileSize
+// bytes.
+func checkStored(e Extent, fileSize int64) error {
+	if e.Offset == nil || e.Zero || !e.Data {
+		return nil
+	}
+	if host := *e.Offset; host < 0 || e.Length < 0 || host > fileSize-e.Length {
+		return fmt.Errorf("qcow2 image is truncated: guest bytes %d-%d are stored at %d-%d, past its end (%d bytes)",
+			e.Start, e.Start+e.Length-1, host, host+e.Length-1, fileSize)
+	}
+	return nil
 }
 
 // ErrNotSequential says an image's data cannot be streamed front to back:
@@ -144,11 +191,10 @@ func Sequential(extents []Extent, fileSize, virtualSize int64) ([]Copy, error) {
 			sequential = false // compressed: only qemu-img can read it
 			continue
 		}
-		host := *e.Offset
-		if host < 0 || host > fileSize-e.Length {
-			return nil, fmt.Errorf("qcow2 image is truncated: guest bytes %d-%d are stored at %d-%d, past its end (%d bytes)",
-				e.Start, guestEnd-1, host, host+e.Length-1, fileSize)
+		if err := checkStored(e, fileSize); err != nil {
+			return nil, err
 		}
+		host := *e.Offset
 		if host < hostEnd {
 			sequential = false // stored out of guest order, or shared
 		}

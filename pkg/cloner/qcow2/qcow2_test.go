@@ -331,3 +331,27 @@ func TestSequentialProperties(t *testing.T) {
 	t.Logf("%d maps planned, %d refused", planned, refused)
 	assert.Assert(t, planned > 2000 && refused > 2000, "the cases cover both outcomes: %d planned, %d refused", planned, refused)
 }
+
+// TestCheckFileFragmented maps an image of 73,728 runs (512-byte clusters,
+// data and holes alternating): too fragmented to stream, yet still checked
+// for data stored past its end.
+func TestCheckFileFragmented(t *testing.T) {
+	testenv.RequireTools(t, "qemu-img")
+	dir := t.TempDir()
+	raw, image := filepath.Join(dir, "frag.raw"), filepath.Join(dir, "frag.qcow2")
+	pattern := append(bytes.Repeat([]byte{1}, 512), make([]byte, 512)...)
+	assert.NilError(t, os.WriteFile(raw, bytes.Repeat(pattern, 36<<10), 0o644))
+	testenv.Run(t, "qemu-img", "convert", "-S", "512", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=512", raw, image)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	_, err := qcow2.MapFile(ctx, image)
+	assert.ErrorIs(t, err, qcow2.ErrTooFragmented)
+	fi, err := os.Stat(image)
+	assert.NilError(t, err)
+	assert.NilError(t, qcow2.CheckFile(ctx, image, fi.Size()))
+
+	assert.NilError(t, os.Truncate(image, fi.Size()/2))
+	err = qcow2.CheckFile(ctx, image, fi.Size()/2)
+	assert.ErrorContains(t, err, "qcow2 image is truncated")
+}
