@@ -261,7 +261,8 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := qcow2.CheckFile(ctx, scratch.Name(), n); err != nil {
+	// Converted whatever its layout, but not if it is truncated.
+	if _, err := qcow2.MapFile(ctx, scratch.Name()); err != nil && !errors.Is(err, qcow2.ErrTooFragmented) {
 		return err
 	}
 	if err := qcow2.ConvertFile(ctx, p.o.Log, scratch.Name(), qcow2.Target{Path: path, Zeroed: zeroed, Direct: disk.SupportsDirect()}); err != nil {
@@ -277,8 +278,12 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 // when the map shows data past the end of the image.
 func (p *pipeline) qcow2Plan(ctx context.Context, ra io.ReaderAt, virtualSize int64) ([]qcow2.Copy, bool, error) {
 	extents, err := qcow2.MapReaderAt(ctx, p.o.Log, ra, p.src.Size())
+	var truncated *qcow2.TruncatedError
+	if errors.As(err, &truncated) {
+		return nil, false, err
+	}
 	if err != nil {
-		p.o.Log.Info("cannot map the qcow2 image, converting it instead", "error", err.Error())
+		p.o.Log.Info("cannot stream the qcow2 image, converting it instead", "reason", err.Error())
 		return nil, false, nil
 	}
 	plan, err := qcow2.Sequential(extents, p.src.Size(), virtualSize)

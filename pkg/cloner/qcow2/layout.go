@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 
 	"github.com/go-logr/logr"
@@ -33,12 +34,14 @@ type Copy struct {
 // fragmented is no longer worth streaming, and its JSON alone is large.
 const maxExtents = 1 << 16
 
-// ErrTooFragmented is returned for images of more than maxExtents runs.
+// ErrTooFragmented is returned for images of more than maxExtents runs,
+// once the whole map has been checked.
 var ErrTooFragmented = errors.New("qcow2 image map is too fragmented to stream")
 
 // MapReaderAt lists the extents of a qcow2 image read through r (size
 // bytes) with qemu-img map, over NBD. qemu-img reads only the image's
-// tables for it, not its data.
+// tables for it, not its data. Like MapFile, it fails for an image that
+// stores data past its end.
 func MapReaderAt(ctx context.Context, log logr.Logger, r io.ReaderAt, size int64) ([]Extent, error) {
 	var extents []Extent
 	err := overNBD(ctx, log, r, size, func(ctx context.Context, file map[string]any) error {
@@ -46,52 +49,50 @@ func MapReaderAt(ctx context.Context, log logr.Logger, r io.ReaderAt, size int64
 		if err != nil {
 			return err
 		}
-		extents, err = collect(ctx, spec)
+		extents, err = gather(size, func(each func(Extent) error) error { return runMap(ctx, spec, each) })
 		return err
 	})
 	return extents, err
 }
 
-// MapFile lists the extents of a local qcow2 file with qemu-img map.
+// MapFile lists the extents of a local qcow2 file with qemu-img map. It
+// fails for a file that stores data past its end, which qemu-img would
+// convert reading zeros there, and returns ErrTooFragmented (after checking
+// every extent) for a map of more than maxExtents runs.
 func MapFile(ctx context.Context, path string) ([]Extent, error) {
-	spec, err := fileSpec(path)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("mapping qcow2 image: %w", err)
+	}
+	spec, err := imageSpec(map[string]any{"driver": "file", "filename": path})
 	if err != nil {
 		return nil, err
 	}
-	return collect(ctx, spec)
+	return gather(fi.Size(), func(each func(Extent) error) error { return runMap(ctx, spec, each) })
 }
 
-// CheckFile refuses a local qcow2 file that stores data past its end
-// (fileSize bytes), however fragmented its map: qemu-img would convert it
-// and read zeros there.
-func CheckFile(ctx context.Context, path string, fileSize int64) error {
-	spec, err := fileSpec(path)
-	if err != nil {
-		return err
-	}
-	return runMap(ctx, spec, func(e Extent) error { return checkStored(e, fileSize) })
-}
-
-func fileSpec(path string) (string, error) {
-	return imageSpec(map[string]any{"driver": "file", "filename": path})
-}
-
-func collect(ctx context.Context, spec string) ([]Extent, error) {
-	return gather(func(each func(Extent) error) error { return runMap(ctx, spec, each) })
-}
-
-// gather keeps the extents run hands over, at most maxExtents of them.
-func gather(run func(each func(Extent) error) error) ([]Extent, error) {
+// gather checks each extent run hands over against a file of fileSize
+// bytes and keeps the first maxExtents.
+func gather(fileSize int64, run func(each func(Extent) error) error) ([]Extent, error) {
 	var extents []Extent
+	tooMany := false
 	err := run(func(e Extent) error {
-		if len(extents) == maxExtents {
-			return ErrTooFragmented
+		if err := checkStored(e, fileSize); err != nil {
+			return err
 		}
-		extents = append(extents, e)
+		if len(extents) == maxExtents {
+			extents, tooMany = nil, true
+		}
+		if !tooMany {
+			extents = append(extents, e)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if tooMany {
+		return nil, ErrTooFragmented
 	}
 	return extents, nil
 }
@@ -149,6 +150,19 @@ func decodeMap(r io.Reader, each func(Extent) error) error {
 	return nil
 }
 
+// TruncatedError reports an image whose map places data past its end:
+// qemu-img would read zeros there and convert it "successfully".
+type TruncatedError struct {
+	Extent   Extent
+	FileSize int64
+}
+
+func (e *TruncatedError) Error() string {
+	host := *e.Extent.Offset
+	return fmt.Sprintf("qcow2 image is truncated: guest bytes %d-%d are stored at %d-%d, past its end (%d bytes)",
+		e.Extent.Start, e.Extent.Start+e.Extent.Length-1, host, host+e.Extent.Length-1, e.FileSize)
+}
+
 // checkStored refuses an extent stored past the end of a file of fileSize
 // bytes.
 func checkStored(e Extent, fileSize int64) error {
@@ -156,8 +170,7 @@ func checkStored(e Extent, fileSize int64) error {
 		return nil
 	}
 	if host := *e.Offset; host < 0 || e.Length < 0 || host > fileSize-e.Length {
-		return fmt.Errorf("qcow2 image is truncated: guest bytes %d-%d are stored at %d-%d, past its end (%d bytes)",
-			e.Start, e.Start+e.Length-1, host, host+e.Length-1, fileSize)
+		return &TruncatedError{Extent: e, FileSize: fileSize}
 	}
 	return nil
 }

@@ -236,23 +236,30 @@ func TestMapFile(t *testing.T) {
 	}
 
 	_, err = qcow2.MapFile(ctx, filepath.Join(t.TempDir(), "absent.qcow2"))
-	assert.ErrorContains(t, err, "qemu-img map")
+	assert.ErrorContains(t, err, "no such file")
+	text := filepath.Join(t.TempDir(), "text.qcow2")
+	assert.NilError(t, os.WriteFile(text, []byte("not an image\n"), 0o644))
+	_, err = qcow2.MapFile(ctx, text)
+	assert.ErrorContains(t, err, "qemu-img map: ")
 }
 
 // TestDecodeMap refuses output that is not a map, and maps too fragmented
 // to be worth streaming, without holding them in memory.
 func TestDecodeMap(t *testing.T) {
-	got, err := qcow2.DecodeMap(strings.NewReader(`[{ "start": 0, "length": 65536, "depth": 0, "present": true, "zero": false, "data": true, "offset": 327680},
-{ "start": 65536, "length": 65536, "depth": 0, "present": false, "zero": true, "data": false}]`))
+	const twoRuns = `[{ "start": 0, "length": 65536, "depth": 0, "present": true, "zero": false, "data": true, "offset": 327680},
+{ "start": 65536, "length": 65536, "depth": 0, "present": false, "zero": true, "data": false}]`
+	got, err := qcow2.DecodeMap(strings.NewReader(twoRuns), 393216)
 	assert.NilError(t, err)
 	assert.DeepEqual(t, got, []qcow2.Extent{
 		{Start: 0, Length: 65536, Data: true, Offset: at(327680)},
 		{Start: 65536, Length: 65536, Zero: true},
 	})
 
-	_, err = qcow2.DecodeMap(strings.NewReader(`qemu-img: Could not open`))
+	_, err = qcow2.DecodeMap(strings.NewReader(twoRuns), 393215)
+	assert.ErrorContains(t, err, "qcow2 image is truncated: guest bytes 0-65535 are stored at 327680-393215, past its end (393215 bytes)")
+	_, err = qcow2.DecodeMap(strings.NewReader(`qemu-img: Could not open`), 1<<30)
 	assert.ErrorContains(t, err, "not a JSON array")
-	_, err = qcow2.DecodeMap(strings.NewReader(`[{"start": 0, "length": 65536}`))
+	_, err = qcow2.DecodeMap(strings.NewReader(`[{"start": 0, "length": 65536}`), 1<<30)
 	assert.ErrorContains(t, err, "decoding output")
 
 	var b strings.Builder
@@ -264,7 +271,7 @@ func TestDecodeMap(t *testing.T) {
 		fmt.Fprintf(&b, `{"start": %d, "length": 512, "zero": true, "data": false}`, i*512)
 	}
 	b.WriteString("]")
-	_, err = qcow2.DecodeMap(strings.NewReader(b.String()))
+	_, err = qcow2.DecodeMap(strings.NewReader(b.String()), 1<<30)
 	assert.ErrorIs(t, err, qcow2.ErrTooFragmented)
 }
 
@@ -332,10 +339,10 @@ func TestSequentialProperties(t *testing.T) {
 	assert.Assert(t, planned > 2000 && refused > 2000, "the cases cover both outcomes: %d planned, %d refused", planned, refused)
 }
 
-// TestCheckFileFragmented maps an image of 73,728 runs (512-byte clusters,
+// TestMapFileFragmented maps an image of 73,728 runs (512-byte clusters,
 // data and holes alternating): too fragmented to stream, yet still checked
 // for data stored past its end.
-func TestCheckFileFragmented(t *testing.T) {
+func TestMapFileFragmented(t *testing.T) {
 	testenv.RequireTools(t, "qemu-img")
 	dir := t.TempDir()
 	raw, image := filepath.Join(dir, "frag.raw"), filepath.Join(dir, "frag.qcow2")
@@ -347,11 +354,10 @@ func TestCheckFileFragmented(t *testing.T) {
 
 	_, err := qcow2.MapFile(ctx, image)
 	assert.ErrorIs(t, err, qcow2.ErrTooFragmented)
+
 	fi, err := os.Stat(image)
 	assert.NilError(t, err)
-	assert.NilError(t, qcow2.CheckFile(ctx, image, fi.Size()))
-
 	assert.NilError(t, os.Truncate(image, fi.Size()/2))
-	err = qcow2.CheckFile(ctx, image, fi.Size()/2)
+	_, err = qcow2.MapFile(ctx, image)
 	assert.ErrorContains(t, err, "qcow2 image is truncated")
 }
