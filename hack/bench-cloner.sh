@@ -178,32 +178,35 @@ report() {
 }
 
 # ---------------------------------------------------------------- cases
+# clone_both <title> <source> <baseline label> <goal> <kind> <baseline cmd...>:
+# the one-pod and the mTLS clone of source, each against the baseline
+# command and the same command followed by sync.
+clone_both() {
+  local title=$1 source=$2 label=$3 goal=$4 kind=$5
+  shift 5
+  local base base_sync mine note how
+  measure "$@"; base=$best
+  measure sh -c '"$@" && sync' sh "$@"; base_sync=$best
+  for how in "one pod" mTLS; do
+    peak_rss_kb=0
+    if [[ $how == mTLS ]]; then measure clone "$source" "$out/disk.img"; else measure clone_local "$source" "$out/disk.img"; fi
+    mine=$best
+    note=$(sparse_note "$out/disk.img")
+    report "clone $title, $how vs $label" "$mine" "$base" "$goal" "$kind" "(ours fsyncs; cp does not)"
+    report "clone $title, $how vs $label+sync" "$mine" "$base_sync" "$goal" "$kind" "$note"
+  done
+}
+
 if want clone-dense; then
   log "clone 2 GiB dense file -> file"
-  measure cp --sparse=always "$data/dense-2g.img" "$out/disk.img"; base=$best
-  measure sh -c "cp --sparse=always '$data/dense-2g.img' '$out/disk.img' && sync"; base_sync=$best
-  peak_rss_kb=0; measure clone_local "$data/dense-2g.img" "$out/disk.img"; mine=$best
-  note=$(sparse_note "$out/disk.img")
-  report "clone 2GiB dense, one pod vs cp --sparse=always" "$mine" "$base" 0.9 ratio "(ours fsyncs; cp does not)"
-  report "clone 2GiB dense, one pod vs cp --sparse=always+sync" "$mine" "$base_sync" 0.9 ratio "$note"
-  peak_rss_kb=0; measure clone "$data/dense-2g.img" "$out/disk.img"; mine=$best
-  note=$(sparse_note "$out/disk.img")
-  report "clone 2GiB dense, mTLS vs cp --sparse=always" "$mine" "$base" 0.9 ratio "(ours fsyncs; cp does not)"
-  report "clone 2GiB dense, mTLS vs cp --sparse=always+sync" "$mine" "$base_sync" 0.9 ratio "$note"
+  clone_both 2GiB\ dense "$data/dense-2g.img" "cp --sparse=always" 0.9 ratio \
+    cp --sparse=always "$data/dense-2g.img" "$out/disk.img"
 fi
 
 if want clone-sparse; then
   log "clone 10 GiB sparse file with 100 MiB of data"
-  measure cp "$data/dense-100m.img" "$out/disk.img"; base=$best
-  measure sh -c "cp '$data/dense-100m.img' '$out/disk.img' && sync"; base_sync=$best
-  peak_rss_kb=0; measure clone_local "$data/sparse-10g.img" "$out/disk.img"; mine=$best
-  note=$(sparse_note "$out/disk.img")
-  report "clone 10GiB sparse, one pod vs cp 100MiB dense" "$mine" "$base" 2 times "(ours fsyncs; cp does not)"
-  report "clone 10GiB sparse, one pod vs cp 100MiB dense+sync" "$mine" "$base_sync" 2 times "$note"
-  peak_rss_kb=0; measure clone "$data/sparse-10g.img" "$out/disk.img"; mine=$best
-  note=$(sparse_note "$out/disk.img")
-  report "clone 10GiB sparse, mTLS vs cp 100MiB dense" "$mine" "$base" 2 times "(ours fsyncs; cp does not)"
-  report "clone 10GiB sparse, mTLS vs cp 100MiB dense+sync" "$mine" "$base_sync" 2 times "$note"
+  clone_both 10GiB\ sparse "$data/sparse-10g.img" "cp 100MiB dense" 2 times \
+    cp "$data/dense-100m.img" "$out/disk.img"
 fi
 
 if want import-raw; then
