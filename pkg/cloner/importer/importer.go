@@ -302,6 +302,9 @@ func (p *pipeline) qcow2Stream(ctx context.Context, r io.Reader, disk *sink.Disk
 	if n := len(plan); n > 0 {
 		end = plan[n-1].Host + plan[n-1].Length
 	}
+	if p.hash != nil {
+		end = p.src.Size() // the checksum needs every byte
+	}
 	p.o.Log.Info("streaming qcow2 data runs", "runs", len(plan), "virtualSize", virtualSize, "bytesToRead", end)
 	p.o.Progress.SetTotal(end)
 	var pos int64 // in the image file

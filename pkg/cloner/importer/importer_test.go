@@ -1,6 +1,7 @@
 package importer_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -89,6 +90,7 @@ type importCase struct {
 	wrap        func(http.Handler) http.Handler
 	username    string
 	log         logr.Logger
+	progress    *progress.Counter
 }
 
 func runImport(t *testing.T, c importCase) error {
@@ -112,10 +114,13 @@ func runImport(t *testing.T, c importCase) error {
 	}
 	o := importer.Options{
 		ContentType: c.contentType, Target: c.target, TargetSize: c.targetSize,
-		Progress: &progress.Counter{}, Log: c.log,
+		Progress: c.progress, Log: c.log,
 	}
 	if o.ContentType == "" {
 		o.ContentType = importer.KubeVirt
+	}
+	if o.Progress == nil {
+		o.Progress = &progress.Counter{}
 	}
 	if c.scratch {
 		o.ScratchDir = t.TempDir()
@@ -314,6 +319,35 @@ func TestImportQcow2Layouts(t *testing.T) {
 				assert.Equal(t, strings.Contains(captured.String(), "converting it with qemu-img"), !tc.streamed, "%s", captured)
 			})
 		}
+	}
+}
+
+// A streamed qcow2 import counts the bytes it reads: up to the last data
+// run, or the whole file when a checksum needs every byte; either way it
+// ends at 100%.
+func TestImportQcow2StreamProgress(t *testing.T) {
+	dir := imageDir(t)
+	image, err := os.ReadFile(filepath.Join(dir, "disk.qcow2"))
+	assert.NilError(t, err)
+	// 1 MiB after the last cluster, which qemu ignores and we need not read.
+	trailing := append(image, bytes.Repeat([]byte{0xff}, 1<<20)...)
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "trailing.qcow2"), trailing, 0o644))
+	for _, withChecksum := range []bool{false, true} {
+		target := filepath.Join(t.TempDir(), "disk.img")
+		c := importCase{file: "trailing.qcow2", target: target, targetSize: diskSize, progress: &progress.Counter{}}
+		if withChecksum {
+			c.checksum = testenv.SHA256(t, filepath.Join(dir, "trailing.qcow2"))
+		}
+		assert.NilError(t, runImport(t, c))
+		testenv.AssertSameDisk(t, target, images.raw)
+		total := c.progress.Total()
+		if withChecksum {
+			assert.Equal(t, total, int64(len(trailing)))
+		} else {
+			assert.Equal(t, total, int64(len(image)), "read up to the last data run")
+		}
+		assert.Assert(t, c.progress.Done() >= total, "done %d of %d", c.progress.Done(), total)
+		assert.Equal(t, c.progress.Percent(), 100.0)
 	}
 }
 
