@@ -85,6 +85,9 @@ const (
 	sniffBuffer = 64 << 10 // bufio size for peeking at magic bytes
 	chunkSize   = 2 << 20  // unit of work between pipeline stages
 	chunks      = 4        // chunks in flight per stage
+
+	rangeWindowSize = 4 << 20 // range request size for small reads by qemu-img
+	rangeWindows    = 8       // windows kept: as many as qemu-img's reads in flight over NBD
 )
 
 // Import reads src to its end and writes it to the target. It closes src.
@@ -228,8 +231,11 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 			return err
 		}
 		p.o.Log.Info("converting qcow2 from the source", "virtualSize", hdr.VirtualSize)
+		// qemu-img reads compressed clusters one by one (~50 KiB each),
+		// mostly in file order: windows turn them into few range requests.
 		counted := &countingReaderAt{r: ra, c: p.o.Progress}
-		if err := qcow2.ConvertReaderAt(ctx, p.o.Log, counted, p.src.Size(), qcow2.Target{Path: path, Zeroed: zeroed, Direct: disk.SupportsDirect()}); err != nil {
+		windows := readahead.NewWindows(counted, p.src.Size(), rangeWindows, rangeWindowSize)
+		if err := qcow2.ConvertReaderAt(ctx, p.o.Log, windows, p.src.Size(), qcow2.Target{Path: path, Zeroed: zeroed}); err != nil {
 			return err
 		}
 		return disk.Commit(hdr.VirtualSize)
@@ -265,7 +271,7 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 	if _, err := qcow2.MapFile(ctx, scratch.Name()); err != nil && !errors.Is(err, qcow2.ErrTooFragmented) {
 		return err
 	}
-	if err := qcow2.ConvertFile(ctx, p.o.Log, scratch.Name(), qcow2.Target{Path: path, Zeroed: zeroed, Direct: disk.SupportsDirect()}); err != nil {
+	if err := qcow2.ConvertFile(ctx, p.o.Log, scratch.Name(), qcow2.Target{Path: path, Zeroed: zeroed}); err != nil {
 		return err
 	}
 	return disk.Commit(hdr.VirtualSize)
