@@ -83,9 +83,6 @@ type Target struct {
 	// Zeroed says the target already reads as zeros (a fresh sparse file),
 	// so qemu-img need not write zero ranges.
 	Zeroed bool
-	// Direct says the target supports O_DIRECT: qemu-img then bypasses
-	// the page cache (-t none), which is faster and leaves less to sync.
-	Direct bool
 }
 
 // ConvertFile converts a local qcow2 file to raw.
@@ -155,9 +152,9 @@ func convert(ctx context.Context, log logr.Logger, file map[string]any, dst Targ
 	if dst.Zeroed {
 		args = append(args, "--target-is-zero")
 	}
-	if dst.Direct {
-		args = append(args, "-t", "none")
-	}
+	// qemu-img writes through the page cache, which the caller syncs:
+	// with -t none (O_DIRECT) it writes cluster by cluster, and converting
+	// a compressed image took 1.39 s instead of 0.84 s here.
 	args = append(args, spec, dst.Path)
 	log.V(1).Info("running qemu-img", "args", strings.Join(args[:len(args)-2], " "))
 	cmd := exec.CommandContext(ctx, "qemu-img", args...)

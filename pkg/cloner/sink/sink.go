@@ -53,7 +53,6 @@ type Disk struct {
 	opts     Options
 	f        *os.File
 	direct   *os.File // the same target opened O_DIRECT, nil if unsupported
-	directOK bool     // the target accepted O_DIRECT at open
 	tmpPath  string   // files only
 	block    bool
 	devSize  int64 // block only
@@ -112,12 +111,8 @@ func (d *Disk) openDirect(path string) {
 		d.opts.Log.V(1).Info("direct I/O unavailable, using buffered writes", "error", err.Error())
 		return
 	}
-	d.direct, d.directOK = f, true
+	d.direct = f
 }
-
-// SupportsDirect tells whether the target accepts O_DIRECT, so an
-// external writer (qemu-img -t none) may use it too.
-func (d *Disk) SupportsDirect() bool { return d.directOK }
 
 func openBlock(opts Options) (*Disk, error) {
 	// O_EXCL on a block device fails if it is mounted or otherwise claimed.
