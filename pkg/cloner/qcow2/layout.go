@@ -64,7 +64,7 @@ func MapFile(ctx context.Context, path string) ([]Extent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mapping qcow2 image: %w", err)
 	}
-	spec, err := imageSpec(map[string]any{"driver": "file", "filename": path})
+	spec, err := imageSpec(localFile(path))
 	if err != nil {
 		return nil, err
 	}
@@ -109,10 +109,7 @@ func runMap(ctx context.Context, spec string, each func(Extent) error) error {
 	var stderr limitedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			return fmt.Errorf("qemu-img not found (run hack/install-deps.sh): %w", err)
-		}
-		return fmt.Errorf("qemu-img map: %w", err)
+		return qemuImgFailed("map", nil, err)
 	}
 	decodeErr := decodeMap(bufio.NewReader(stdout), each)
 	if decodeErr != nil {
@@ -123,7 +120,7 @@ func runMap(ctx context.Context, spec string, each func(Extent) error) error {
 		return decodeErr
 	}
 	if waitErr != nil {
-		return fmt.Errorf("qemu-img map: %s", firstLine(stderr.b, waitErr))
+		return qemuImgFailed("map", stderr.b, waitErr)
 	}
 	return nil
 }

@@ -87,7 +87,12 @@ type Target struct {
 
 // ConvertFile converts a local qcow2 file to raw.
 func ConvertFile(ctx context.Context, log logr.Logger, path string, dst Target) error {
-	return convert(ctx, log, map[string]any{"driver": "file", "filename": path}, dst)
+	return convert(ctx, log, localFile(path), dst)
+}
+
+// localFile is the qemu block spec of a local file.
+func localFile(path string) map[string]any {
+	return map[string]any{"driver": "file", "filename": path}
 }
 
 // ConvertReaderAt converts a qcow2 image read through r (size bytes), for
@@ -158,14 +163,19 @@ func convert(ctx context.Context, log logr.Logger, file map[string]any, dst Targ
 	args = append(args, spec, dst.Path)
 	log.V(1).Info("running qemu-img", "args", strings.Join(args[:len(args)-2], " "))
 	cmd := exec.CommandContext(ctx, "qemu-img", args...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			return fmt.Errorf("qemu-img not found (run hack/install-deps.sh): %w", err)
-		}
-		return fmt.Errorf("qemu-img convert: %s", firstLine(out, err))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return qemuImgFailed("convert", out, err)
 	}
 	return nil
+}
+
+// qemuImgFailed explains a failed qemu-img subcommand by the first line it
+// printed, or says how to install a missing qemu-img.
+func qemuImgFailed(subcommand string, out []byte, err error) error {
+	if errors.Is(err, exec.ErrNotFound) {
+		return fmt.Errorf("qemu-img not found (run hack/install-deps.sh): %w", err)
+	}
+	return fmt.Errorf("qemu-img %s: %s", subcommand, firstLine(out, err))
 }
 
 func firstLine(out []byte, err error) string {
