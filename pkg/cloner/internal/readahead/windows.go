@@ -3,6 +3,7 @@ package readahead
 import (
 	"errors"
 	"io"
+	"slices"
 	"sync"
 )
 
@@ -61,9 +62,9 @@ func (w *Windows) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // get returns the window at off, reading it if no other read is; the
-// caller must release it. A read that has to wait for a window starts
-// reading the next one too when ahead is set, so that reads in file order
-// seldom wait.
+// caller must release it. When ahead is set, a read that has to read its
+// window itself starts reading the next one too, so that reads in file
+// order seldom wait.
 func (w *Windows) get(off int64, ahead bool) (*window, error) {
 	w.mu.Lock()
 	for i, c := range w.cached {
@@ -106,11 +107,8 @@ func (w *Windows) get(off int64, ahead bool) (*window, error) {
 	c.buf, c.err = buf[:n], err
 	if err != nil {
 		// Forget it, so that a later read tries again.
-		for i, x := range w.cached {
-			if x == c {
-				w.cached = append(w.cached[:i], w.cached[i+1:]...)
-				break
-			}
+		if i := slices.Index(w.cached, c); i >= 0 {
+			w.cached = slices.Delete(w.cached, i, i+1)
 		}
 	}
 	w.mu.Unlock()
@@ -131,7 +129,7 @@ func (w *Windows) evict() {
 			i++
 			continue
 		}
-		w.cached = append(w.cached[:i], w.cached[i+1:]...)
+		w.cached = slices.Delete(w.cached, i, i+1)
 		if c.err == nil {
 			w.free = append(w.free, c.buf[:cap(c.buf)])
 		}
