@@ -19,6 +19,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/go-logr/logr"
 
+	"github.com/datavolume/datavolume/pkg/cloner/internal/iobuf"
 	"github.com/datavolume/datavolume/pkg/cloner/progress"
 	"github.com/datavolume/datavolume/pkg/cloner/sink"
 )
@@ -254,12 +255,19 @@ func readExtents(ctx context.Context, f *os.File, ext [][2]int64, buffers, bufSi
 	size := int64(bufSize)
 	free := make(chan []byte, buffers)
 	full := make(chan readChunk, buffers)
-	for range buffers {
-		free <- make([]byte, bufSize)
+	bufs := iobuf.GetN(buffers, bufSize)
+	for _, b := range bufs {
+		free <- b
 	}
 	stop := make(chan struct{})
-	defer close(stop)
+	done := make(chan struct{})
+	defer func() {
+		close(stop)
+		<-done // the reader is out of every buffer
+		iobuf.PutAll(bufs)
+	}()
 	go func() {
+		defer close(done)
 		defer close(full)
 		for _, e := range ext {
 			for off := e[0]; off < e[1]; {

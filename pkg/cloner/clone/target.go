@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/datavolume/datavolume/pkg/cloner/archive"
+	"github.com/datavolume/datavolume/pkg/cloner/internal/iobuf"
 	"github.com/datavolume/datavolume/pkg/cloner/progress"
 	"github.com/datavolume/datavolume/pkg/cloner/sink"
 )
@@ -132,8 +133,9 @@ func receiveDisk(r *bufio.Reader, conn io.Writer, hdr header, o TargetOptions) e
 	// decrypted and hashed.
 	free := make(chan []byte, writeBuffers)
 	full := make(chan dataChunk, writeBuffers)
-	for range writeBuffers {
-		free <- make([]byte, writeSize)
+	bufs := iobuf.GetN(writeBuffers, writeSize)
+	for _, b := range bufs {
+		free <- b
 	}
 	written := make(chan error, 1)
 	go func() {
@@ -149,7 +151,9 @@ func receiveDisk(r *bufio.Reader, conn io.Writer, hdr header, o TargetOptions) e
 	}()
 	readErr := readDiskFrames(r, hdr, free, full)
 	close(full)
-	if err := <-written; err != nil {
+	err = <-written
+	iobuf.PutAll(bufs) // both goroutines are done with them
+	if err != nil {
 		return err
 	}
 	if readErr != nil {

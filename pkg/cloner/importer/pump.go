@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/datavolume/datavolume/pkg/cloner/internal/iobuf"
 	"github.com/datavolume/datavolume/pkg/cloner/internal/readahead"
 	"github.com/datavolume/datavolume/pkg/cloner/sink"
 )
@@ -37,11 +38,14 @@ func pump(ctx context.Context, r io.Reader, disk *sink.Disk, src io.Closer) (int
 func pumpChunks(ctx context.Context, fill fillFunc, disk *sink.Disk, src io.Closer) (int64, error) {
 	free := make(chan []byte, chunks)
 	full := make(chan filled, chunks)
-	for range chunks {
-		free <- make([]byte, chunkSize)
+	bufs := iobuf.GetN(chunks, chunkSize)
+	for _, b := range bufs {
+		free <- b
 	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	// Every return waits for done first, so the reader holds no buffer.
+	defer iobuf.PutAll(bufs)
 	go func() {
 		defer close(done)
 		for {
