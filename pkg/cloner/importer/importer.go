@@ -235,7 +235,9 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 		// mostly in file order: windows turn them into few range requests.
 		counted := &countingReaderAt{r: ra, c: p.o.Progress}
 		windows := readahead.NewWindows(counted, p.src.Size(), rangeWindows, rangeWindowSize)
-		if err := qcow2.ConvertReaderAt(ctx, p.o.Log, windows, p.src.Size(), qcow2.Target{Path: path, Zeroed: zeroed}); err != nil {
+		err = qcow2.ConvertReaderAt(ctx, p.o.Log, windows, p.src.Size(), qcow2.Target{Path: path, Zeroed: zeroed})
+		windows.Close()
+		if err != nil {
 			return err
 		}
 		return disk.Commit(hdr.VirtualSize)

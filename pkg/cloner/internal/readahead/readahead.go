@@ -4,6 +4,8 @@ package readahead
 
 import (
 	"io"
+
+	"github.com/datavolume/datavolume/pkg/cloner/internal/iobuf"
 )
 
 type chunk struct {
@@ -21,13 +23,21 @@ type Reader struct {
 }
 
 // New starts reading r ahead with n buffers of size bytes each. Close
-// stops the goroutine; it does not close r.
+// stops the goroutine; it does not close r. The caller must Close the
+// Reader, and must not Read after that.
 func New(r io.Reader, n, size int) *Reader {
 	ra := &Reader{full: make(chan chunk, n), free: make(chan []byte, n), stop: make(chan struct{})}
-	for range n {
-		ra.free <- make([]byte, size)
+	bufs := iobuf.GetN(n, size)
+	for _, b := range bufs {
+		ra.free <- b
 	}
-	go ra.fill(r)
+	go func() {
+		ra.fill(r)
+		// The buffers go back once neither side can touch them: this
+		// goroutine is done, and Close means the consumer is too.
+		<-ra.stop
+		iobuf.PutAll(bufs)
+	}()
 	return ra
 }
 

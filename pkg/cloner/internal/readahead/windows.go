@@ -5,7 +5,12 @@ import (
 	"io"
 	"slices"
 	"sync"
+
+	"github.com/datavolume/datavolume/pkg/cloner/internal/iobuf"
 )
+
+// ErrClosed is what a Windows read after Close returns.
+var ErrClosed = errors.New("read ahead windows are closed")
 
 // Windows serves small reads at offsets from aligned windows read whole:
 // qemu-img converting a compressed qcow2 reads it in thousands of ~50 KiB
@@ -19,7 +24,11 @@ type Windows struct {
 	mu     sync.Mutex
 	cached []*window // most recently used last
 	free   [][]byte  // buffers of evicted windows, reused: fresh pages cost more than copies
+	bufs   [][]byte  // every buffer taken, given back by Close
 	max    int
+	closed bool
+	// busy counts reads and read-aheads under way; Close waits for them.
+	busy sync.WaitGroup
 }
 
 type window struct {
@@ -41,6 +50,10 @@ func (w *Windows) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("negative offset")
 	}
+	if !w.enter() {
+		return 0, ErrClosed
+	}
+	defer w.busy.Done()
 	if int64(len(p)) >= w.win {
 		return w.r.ReadAt(p, off)
 	}
@@ -88,12 +101,16 @@ func (w *Windows) get(off int64, ahead bool) (*window, error) {
 	if k := len(w.free); k > 0 {
 		buf, w.free = w.free[k-1], w.free[:k-1]
 	} else {
-		buf = make([]byte, w.win)
+		buf = iobuf.Get(int(w.win))
+		w.bufs = append(w.bufs, buf)
 	}
 	w.mu.Unlock()
 
-	if next := off + w.win; ahead && next < w.size {
+	// This read is counted in busy, so the read-ahead may join it even
+	// while Close waits.
+	if next := off + w.win; ahead && next < w.size && w.enter() {
 		go func() {
+			defer w.busy.Done()
 			if c, err := w.get(next, false); err == nil {
 				w.release(c)
 			}
@@ -134,6 +151,31 @@ func (w *Windows) evict() {
 			w.free = append(w.free, c.buf[:cap(c.buf)])
 		}
 	}
+}
+
+// enter counts a read in busy unless the windows are closed.
+func (w *Windows) enter() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return false
+	}
+	w.busy.Add(1)
+	return true
+}
+
+// Close waits for the reads under way, read-aheads included, and gives
+// the buffers back. Later reads fail with ErrClosed.
+func (w *Windows) Close() error {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	w.busy.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	iobuf.PutAll(w.bufs)
+	w.bufs, w.free, w.cached = nil, nil, nil
+	return nil
 }
 
 func (w *Windows) release(c *window) {

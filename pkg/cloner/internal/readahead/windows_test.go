@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"gotest.tools/v3/assert"
 
@@ -129,4 +130,53 @@ func TestWindowsConcurrentAndFailing(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+}
+
+// blockingReaderAt holds every read at off until release is closed.
+type blockingReaderAt struct {
+	r       io.ReaderAt
+	off     int64
+	started chan struct{}
+	release chan struct{}
+	done    atomic.Bool
+}
+
+func (b *blockingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off == b.off {
+		close(b.started)
+		<-b.release
+		defer b.done.Store(true)
+	}
+	return b.r.ReadAt(p, off)
+}
+
+// Close gives the buffers back only once no read or read-ahead can touch
+// them: it waits for a read-ahead still reading, and reads after it fail.
+func TestWindowsCloseWaitsForReadAhead(t *testing.T) {
+	const size = 4 << 20
+	want := data(size)
+	src := &blockingReaderAt{r: bytes.NewReader(want), off: 1 << 20, started: make(chan struct{}), release: make(chan struct{})}
+	w := readahead.NewWindows(src, size, 4, 1<<20)
+	p := make([]byte, 100)
+	n, err := w.ReadAt(p, 10) // starts reading ahead the window at 1 MiB
+	assert.NilError(t, err)
+	assert.Assert(t, bytes.Equal(p[:n], want[10:110]))
+	<-src.started
+
+	closed := make(chan struct{})
+	go func() {
+		_ = w.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a read-ahead was still reading into a window")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(src.release)
+	<-closed
+	assert.Assert(t, src.done.Load(), "Close returned before the read-ahead finished")
+
+	_, err = w.ReadAt(p, 10)
+	assert.ErrorIs(t, err, readahead.ErrClosed)
 }
