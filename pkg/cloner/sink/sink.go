@@ -28,9 +28,6 @@ const (
 	BlockSize = 4096
 	// headSize is how much of a block device is held back until Commit.
 	headSize = 1 << 20
-	// writebackEvery starts writeback of dirty pages this often, so the
-	// final fsync only waits for the tail.
-	writebackEvery = 64 << 20
 )
 
 // ErrTooLarge reports an image that does not fit its target.
@@ -61,8 +58,7 @@ type Disk struct {
 	next     int64 // below it everything is written or zeroed
 	head     []byte
 	external bool // an external tool (qemu-img) wrote the data
-	sinceWB  int64
-	wbFrom   int64
+	flush    *flusher
 	done     bool
 }
 
@@ -96,7 +92,7 @@ func openFile(opts Options) (*Disk, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating %s: %w", tmp, err)
 	}
-	d := &Disk{opts: opts, f: f, tmpPath: tmp, capacity: capacity}
+	d := &Disk{opts: opts, f: f, tmpPath: tmp, capacity: capacity, flush: startFlusher(f)}
 	d.openDirect(tmp)
 	return d, nil
 }
@@ -129,10 +125,11 @@ func openBlock(opts Options) (*Disk, error) {
 	if opts.Size > 0 && opts.Size < size {
 		capacity = opts.Size
 	}
-	d := &Disk{opts: opts, f: f, block: true, devSize: size, capacity: capacity}
+	d := &Disk{opts: opts, f: f, block: true, devSize: size, capacity: capacity, flush: startFlusher(f)}
 	d.openDirect(opts.Path)
 	d.head = make([]byte, min(headSize, size))
 	if err := d.zeroOut(0, int64(len(d.head))); err != nil {
+		_ = d.flush.stop()
 		f.Close()
 		return nil, err
 	}
@@ -212,7 +209,11 @@ func (d *Disk) fillZero(from, to int64) error {
 	if from >= to {
 		return nil
 	}
-	return d.zeroOut(from, to-from)
+	if err := d.zeroOut(from, to-from); err != nil {
+		return err
+	}
+	d.flush.wrote(to - from)
+	return nil
 }
 
 func (d *Disk) writeData(p []byte, off int64) error {
@@ -226,6 +227,7 @@ func (d *Disk) writeData(p []byte, off int64) error {
 	if d.direct != nil && aligned(p, off) {
 		_, err := d.direct.WriteAt(p, off)
 		if err == nil {
+			d.flush.wrote(int64(len(p)))
 			return nil
 		}
 		if !errors.Is(err, unix.EINVAL) {
@@ -238,12 +240,7 @@ func (d *Disk) writeData(p []byte, off int64) error {
 	if _, err := d.f.WriteAt(p, off); err != nil {
 		return fmt.Errorf("writing target: %w", err)
 	}
-	d.sinceWB += int64(len(p))
-	if d.sinceWB >= writebackEvery {
-		// Start writeback now, asynchronously; errors surface at fsync.
-		_ = unix.SyncFileRange(int(d.f.Fd()), d.wbFrom, off+int64(len(p))-d.wbFrom, unix.SYNC_FILE_RANGE_WRITE)
-		d.wbFrom, d.sinceWB = off+int64(len(p)), 0
-	}
+	d.flush.wrote(int64(len(p)))
 	return nil
 }
 
@@ -344,6 +341,9 @@ func (d *Disk) Commit(imageSize int64) error {
 		}
 	}
 	d.closeDirect()
+	if err := d.flush.stop(); err != nil {
+		return err
+	}
 	if err := d.f.Sync(); err != nil {
 		return fmt.Errorf("syncing target: %w", err)
 	}
@@ -368,6 +368,7 @@ func (d *Disk) Abort() {
 	}
 	d.done = true
 	d.closeDirect()
+	_ = d.flush.stop() // what it flushed is being undone
 	if d.block {
 		if err := d.zeroOut(0, int64(len(d.head))); err != nil {
 			d.opts.Log.Error(err, "zeroing the head of an unfinished block target")
