@@ -268,3 +268,39 @@ func BenchmarkCloneDense(b *testing.B) {
 		assert.NilError(b, r.recvErr)
 	}
 }
+
+// A source started before its target keeps dialing until the target
+// listens, and gives up with a clear error when none ever does.
+func TestSourceWaitsForTarget(t *testing.T) {
+	tp := newTLS(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.img")
+	testenv.WriteDisk(t, src, 4<<20, 5)
+	// A free port, closed again so that the first dials are refused.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	assert.NilError(t, err)
+	addr := l.Addr().String()
+	assert.NilError(t, l.Close())
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sent := make(chan error, 1)
+	go func() {
+		sent <- clone.Send(ctx, clone.SourceOptions{Path: src, Address: addr, TLS: tp.client, ConnectTimeout: 30 * time.Second})
+	}()
+	time.Sleep(300 * time.Millisecond) // the source is retrying by now
+	l, err = net.Listen("tcp", addr)
+	assert.NilError(t, err)
+	dst := filepath.Join(dir, "disk.img")
+	assert.NilError(t, clone.Receive(ctx, l, clone.TargetOptions{Path: dst, TLS: tp.server}))
+	assert.NilError(t, <-sent)
+	want, err := os.ReadFile(src)
+	assert.NilError(t, err)
+	got, err := os.ReadFile(dst)
+	assert.NilError(t, err)
+	assert.Assert(t, bytes.Equal(got, want))
+
+	err = clone.Send(ctx, clone.SourceOptions{Path: src, Address: addr, TLS: tp.client, ConnectTimeout: 200 * time.Millisecond})
+	assert.ErrorContains(t, err, "connecting to clone target "+addr)
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
+}
