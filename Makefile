@@ -60,6 +60,7 @@ FUZZ_ARCHIVES ?= 2000x
 .PHONY: test
 test: deps build images ## Unit, registry, fuzz (briefly) and e2e tests (real control plane, real kubectl).
 	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race ./pkg/cloner/clone ./pkg/cloner/sink ./pkg/cloner/internal/... ./pkg/cloner/importer
 	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZ_REVIEWS) ./pkg/webhook/endpoints
 	$(GO) test -run '^$$' -fuzz '^FuzzSniff$$' -fuzztime $(FUZZ_SNIFFS) ./pkg/cloner/format
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZ_ARCHIVES) ./pkg/cloner/archive

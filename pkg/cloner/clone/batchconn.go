@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -21,10 +22,18 @@ const socketBuffer = 4 << 20
 // the buffer is full or the connection is about to wait for the peer (a
 // Read), change a deadline or close, so request/answer exchanges (the TLS
 // handshake, the clone header, the final confirmation) still go out at once.
+//
+// Close, SetDeadline and SetWriteDeadline may come from another goroutine
+// to interrupt a blocked Read or Write, as net.Conn allows: crypto/tls
+// does so when a handshake's context ends. They flush only when no Write
+// or flush is under way; otherwise they go straight to the socket, which
+// is what unblocks it.
 type batchConn struct {
 	net.Conn
 	r *bufio.Reader
-	w *bufio.Writer
+
+	mu sync.Mutex // guards w
+	w  *bufio.Writer
 }
 
 func newBatchConn(c net.Conn) *batchConn {
@@ -36,27 +45,45 @@ func newBatchConn(c net.Conn) *batchConn {
 }
 
 func (c *batchConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	var err error
 	if c.w.Buffered() > 0 {
-		if err := c.w.Flush(); err != nil {
-			return 0, err
-		}
+		err = c.w.Flush()
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
 	}
 	return c.r.Read(p)
 }
 
-func (c *batchConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+func (c *batchConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.w.Write(p)
+}
+
+// tryFlush flushes unless a Write or flush is under way in another
+// goroutine, which the caller is then interrupting.
+func (c *batchConn) tryFlush() error {
+	if !c.mu.TryLock() {
+		return nil
+	}
+	defer c.mu.Unlock()
+	return c.w.Flush()
+}
 
 // SetDeadline and SetWriteDeadline flush first: the gathered bytes were
 // written under the old deadline. crypto/tls's Close relies on it: it sends
 // close_notify, then sets a write deadline of now, before closing.
 func (c *batchConn) SetDeadline(t time.Time) error {
-	return errors.Join(c.w.Flush(), c.Conn.SetDeadline(t))
+	return errors.Join(c.tryFlush(), c.Conn.SetDeadline(t))
 }
 
 func (c *batchConn) SetWriteDeadline(t time.Time) error {
-	return errors.Join(c.w.Flush(), c.Conn.SetWriteDeadline(t))
+	return errors.Join(c.tryFlush(), c.Conn.SetWriteDeadline(t))
 }
 
 func (c *batchConn) Close() error {
-	return errors.Join(c.w.Flush(), c.Conn.Close())
+	return errors.Join(c.tryFlush(), c.Conn.Close())
 }
