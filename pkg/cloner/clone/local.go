@@ -53,6 +53,9 @@ func Copy(ctx context.Context, o LocalOptions) error {
 	return err
 }
 
+// localBuffers is how many writeSize pieces a one-pod clone reads ahead.
+const localBuffers = 3
+
 func copyDisk(ctx context.Context, o LocalOptions) error {
 	src, err := os.Open(o.Source)
 	if err != nil {
@@ -82,8 +85,10 @@ func copyDisk(ctx context.Context, o LocalOptions) error {
 	o.Progress.SetTotal(dataBytes)
 	o.Log.Info("copying", "source", o.Source, "target", o.Target, "size", size, "dataBytes", dataBytes)
 	// Buffers as large as the ones Receive writes, for the same reason
-	// (see writeSize); the sink skips zero blocks itself.
-	err = readExtents(ctx, src, ext, writeBuffers, writeSize, func(p []byte, off int64) error {
+	// (see writeSize); the sink skips zero blocks itself. Fewer of them:
+	// here the disk, not a network, sets the pace, and more buffers only
+	// cost their first touch.
+	err = readExtents(ctx, src, ext, localBuffers, writeSize, func(p []byte, off int64) error {
 		if err := disk.WriteAt(p, off); err != nil {
 			return err
 		}

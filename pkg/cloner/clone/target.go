@@ -107,9 +107,14 @@ func serve(ctx context.Context, conn *tls.Conn, kind byte, o TargetOptions) (err
 // The target writes in units of writeSize, gathered from consecutive
 // frames: with direct I/O one write is in flight at a time, and on the
 // disks measured 8 MiB writes move twice as much per second as 1 MiB ones.
+// A unit ends early where the data does (a sparse or half-full disk), so
+// writeBuffers keeps enough of them queued for the network to run ahead
+// of the disk: 8 rather than 3 took a 2 GiB dense clone over mTLS from
+// 2.68 s to 2.27 s and a 512 MiB half-full one from 0.45 s to 0.40 s
+// (means of interleaved runs).
 const (
 	writeSize    = 8 << 20
-	writeBuffers = 3
+	writeBuffers = 8
 )
 
 type dataChunk struct {
