@@ -19,7 +19,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/go-logr/logr"
 
-	"github.com/datavolume/datavolume/pkg/cloner/internal/iobuf"
+	"github.com/datavolume/datavolume/pkg/cloner/internal/readahead"
 	"github.com/datavolume/datavolume/pkg/cloner/progress"
 	"github.com/datavolume/datavolume/pkg/cloner/sink"
 )
@@ -234,12 +234,6 @@ func (fw *frameWriter) send(p []byte) error {
 	return nil
 }
 
-type readChunk struct {
-	buf []byte
-	off int64
-	err error
-}
-
 // sendDisk sends the non-zero blocks of the extents, read ahead in chunks.
 func sendDisk(ctx context.Context, f *os.File, ext [][2]int64, w *frameWriter, p *progress.Counter) error {
 	return readExtents(ctx, f, ext, chunks, chunkSize, func(buf []byte, off int64) error {
@@ -258,60 +252,29 @@ func sendDisk(ctx context.Context, f *os.File, ext [][2]int64, w *frameWriter, p
 // first error from reading, from fn or from ctx.
 func readExtents(ctx context.Context, f *os.File, ext [][2]int64, buffers, bufSize int, fn func(p []byte, off int64) error) error {
 	size := int64(bufSize)
-	free := make(chan []byte, buffers)
-	full := make(chan readChunk, buffers)
-	bufs := iobuf.GetN(buffers, bufSize)
-	for _, b := range bufs {
-		free <- b
+	next := 0     // the extent being read
+	var off int64 // where its next piece starts
+	fill := func(buf []byte) (int, int64, error) {
+		for next < len(ext) && off >= ext[next][1] {
+			next++
+		}
+		if next == len(ext) {
+			return 0, 0, io.EOF
+		}
+		off = max(off, ext[next][0])
+		n := min(size-off%size, ext[next][1]-off)
+		m, err := f.ReadAt(buf[:n], off)
+		if err == io.EOF && int64(m) == n {
+			err = nil
+		}
+		at := off
+		off += n
+		if err != nil {
+			return m, at, fmt.Errorf("reading source at %d: %w", at, err)
+		}
+		return m, at, nil
 	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	defer func() {
-		close(stop)
-		<-done // the reader is out of every buffer
-		iobuf.PutAll(bufs)
-	}()
-	go func() {
-		defer close(done)
-		defer close(full)
-		for _, e := range ext {
-			for off := e[0]; off < e[1]; {
-				n := min(size-off%size, e[1]-off)
-				var buf []byte
-				select {
-				case buf = <-free:
-				case <-stop:
-					return
-				}
-				m, err := f.ReadAt(buf[:n], off)
-				if err == io.EOF && int64(m) == n {
-					err = nil
-				}
-				select {
-				case full <- readChunk{buf: buf[:m], off: off, err: err}:
-				case <-stop:
-					return
-				}
-				if err != nil {
-					return
-				}
-				off += n
-			}
-		}
-	}()
-	for c := range full {
-		if c.err != nil {
-			return fmt.Errorf("reading source at %d: %w", c.off, c.err)
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(c.buf, c.off); err != nil {
-			return err
-		}
-		free <- c.buf[:cap(c.buf)]
-	}
-	return nil
+	return readahead.Pieces(ctx, buffers, bufSize, fill, fn, nil)
 }
 
 var zeroBlock [sink.BlockSize]byte

@@ -4,20 +4,9 @@ import (
 	"context"
 	"io"
 
-	"github.com/datavolume/datavolume/pkg/cloner/internal/iobuf"
 	"github.com/datavolume/datavolume/pkg/cloner/internal/readahead"
 	"github.com/datavolume/datavolume/pkg/cloner/sink"
 )
-
-type filled struct {
-	buf []byte
-	off int64 // where buf goes on the disk
-	err error
-}
-
-// fillFunc fills buf with the next piece of the image and says where it
-// goes; it returns io.EOF with the last piece (or with none).
-type fillFunc func(buf []byte) (n int, off int64, err error)
 
 // pump copies r to disk in chunks: one goroutine reads (and so
 // decompresses), the caller's goroutine detects zeros and writes. It
@@ -35,64 +24,17 @@ func pump(ctx context.Context, r io.Reader, disk *sink.Disk, src io.Closer) (int
 
 // pumpChunks is pump over pieces that fill produces; it returns the end of
 // the last piece written.
-func pumpChunks(ctx context.Context, fill fillFunc, disk *sink.Disk, src io.Closer) (int64, error) {
-	free := make(chan []byte, chunks)
-	full := make(chan filled, chunks)
-	bufs := iobuf.GetN(chunks, chunkSize)
-	for _, b := range bufs {
-		free <- b
-	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	// Every return waits for done first, so the reader holds no buffer.
-	defer iobuf.PutAll(bufs)
-	go func() {
-		defer close(done)
-		for {
-			var buf []byte
-			select {
-			case buf = <-free:
-			case <-stop:
-				return
-			}
-			n, off, err := fill(buf)
-			select {
-			case full <- filled{buf: buf[:n], off: off, err: err}:
-			case <-stop:
-				return
-			}
-			if err != nil {
-				return
-			}
+func pumpChunks(ctx context.Context, fill readahead.FillFunc, disk *sink.Disk, src io.Closer) (int64, error) {
+	var end int64
+	err := readahead.Pieces(ctx, chunks, chunkSize, fill, func(buf []byte, off int64) error {
+		if err := disk.WriteAt(buf, off); err != nil {
+			return err
 		}
-	}()
-	fail := func(err error) (int64, error) {
-		close(stop)
-		src.Close()
-		<-done
+		end = off + int64(len(buf))
+		return nil
+	}, func() { src.Close() })
+	if err != nil {
 		return 0, err
 	}
-	var end int64
-	for {
-		var c filled
-		select {
-		case c = <-full:
-		case <-ctx.Done():
-			return fail(ctx.Err())
-		}
-		if len(c.buf) > 0 {
-			if err := disk.WriteAt(c.buf, c.off); err != nil {
-				return fail(err)
-			}
-			end = c.off + int64(len(c.buf))
-		}
-		if c.err == io.EOF {
-			<-done
-			return end, nil
-		}
-		if c.err != nil {
-			return fail(c.err)
-		}
-		free <- c.buf[:cap(c.buf)]
-	}
+	return end, nil
 }
