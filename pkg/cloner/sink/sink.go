@@ -195,6 +195,7 @@ func (d *Disk) writeRun(p []byte, off int64) error {
 	if err := d.writeData(p, off); err != nil {
 		return err
 	}
+	d.flush.wrote(int64(len(p)))
 	d.next = off + int64(len(p))
 	return nil
 }
@@ -227,7 +228,6 @@ func (d *Disk) writeData(p []byte, off int64) error {
 	if d.direct != nil && aligned(p, off) {
 		_, err := d.direct.WriteAt(p, off)
 		if err == nil {
-			d.flush.wrote(int64(len(p)))
 			return nil
 		}
 		if !errors.Is(err, unix.EINVAL) {
@@ -240,7 +240,6 @@ func (d *Disk) writeData(p []byte, off int64) error {
 	if _, err := d.f.WriteAt(p, off); err != nil {
 		return fmt.Errorf("writing target: %w", err)
 	}
-	d.flush.wrote(int64(len(p)))
 	return nil
 }
 
