@@ -52,6 +52,10 @@ func NewOptions() *Options {
 		CloneGrantTTL:     24 * time.Hour,
 		CloneCheckTimeout: 10 * time.Second,
 	}
+	// kube-apiserver has already queued every request it proxies here under
+	// its own priority and fairness; a second queue only costs CPU (about
+	// 0.3 ms of a 2.6 ms create). --enable-priority-and-fairness turns it on.
+	o.Recommended.Features.EnablePriorityAndFairness = false
 	// Everything is stored as v1beta1, whichever version it was written in.
 	o.Recommended.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(v1beta1.SchemeGroupVersion,
 		schema.GroupKind{Group: v1beta1.GroupName})
