@@ -27,7 +27,7 @@ import (
 
 // The seed's example-clone-dv.yaml, created as v1alpha1 with kubectl, reads
 // back as v1beta1 with the same spec plus the documented default
-// (contentType kubevirt), Pending with no progress.
+// (contentType kubevirt), Pending with no progress, at generation 1.
 func TestSeedCloneDataVolumeRoundTripsAcrossVersions(t *testing.T) {
 	ns := "example-ns"
 	kubectl(t, "create", "namespace", ns)
@@ -52,6 +52,7 @@ func TestSeedCloneDataVolumeRoundTripsAcrossVersions(t *testing.T) {
 	assert.DeepEqual(t, dv.Spec, want, cmp.Comparer(func(a, b resource.Quantity) bool { return a.Cmp(b) == 0 }))
 	assert.Equal(t, dv.Status.Phase, v1beta1.Pending)
 	assert.Equal(t, string(dv.Status.Progress), "N/A")
+	assert.Equal(t, dv.Generation, int64(1))
 
 	var alpha map[string]any
 	getJSON(t, &alpha, "-n", ns, "datavolumes.v1alpha1.cdi.kubevirt.io", "example-clone-dv")

@@ -70,10 +70,12 @@ func TestCreateGetListDelete(t *testing.T) {
 
 	in := validDataVolume("disk-1")
 	in.Status.Phase = cdi.Succeeded // a client cannot set status at create
+	in.Generation = 7               // nor the generation
 	out, err := s.DataVolume.Create(ctx, in, rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
 	assert.NilError(t, err)
 	created := out.(*cdi.DataVolume)
 	assert.Check(t, created.UID != "")
+	assert.Equal(t, created.Generation, int64(1))
 	assert.DeepEqual(t, created.Status, cdi.DataVolumeStatus{Phase: cdi.Pending, Progress: cdi.ProgressNotAvailable})
 
 	got, err := s.DataVolume.Get(ctx, "disk-1", &metav1.GetOptions{})
@@ -125,10 +127,12 @@ func TestUpdateKeepsSpecImmutableAndStatusUntouched(t *testing.T) {
 	dv := obj.(*cdi.DataVolume).DeepCopy()
 	dv.Labels = map[string]string{"team": "storage"}
 	dv.Status.Phase = cdi.Succeeded
+	dv.Generation = 5
 	out, _, err := s.DataVolume.Update(ctx, "disk", rest.DefaultUpdatedObjectInfo(dv), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
 	assert.NilError(t, err)
 	assert.Equal(t, out.(*cdi.DataVolume).Labels["team"], "storage")
 	assert.Equal(t, out.(*cdi.DataVolume).Status.Phase, cdi.Pending)
+	assert.Equal(t, out.(*cdi.DataVolume).Generation, int64(1), "a client may not set the generation")
 
 	// The spec may not change.
 	dv = out.(*cdi.DataVolume).DeepCopy()
@@ -159,6 +163,7 @@ func TestStatusUpdateChangesStatusOnly(t *testing.T) {
 	assert.NilError(t, err)
 	updated := out.(*cdi.DataVolume)
 	assert.Equal(t, updated.Spec.ContentType, cdi.DataVolumeKubeVirt)
+	assert.Equal(t, updated.Generation, int64(1), "a status update leaves the generation")
 	assert.Check(t, is.Len(updated.Annotations, 0))
 	assert.Equal(t, updated.Status.Phase, cdi.CloneInProgress)
 	assert.Equal(t, string(updated.Status.Progress), "12.50%")
