@@ -54,9 +54,9 @@ func (strategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 func (strategy) PrepareForCreate(_ context.Context, obj runtime.Object) {
 	dv := obj.(*cdi.DataVolume)
 	dv.Status = cdi.DataVolumeStatus{Phase: cdi.Pending, Progress: cdi.ProgressNotAvailable}
-	// As for any object with a spec: a controller compares it with what it
-	// observed. The spec is immutable and rest.BeforeUpdate keeps the stored
-	// generation, so it stays 1.
+	// Any object with a spec, a CRD's too, starts at generation 1; controllers
+	// compare it with what they observed. The spec is immutable and
+	// rest.BeforeUpdate keeps the stored generation, so it stays 1.
 	dv.Generation = 1
 }
 
