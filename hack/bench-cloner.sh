@@ -2,7 +2,10 @@
 # Benchmarks the data mover (datavolume-cloner) against plain tools on the
 # same files, in the same run, on loopback. Prints one line per case with
 # the throughput ratio ours/baseline (baseline time / our time: higher is
-# better), the goal, our peak RSS and whether the output is sparse.
+# better), the goal, our peak RSS and whether the output is sparse. Each
+# clone over mTLS is followed by its floor: the same bytes between two
+# processes over TLS, memory to memory (hack/tlsfloor), and the ratio a
+# clone would reach if reading and writing the disks cost nothing.
 #
 # Usage: hack/bench-cloner.sh            (called by `make bench`)
 #   BENCH_DIR=/some/dir  where to put the data (default: a fresh dir in /tmp, removed at exit)
@@ -34,6 +37,7 @@ want() { [[ " $cases " == *" $1 "* ]]; }
 
 log "building datavolume-cloner"
 (cd "$root" && go build -o "$work/datavolume-cloner" ./cmd/datavolume-cloner)
+(cd "$root" && go build -o "$work/tlsfloor" ./hack/tlsfloor)
 dvc=$work/datavolume-cloner
 
 # ---------------------------------------------------------------- data
@@ -154,6 +158,14 @@ clone() {
   track_rss "$work/rss.source"
   track_rss "$work/rss.target"
 }
+# floor <bytes>: the same bytes between two fresh processes over TLS 1.3 on
+# loopback, memory to memory (hack/tlsfloor): no clone can take less.
+floor() {
+  "$work/tlsfloor" recv --listen "127.0.0.1:$clone_port" --certs "$certs" &
+  local recv_pid=$!
+  "$work/tlsfloor" send --address "127.0.0.1:$clone_port" --certs "$certs" --bytes "$1"
+  wait "$recv_pid"
+}
 # clone_local <source> <target>: the one-pod clone, both volumes mounted in
 # one Job pod: a single process, no network, no TLS.
 clone_local() {
@@ -169,6 +181,19 @@ sparse_note() { # sparse_note <file>: allocated vs apparent size
 }
 
 results=()
+# report_floor <name> <floor_s> <base_s> <kind>: the best ratio any clone
+# over TLS could reach here, if reading and writing the disks cost nothing.
+report_floor() {
+  local ratio
+  if [[ $4 == ratio ]]; then
+    ratio=$(echo "$3 / $2" | bc -l)
+    results+=("$(printf '%-62s floor %5.2fs  base %6.2fs  at best throughput %5.2fx' "$1" "$2" "$3" "$ratio")")
+  else
+    ratio=$(echo "$2 / $3" | bc -l)
+    results+=("$(printf '%-62s floor %5.2fs  base %6.2fs  at best time       %5.2fx' "$1" "$2" "$3" "$ratio")")
+  fi
+  printf '%s\n' "${results[-1]}" >&2
+}
 # report <name> <ours_s> <base_s> <goal> <kind> <note>
 #   kind "ratio": prints base/ours (throughput ratio), goal is a minimum;
 #   kind "times": prints ours/base (time ratio), goal is a maximum.
@@ -189,12 +214,13 @@ report() {
 }
 
 # ---------------------------------------------------------------- cases
-# clone_both <title> <source> <baseline label> <goal> <kind> <baseline cmd...>:
+# clone_both <title> <source> <bytes sent> <baseline label> <goal> <kind> <baseline cmd...>:
 # the one-pod and the mTLS clone of source, each against the baseline
-# command and the same command followed by sync.
+# command and the same command followed by sync; then the TLS floor for
+# the bytes an mTLS clone sends.
 clone_both() {
-  local title=$1 source=$2 label=$3 goal=$4 kind=$5
-  shift 5
+  local title=$1 source=$2 bytes=$3 label=$4 goal=$5 kind=$6
+  shift 6
   local base base_sync mine note how
   measure "$@"; base=$best
   measure sh -c '"$@" && sync' sh "$@"; base_sync=$best
@@ -206,17 +232,19 @@ clone_both() {
     report "clone $title, $how vs $label" "$mine" "$base" "$goal" "$kind" "(ours fsyncs; cp does not)"
     report "clone $title, $how vs $label+sync" "$mine" "$base_sync" "$goal" "$kind" "$note"
   done
+  measure floor "$bytes"
+  report_floor "clone $title, TLS floor ($((bytes >> 20)) MiB) vs $label+sync" "$best" "$base_sync" "$kind"
 }
 
 if want clone-dense; then
   log "clone 2 GiB dense file -> file"
-  clone_both 2GiB\ dense "$data/dense-2g.img" "cp --sparse=always" 0.9 ratio \
+  clone_both 2GiB\ dense "$data/dense-2g.img" $((2 << 30)) "cp --sparse=always" 0.9 ratio \
     cp --sparse=always "$data/dense-2g.img" "$out/disk.img"
 fi
 
 if want clone-sparse; then
   log "clone 10 GiB sparse file with 100 MiB of data"
-  clone_both 10GiB\ sparse "$data/sparse-10g.img" "cp 100MiB dense" 2 times \
+  clone_both 10GiB\ sparse "$data/sparse-10g.img" $((100 << 20)) "cp 100MiB dense" 2 times \
     cp "$data/dense-100m.img" "$out/disk.img"
 fi
 
@@ -266,6 +294,8 @@ if want clone-half; then
   measure sh -c "cp --sparse=always '$data/disk.raw' '$out/disk.img' && sync"; base=$best
   peak_rss_kb=0; measure clone "$data/disk.raw" "$out/disk.img"; mine=$best
   report "clone 512MiB half-full vs cp --sparse+sync" "$mine" "$base" 0.8 ratio "$(sparse_note "$out/disk.img")"
+  measure floor $((256 << 20)) # the random half; zero blocks are not sent
+  report_floor "clone 512MiB half-full, TLS floor (256 MiB) vs cp --sparse+sync" "$best" "$base" ratio
 fi
 
 echo
