@@ -117,13 +117,25 @@ const (
 	writeBuffers = 8
 )
 
+// flushEvery is how often, in bytes written, the target asks for a
+// background flush. Data arrives over TLS slower than the disk takes it,
+// so the disk has time to flush between writes, and the less is left
+// unflushed the shorter Commit's fsync. 16 MiB rather than the sink's
+// 64 MiB took the median of the sparse clone (100 MiB of data) over mTLS
+// from 246 to 209 ms and from 245 to 225 ms in two sets of 10 interleaved
+// runs, and of the half-full one from 505 to 459 ms and from 467 to
+// 433 ms (8 runs each); a dense 2 GiB one was unchanged. The one-pod
+// clone keeps 64 MiB: its disk is the bottleneck, and 16 MiB slowed its
+// half-full case by a tenth.
+const flushEvery = 16 << 20
+
 type dataChunk struct {
 	buf []byte
 	off int64
 }
 
 func receiveDisk(r *bufio.Reader, conn io.Writer, hdr header, o TargetOptions) error {
-	disk, err := sink.Open(sink.Options{Path: o.Path, Size: o.Size, Log: o.Log})
+	disk, err := sink.Open(sink.Options{Path: o.Path, Size: o.Size, FlushEvery: flushEvery, Log: o.Log})
 	if err != nil {
 		return err
 	}

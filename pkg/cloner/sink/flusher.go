@@ -9,8 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// flushEvery is how much written data asks for a background flush.
-const flushEvery = 64 << 20
+// defaultFlushEvery is how much written data asks for a background flush
+// unless Options.FlushEvery says otherwise.
+const defaultFlushEvery = 64 << 20
 
 // flusher makes the data written so far durable in the background while
 // more arrives, so that Commit's fsync only waits for the tail. Direct I/O
@@ -19,6 +20,7 @@ const flushEvery = 64 << 20
 // written out, and 0.02-0.04 s when flushes had run along the way.
 type flusher struct {
 	f     *os.File
+	every int64 // bytes written between flush requests
 	kick  chan struct{}
 	done  chan struct{}
 	err   error // the first failure; read only once done is closed
@@ -27,8 +29,11 @@ type flusher struct {
 	once  sync.Once
 }
 
-func startFlusher(f *os.File) *flusher {
-	fl := &flusher{f: f, kick: make(chan struct{}, 1), done: make(chan struct{})}
+func startFlusher(f *os.File, every int64) *flusher {
+	if every <= 0 {
+		every = defaultFlushEvery
+	}
+	fl := &flusher{f: f, every: every, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go func() {
 		defer close(fl.done)
 		for range fl.kick {
@@ -45,12 +50,12 @@ func startFlusher(f *os.File) *flusher {
 	return fl
 }
 
-// wrote counts n bytes written and asks for a flush every flushEvery
+// wrote counts n bytes written and asks for a flush every fl.every
 // bytes. A request while a flush runs waits for it; more are dropped, as
 // the next flush covers them.
 func (fl *flusher) wrote(n int64) {
 	fl.since += n
-	if fl.since < flushEvery {
+	if fl.since < fl.every {
 		return
 	}
 	fl.since = 0

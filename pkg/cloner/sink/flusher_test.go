@@ -9,17 +9,19 @@ import (
 	"gotest.tools/v3/assert"
 )
 
-// Writing past flushEvery flushes in the background before Commit, and
+// Writing past FlushEvery flushes in the background before Commit, and
 // the image is whole after it.
 func TestWritesAreFlushedAlongTheWay(t *testing.T) {
 	target := filepath.Join(t.TempDir(), "disk.img")
-	d, err := Open(Options{Path: target, Log: logr.Discard()})
+	const every = 8 << 20
+	d, err := Open(Options{Path: target, FlushEvery: every, Log: logr.Discard()})
 	assert.NilError(t, err)
+	assert.Equal(t, d.flush.every, int64(every))
 	chunk := make([]byte, 4<<20)
 	for i := range chunk {
 		chunk[i] = byte(i%251) | 1
 	}
-	const size = 3 * flushEvery
+	const size = 3 * every
 	for off := int64(0); off < size; off += int64(len(chunk)) {
 		assert.NilError(t, d.WriteAt(chunk, off))
 	}
@@ -38,8 +40,9 @@ func TestFailedFlushFailsCommit(t *testing.T) {
 	assert.NilError(t, err)
 	defer r.Close()
 	defer w.Close()
-	fl := startFlusher(w)
-	fl.wrote(flushEvery)
+	fl := startFlusher(w, 0)
+	assert.Equal(t, fl.every, int64(defaultFlushEvery))
+	fl.wrote(defaultFlushEvery)
 	err = fl.stop()
 	assert.ErrorContains(t, err, "syncing target")
 	assert.ErrorContains(t, fl.stop(), "syncing target")
@@ -48,9 +51,9 @@ func TestFailedFlushFailsCommit(t *testing.T) {
 	d, err := Open(Options{Path: target, Log: logr.Discard()})
 	assert.NilError(t, err)
 	d.flush.stop() // swap in the failing flusher
-	d.flush = startFlusher(w)
+	d.flush = startFlusher(w, 0)
 	assert.NilError(t, d.WriteAt(make([]byte, 4096), 0))
-	d.flush.wrote(flushEvery)
+	d.flush.wrote(defaultFlushEvery)
 	assert.ErrorContains(t, d.Commit(4096), "syncing target")
 	d.Abort()
 	_, err = os.Stat(target)
