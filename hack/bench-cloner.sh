@@ -23,6 +23,13 @@ mkdir -p "$work"
 server_pid=""
 cleanup() {
   if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; fi
+  # A clone-target or tlsfloor recv still listening after its peer failed:
+  # each background job, and what it started.
+  local pid
+  for pid in $(jobs -p); do
+    pkill -P "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+  done
   if [[ -z ${BENCH_DIR:-} ]]; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
