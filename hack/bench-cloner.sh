@@ -208,14 +208,10 @@ results=()
 # report_floor <name> <floor_s> <base_s> <kind>: the best ratio any clone
 # over TLS could reach here, if reading and writing the disks cost nothing.
 report_floor() {
-  local ratio
-  if [[ $4 == ratio ]]; then
-    ratio=$(echo "$3 / $2" | bc -l)
-    results+=("$(printf '%-62s floor %5.2fs  base %6.2fs  at best throughput %5.2fx' "$1" "$2" "$3" "$ratio")")
-  else
-    ratio=$(echo "$2 / $3" | bc -l)
-    results+=("$(printf '%-62s floor %5.2fs  base %6.2fs  at best time       %5.2fx' "$1" "$2" "$3" "$ratio")")
-  fi
+  local ratio what=throughput
+  ratio=$(echo "$3 / $2" | bc -l)
+  if [[ $4 != ratio ]]; then ratio=$(echo "$2 / $3" | bc -l) what=time; fi
+  results+=("$(printf '%-62s floor %5.2fs  base %6.2fs  at best %-10s %5.2fx' "$1" "$2" "$3" "$what" "$ratio")")
   printf '%s\n' "${results[-1]}" >&2
 }
 # report <name> <ours_s> <base_s> <goal> <kind> <note>
