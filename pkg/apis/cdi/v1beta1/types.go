@@ -197,18 +197,20 @@ type DataVolumePhase string
 
 // The phases of a DataVolume.
 const (
-	PhaseUnset       DataVolumePhase = ""
-	Pending          DataVolumePhase = "Pending"
-	PVCBound         DataVolumePhase = "PVCBound"
-	ImportScheduled  DataVolumePhase = "ImportScheduled"
-	ImportInProgress DataVolumePhase = "ImportInProgress"
-	CloneScheduled   DataVolumePhase = "CloneScheduled"
-	CloneInProgress  DataVolumePhase = "CloneInProgress"
-	UploadScheduled  DataVolumePhase = "UploadScheduled"
-	UploadReady      DataVolumePhase = "UploadReady"
-	Succeeded        DataVolumePhase = "Succeeded"
-	Failed           DataVolumePhase = "Failed"
-	Unknown          DataVolumePhase = "Unknown"
+	PhaseUnset           DataVolumePhase = ""
+	Pending              DataVolumePhase = "Pending"
+	WaitForFirstConsumer DataVolumePhase = "WaitForFirstConsumer"
+	PVCBound             DataVolumePhase = "PVCBound"
+	ImportScheduled      DataVolumePhase = "ImportScheduled"
+	ImportInProgress     DataVolumePhase = "ImportInProgress"
+	CloneScheduled       DataVolumePhase = "CloneScheduled"
+	CloneInProgress      DataVolumePhase = "CloneInProgress"
+	UploadScheduled      DataVolumePhase = "UploadScheduled"
+	UploadReady          DataVolumePhase = "UploadReady"
+	Succeeded            DataVolumePhase = "Succeeded"
+	Failed               DataVolumePhase = "Failed"
+	Paused               DataVolumePhase = "Paused"
+	Unknown              DataVolumePhase = "Unknown"
 )
 
 // DataVolumeProgress is the share of the data moved, "NN.NN%" or "N/A".

@@ -115,3 +115,19 @@ func EndpointSupported(contentType cdi.DataVolumeContentType, endpoint Endpoint)
 func BlockAllowed(contentType cdi.DataVolumeContentType) bool {
 	return contentType != cdi.DataVolumeArchive
 }
+
+// AlwaysStaged reports whether every format the matrix supports for the
+// content type from the endpoint is staged on scratch space first (registry
+// and upload), so an import needs scratch before a byte is read.
+func AlwaysStaged(contentType cdi.DataVolumeContentType, endpoint Endpoint) bool {
+	any := false
+	for _, image := range imagesOf(contentType) {
+		for _, scratch := range supportedOperations[image][endpoint] {
+			if scratch != ScratchAlways {
+				return false
+			}
+			any = true
+		}
+	}
+	return any
+}

@@ -310,8 +310,8 @@ func validateSpecUnchanged(spec, old *cdi.DataVolumeSpec, fldPath *field.Path) f
 }
 
 // validPhases are the phases a status may carry.
-var validPhases = sets.New(cdi.PhaseUnset, cdi.Pending, cdi.PVCBound, cdi.ImportScheduled, cdi.ImportInProgress,
-	cdi.CloneScheduled, cdi.CloneInProgress, cdi.UploadScheduled, cdi.UploadReady, cdi.Succeeded, cdi.Failed, cdi.Unknown)
+var validPhases = sets.New(cdi.PhaseUnset, cdi.Pending, cdi.WaitForFirstConsumer, cdi.PVCBound, cdi.ImportScheduled, cdi.ImportInProgress,
+	cdi.CloneScheduled, cdi.CloneInProgress, cdi.UploadScheduled, cdi.UploadReady, cdi.Succeeded, cdi.Failed, cdi.Paused, cdi.Unknown)
 
 // ValidateDataVolumeStatus validates the status a controller writes.
 func ValidateDataVolumeStatus(status *cdi.DataVolumeStatus, fldPath *field.Path) field.ErrorList {
