@@ -216,6 +216,9 @@ const (
 // DataVolumeProgress is the share of the data moved, "NN.NN%" or "N/A".
 type DataVolumeProgress string
 
+// ProgressNotAvailable is the progress before any data moves.
+const ProgressNotAvailable DataVolumeProgress = "N/A"
+
 // DataVolumeConditionType names a condition.
 type DataVolumeConditionType string
 

@@ -1,0 +1,639 @@
+// Package controller turns DataVolumes into claims and the Jobs that fill
+// them, as kube-controller-manager's controllers are written: informers feed
+// a rate-limited queue of keys, and each sync reads what exists, makes the
+// smallest change towards what the DataVolume asks, and writes the status
+// it observed. Nothing lives only in memory: the DataVolume's status, the
+// claim's annotations and the labelled Jobs are the whole state, so a
+// restarted controller carries on where the last one stopped.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	batchinformers "k8s.io/client-go/informers/batch/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	storageinformers "k8s.io/client-go/informers/storage/v1"
+	"k8s.io/client-go/kubernetes"
+	batchlisters "k8s.io/client-go/listers/batch/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	storagelisters "k8s.io/client-go/listers/storage/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/datavolume/datavolume/pkg/apis/cdi"
+	"github.com/datavolume/datavolume/pkg/apis/cdi/v1beta1"
+	"github.com/datavolume/datavolume/pkg/claims"
+	"github.com/datavolume/datavolume/pkg/cloner/exitcode"
+	cdiclient "github.com/datavolume/datavolume/pkg/generated/clientset/versioned"
+	cdiinformers "github.com/datavolume/datavolume/pkg/generated/informers/externalversions/cdi/v1beta1"
+	cdilisters "github.com/datavolume/datavolume/pkg/generated/listers/cdi/v1beta1"
+	"github.com/datavolume/datavolume/pkg/plan"
+)
+
+// Options configure the controller.
+type Options struct {
+	Jobs JobOptions
+	// HonorWaitForFirstConsumer leaves a claim of a WaitForFirstConsumer
+	// class unbound until a pod that uses it is scheduled (phase
+	// WaitForFirstConsumer), unless the DataVolume asks for immediate
+	// binding. Off, the data-moving pod is the first consumer.
+	HonorWaitForFirstConsumer bool
+	// ProgressEvery is how often a running transfer's progress is read and
+	// written.
+	ProgressEvery time.Duration
+}
+
+// Informers are the caches the controller reads.
+type Informers struct {
+	DataVolumes    cdiinformers.DataVolumeInformer
+	Claims         coreinformers.PersistentVolumeClaimInformer
+	Jobs           batchinformers.JobInformer
+	Pods           coreinformers.PodInformer
+	StorageClasses storageinformers.StorageClassInformer
+}
+
+// Controller reconciles DataVolumes.
+type Controller struct {
+	kube     kubernetes.Interface
+	cdi      cdiclient.Interface
+	scheme   *runtime.Scheme
+	recorder record.EventRecorder
+	opts     Options
+	progress *progressReader
+	metrics  *metrics
+
+	dataVolumes    cdilisters.DataVolumeLister
+	claims         corelisters.PersistentVolumeClaimLister
+	jobs           batchlisters.JobLister
+	pods           corelisters.PodLister
+	podIndex       cache.Indexer
+	storageClasses storagelisters.StorageClassLister
+	synced         []cache.InformerSynced
+
+	queue workqueue.TypedRateLimitingInterface[string]
+	now   func() metav1.Time
+}
+
+// podsByClaim indexes pods by namespace/claim of each claim they mount.
+const podsByClaim = "byClaim"
+
+// New wires a controller to its informers. scheme converts DataVolumes to
+// the internal type and names them in Events.
+func New(kube kubernetes.Interface, cdiClient cdiclient.Interface, scheme *runtime.Scheme, recorder record.EventRecorder,
+	inf Informers, opts Options) (*Controller, error) {
+	if opts.ProgressEvery <= 0 {
+		opts.ProgressEvery = 3 * time.Second
+	}
+	c := &Controller{
+		kube: kube, cdi: cdiClient, scheme: scheme, recorder: recorder, opts: opts,
+		progress:       newProgressReader(opts.Jobs.MetricsPort),
+		dataVolumes:    inf.DataVolumes.Lister(),
+		claims:         inf.Claims.Lister(),
+		jobs:           inf.Jobs.Lister(),
+		pods:           inf.Pods.Lister(),
+		podIndex:       inf.Pods.Informer().GetIndexer(),
+		storageClasses: inf.StorageClasses.Lister(),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "datavolume"}),
+		now: metav1.Now,
+	}
+	c.metrics = newMetrics(c.dataVolumes)
+	if err := inf.Pods.Informer().AddIndexers(cache.Indexers{podsByClaim: indexPodsByClaim}); err != nil {
+		return nil, fmt.Errorf("indexing pods by claim: %w", err)
+	}
+	handlers := []struct {
+		informer cache.SharedIndexInformer
+		handler  cache.ResourceEventHandler
+	}{
+		{inf.DataVolumes.Informer(), cache.ResourceEventHandlerFuncs{
+			AddFunc:    c.enqueue,
+			UpdateFunc: func(_, obj any) { c.enqueue(obj) },
+		}},
+		{inf.Claims.Informer(), c.ownerHandler()},
+		{inf.Jobs.Informer(), c.ownerHandler()},
+		{inf.Pods.Informer(), c.podHandler()},
+	}
+	for _, h := range handlers {
+		if _, err := h.informer.AddEventHandler(h.handler); err != nil {
+			return nil, err
+		}
+		c.synced = append(c.synced, h.informer.HasSynced)
+	}
+	c.synced = append(c.synced, inf.StorageClasses.Informer().HasSynced)
+	return c, nil
+}
+
+// Collectors are the controller's own Prometheus metrics.
+func (c *Controller) Collectors() []metricsCollector { return c.metrics.collectors() }
+
+func indexPodsByClaim(obj any) ([]string, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return nil, nil
+	}
+	var keys []string
+	for _, v := range pod.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil {
+			keys = append(keys, pod.Namespace+"/"+v.PersistentVolumeClaim.ClaimName)
+		}
+	}
+	return keys, nil
+}
+
+func (c *Controller) enqueue(obj any) {
+	key, err := cache.MetaNamespaceKeyFunc(obj)
+	if err != nil {
+		utilruntime.HandleError(err)
+		return
+	}
+	c.queue.Add(key)
+}
+
+// ownerHandler enqueues the DataVolume that controls a claim or a Job.
+func (c *Controller) ownerHandler() cache.ResourceEventHandler {
+	enqueueOwner := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		meta, err := metaOf(obj)
+		if err != nil {
+			return
+		}
+		if ref := metav1.GetControllerOf(meta); ref != nil && ref.Kind == "DataVolume" && strings.HasPrefix(ref.APIVersion, v1beta1.GroupName+"/") {
+			c.queue.Add(meta.GetNamespace() + "/" + ref.Name)
+		}
+		// A clone waiting for its source hears of the source's changes.
+		if claim, ok := obj.(*corev1.PersistentVolumeClaim); ok {
+			c.enqueueClonesOf(claim.Namespace, claim.Name)
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueueOwner,
+		UpdateFunc: func(_, obj any) { enqueueOwner(obj) },
+		DeleteFunc: enqueueOwner,
+	}
+}
+
+// podHandler enqueues the DataVolume a pod of ours works for, and clones
+// waiting for a claim the pod mounts.
+func (c *Controller) podHandler() cache.ResourceEventHandler {
+	handle := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		pod, ok := obj.(*corev1.Pod)
+		if !ok {
+			return
+		}
+		if pod.Labels[LabelManagedBy] == ManagedBy {
+			if job, err := c.jobs.Jobs(pod.Namespace).Get(pod.Labels[labelJobName]); err == nil {
+				c.ownerHandler().OnAdd(job, false)
+			}
+		}
+		for _, v := range pod.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil {
+				c.enqueueClonesOf(pod.Namespace, v.PersistentVolumeClaim.ClaimName)
+			}
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    handle,
+		UpdateFunc: func(_, obj any) { handle(obj) },
+		DeleteFunc: handle,
+	}
+}
+
+// enqueueClonesOf enqueues the unfinished DataVolumes of namespace that
+// clone claim. Same-namespace clones only: a clone across namespaces waits
+// on its own schedule.
+func (c *Controller) enqueueClonesOf(namespace, claim string) {
+	dvs, err := c.dataVolumes.DataVolumes(namespace).List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, dv := range dvs {
+		if dv.Status.Phase == v1beta1.Succeeded || dv.Status.Phase == v1beta1.Failed {
+			continue
+		}
+		if src := dv.Spec.Source; src != nil && src.PVC != nil && src.PVC.Name == claim &&
+			(src.PVC.Namespace == "" || src.PVC.Namespace == namespace) {
+			c.queue.Add(dv.Namespace + "/" + dv.Name)
+		}
+	}
+}
+
+func metaOf(obj any) (metav1.Object, error) {
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, fmt.Errorf("%T has no object metadata", obj)
+	}
+	return m, nil
+}
+
+// Run syncs with workers goroutines until ctx is done.
+func (c *Controller) Run(ctx context.Context, workers int) error {
+	defer utilruntime.HandleCrash()
+	defer c.queue.ShutDown()
+	log := logr.FromContextOrDiscard(ctx)
+	log.Info("Waiting for caches")
+	if !cache.WaitForNamedCacheSync("datavolume", ctx.Done(), c.synced...) {
+		return errors.New("caches did not sync")
+	}
+	log.Info("Syncing DataVolumes", "workers", workers)
+	for range workers {
+		go wait.UntilWithContext(ctx, c.worker, time.Second)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (c *Controller) worker(ctx context.Context) {
+	for c.processNext(ctx) {
+	}
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	log := logr.FromContextOrDiscard(ctx).WithValues("datavolume", key)
+	requeue, err := c.sync(logr.NewContext(ctx, log), key)
+	switch {
+	case err != nil:
+		if apierrors.IsConflict(err) {
+			log.V(2).Info("Conflict; retrying", "err", err.Error())
+		} else {
+			log.Error(err, "Sync failed; retrying")
+		}
+		c.queue.AddRateLimited(key)
+	case requeue > 0:
+		c.queue.Forget(key)
+		c.queue.AddAfter(key, requeue)
+	default:
+		c.queue.Forget(key)
+	}
+	return true
+}
+
+// sync reconciles one DataVolume. It returns when to look again without an
+// event, for progress.
+func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error) {
+	namespace, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return 0, nil
+	}
+	dv, err := c.dataVolumes.DataVolumes(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		// The garbage collector removes its claim and Jobs.
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if dv.DeletionTimestamp != nil {
+		return 0, nil
+	}
+	internal := &cdi.DataVolume{}
+	if err := c.scheme.Convert(dv, internal, nil); err != nil {
+		return 0, fmt.Errorf("reading DataVolume %s: %w", key, err)
+	}
+	p := plan.For(namespace, &internal.Spec)
+	if p.Command == plan.CommandNone || p.Target == nil {
+		// Validation refuses such specs; one stored before it is left alone.
+		return 0, nil
+	}
+	o := &observation{dv: dv, plan: p, now: c.now()}
+	done := dv.Status.Phase == v1beta1.Succeeded || dv.Status.Phase == v1beta1.Failed
+
+	claim, err := c.claims.PersistentVolumeClaims(namespace).Get(name)
+	switch {
+	case apierrors.IsNotFound(err):
+		claim = nil
+	case err != nil:
+		return 0, err
+	case !ownedBy(claim, dv):
+		o.foreignClaim = true
+		claim = nil
+	}
+	o.claim = claim
+
+	var source *corev1.PersistentVolumeClaim
+	if !done {
+		if source, err = c.cloneSource(o); err != nil {
+			return 0, err
+		}
+		if o.claim == nil && !o.foreignClaim && o.wait == nil {
+			if err := c.createClaim(ctx, o, internal, source); err != nil {
+				return 0, err
+			}
+		}
+		if o.claim != nil && o.wait == nil {
+			c.waitForConsumer(o)
+		}
+		if o.claim != nil && o.wait == nil && source != nil {
+			c.waitForSource(o, source)
+		}
+	}
+
+	var requeue time.Duration
+	if o.claim != nil {
+		if requeue, err = c.syncJob(ctx, o, internal, source, done); err != nil {
+			return 0, err
+		}
+	}
+
+	status, events := desiredStatus(o)
+	if !apiequality.Semantic.DeepEqual(status, dv.Status) {
+		updated := dv.DeepCopy()
+		updated.Status = status
+		if _, err := c.cdi.CdiV1beta1().DataVolumes(namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil {
+			return 0, fmt.Errorf("writing the status of DataVolume %s: %w", key, err)
+		}
+		for _, e := range events {
+			c.recorder.Event(dv, e.eventType, e.reason, e.message)
+		}
+		logr.FromContextOrDiscard(ctx).V(2).Info("Status", "phase", status.Phase, "progress", status.Progress)
+		if status.Phase != dv.Status.Phase {
+			c.metrics.observeTransition(dv, status.Phase, o)
+		}
+	}
+	if o.claim != nil && !done {
+		if err := c.annotateClaim(ctx, o, status.Phase); err != nil {
+			return 0, err
+		}
+	}
+	if status.Phase == v1beta1.Succeeded && o.job != nil {
+		// The Job's work is done; a failed one stays for kubectl logs.
+		if err := c.deleteJob(ctx, o.job); err != nil {
+			return 0, err
+		}
+	}
+	return requeue, nil
+}
+
+// cloneSource finds a clone's source claim, or sets why the clone waits.
+func (c *Controller) cloneSource(o *observation) (*corev1.PersistentVolumeClaim, error) {
+	if !o.plan.IsClone() {
+		return nil, nil
+	}
+	src := o.plan.CloneSource
+	if o.plan.IsCrossNamespace(o.dv.Namespace) {
+		o.wait = &waiting{phase: v1beta1.CloneScheduled, reason: "CrossNamespaceCloneNotSupported",
+			message: fmt.Sprintf("cloning %s from another namespace is not run by this controller yet", src)}
+		return nil, nil
+	}
+	source, err := c.claims.PersistentVolumeClaims(src.Namespace).Get(src.Name)
+	if apierrors.IsNotFound(err) {
+		o.wait = &waiting{phase: v1beta1.CloneScheduled, reason: ReasonCloneWithoutSource,
+			message: fmt.Sprintf("The source pvc %s doesn't exist", src)}
+		return nil, nil
+	}
+	return source, err
+}
+
+// createClaim makes the DataVolume's claim. A claim the API refuses (quota,
+// invalid) is a condition on the DataVolume, not a retry loop.
+func (c *Controller) createClaim(ctx context.Context, o *observation, internal *cdi.DataVolume, source *corev1.PersistentVolumeClaim) error {
+	size, err := claimSize(o.plan, source, c.opts.Jobs.FilesystemOverhead)
+	if err != nil {
+		o.claimError = &waiting{reason: ReasonClaimNotValid, message: err.Error()}
+		return nil
+	}
+	claim := renderClaim(o.dv, internal, o.plan, size)
+	created, err := c.kube.CoreV1().PersistentVolumeClaims(claim.Namespace).Create(ctx, claim, metav1.CreateOptions{})
+	switch {
+	case err == nil:
+		o.claim = created
+		return nil
+	case apierrors.IsAlreadyExists(err):
+		// The cache was behind; the next sync sees it.
+		return err
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota"):
+		o.claimError = &waiting{reason: ReasonExceededQuota, message: err.Error()}
+		return nil
+	case apierrors.IsInvalid(err) || apierrors.IsForbidden(err):
+		o.claimError = &waiting{reason: ReasonClaimNotValid, message: err.Error()}
+		return nil
+	default:
+		return fmt.Errorf("creating PersistentVolumeClaim %s/%s: %w", claim.Namespace, claim.Name, err)
+	}
+}
+
+// waitForConsumer holds the transfer of a claim whose class binds it only
+// for a consuming pod, when the controller honours that.
+func (c *Controller) waitForConsumer(o *observation) {
+	if !c.opts.HonorWaitForFirstConsumer || o.claim.Status.Phase == corev1.ClaimBound ||
+		o.dv.Annotations[AnnImmediateBinding] == "true" || o.claim.Spec.StorageClassName == nil {
+		return
+	}
+	class, err := c.storageClasses.Get(*o.claim.Spec.StorageClassName)
+	if err != nil || class.VolumeBindingMode == nil || *class.VolumeBindingMode != storagev1.VolumeBindingWaitForFirstConsumer {
+		return
+	}
+	o.wait = &waiting{phase: v1beta1.WaitForFirstConsumer, reason: ReasonWaitForFirstConsumer,
+		message: fmt.Sprintf("PVC %s waits for a pod that uses it (StorageClass %s binds on first consumer); annotate the DataVolume %s=true to populate it now", o.claim.Name, class.Name, AnnImmediateBinding)}
+}
+
+// waitForSource holds a clone while a pod other than ours uses its source,
+// or while the source is a DataVolume still being filled.
+func (c *Controller) waitForSource(o *observation, source *corev1.PersistentVolumeClaim) {
+	if ref := metav1.GetControllerOf(source); ref != nil && ref.Kind == "DataVolume" {
+		if owner, err := c.dataVolumes.DataVolumes(source.Namespace).Get(ref.Name); err == nil && owner.UID == ref.UID &&
+			owner.Status.Phase != v1beta1.Succeeded {
+			o.wait = &waiting{phase: v1beta1.CloneScheduled, reason: ReasonSourceNotReady,
+				message: fmt.Sprintf("The source pvc %s/%s is not fully imported (DataVolume phase %s)", source.Namespace, source.Name, orPending(owner.Status.Phase))}
+			return
+		}
+	}
+	objs, err := c.podIndex.ByIndex(podsByClaim, source.Namespace+"/"+source.Name)
+	if err != nil {
+		return
+	}
+	var pods []*corev1.Pod
+	for _, obj := range objs {
+		if pod, ok := obj.(*corev1.Pod); ok && pod.Labels[LabelManagedBy] != ManagedBy {
+			pods = append(pods, pod)
+		}
+	}
+	if users := claims.PodsUsing(pods, source.Name); len(users) > 0 {
+		o.wait = &waiting{phase: v1beta1.CloneScheduled, reason: ReasonCloneSourceInUse,
+			message: fmt.Sprintf("pod %s/%s using PersistentVolumeClaim %s", source.Namespace, strings.Join(users, ", "), source.Name)}
+	}
+}
+
+func orPending(p v1beta1.DataVolumePhase) v1beta1.DataVolumePhase {
+	if p == "" {
+		return v1beta1.Pending
+	}
+	return p
+}
+
+// syncJob makes sure the one Job that moves the data exists, and reads its
+// state into o. It returns when to read progress again.
+func (c *Controller) syncJob(ctx context.Context, o *observation, internal *cdi.DataVolume, source *corev1.PersistentVolumeClaim, done bool) (time.Duration, error) {
+	owned, err := c.jobs.Jobs(o.dv.Namespace).List(labels.SelectorFromSet(labels.Set{LabelDataVolumeUID: string(o.dv.UID)}))
+	if err != nil {
+		return 0, err
+	}
+	scratch := o.plan.ScratchUpFront() || o.claim.Annotations[AnnRequiresScratch] == "true"
+	want := jobName(o.plan, o.dv.Name, scratch)
+	for _, job := range owned {
+		switch {
+		case job.Name == want && !done:
+			o.job = job
+		case job.DeletionTimestamp == nil && !(done && jobFinished(job, batchv1.JobFailed)):
+			// A Job of an earlier attempt (before scratch), or a finished
+			// DataVolume's: it has nothing left to do.
+			if err := c.deleteJob(ctx, job); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if done {
+		return 0, nil
+	}
+	if o.job == nil {
+		if o.wait != nil {
+			return 0, nil
+		}
+		job, err := renderJob(jobInput{dv: o.dv, spec: &internal.Spec, plan: o.plan, claim: o.claim, source: source, scratch: scratch, opts: &c.opts.Jobs})
+		if err != nil {
+			return 0, err
+		}
+		created, err := c.kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return 0, fmt.Errorf("creating Job %s/%s: %w", job.Namespace, job.Name, err)
+		}
+		if err == nil {
+			o.job = created
+			logr.FromContextOrDiscard(ctx).Info("Created Job", "job", job.Name, "command", o.plan.Command, "scratch", scratch)
+		}
+		return 0, nil
+	}
+
+	pods, err := c.pods.Pods(o.dv.Namespace).List(labels.SelectorFromSet(labels.Set{labelJobName: o.job.Name}))
+	if err != nil {
+		return 0, err
+	}
+	slices.SortFunc(pods, func(a, b *corev1.Pod) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
+	for _, pod := range pods {
+		switch pod.Status.Phase {
+		case corev1.PodFailed:
+			o.failure = terminationSummary(pod)
+		case corev1.PodSucceeded:
+			o.result = terminationSummary(pod)
+		}
+	}
+	if len(pods) > 0 {
+		o.pod = pods[len(pods)-1]
+	}
+
+	if jobFinished(o.job, batchv1.JobFailed) && o.failure != nil && o.failure.ExitCode == exitcode.NeedsScratch && !scratch {
+		// Not a failure: the import is rerun with scratch space.
+		if err := c.requireScratch(ctx, o); err != nil {
+			return 0, err
+		}
+		o.wait = &waiting{phase: wordsFor(o.plan).scheduled, reason: ReasonScratchRequired, message: "scratch space required and none found"}
+		o.job, o.pod, o.failure = nil, nil, nil
+		return 0, nil
+	}
+	if o.pod != nil && o.pod.Status.Phase == corev1.PodRunning && o.plan.Command != plan.CommandUpload {
+		progress, err := c.progress.read(ctx, o.pod)
+		if err != nil {
+			logr.FromContextOrDiscard(ctx).V(3).Info("No progress yet", "err", err.Error())
+		}
+		o.progress = progress
+		return c.opts.ProgressEvery, nil
+	}
+	return 0, nil
+}
+
+// requireScratch marks the claim as needing scratch and removes the Job
+// that found out.
+func (c *Controller) requireScratch(ctx context.Context, o *observation) error {
+	claim := o.claim.DeepCopy()
+	if claim.Annotations == nil {
+		claim.Annotations = map[string]string{}
+	}
+	claim.Annotations[AnnRequiresScratch] = "true"
+	updated, err := c.kube.CoreV1().PersistentVolumeClaims(claim.Namespace).Update(ctx, claim, metav1.UpdateOptions{})
+	if err != nil {
+		return fmt.Errorf("marking PersistentVolumeClaim %s/%s as needing scratch space: %w", claim.Namespace, claim.Name, err)
+	}
+	o.claim = updated
+	return c.deleteJob(ctx, o.job)
+}
+
+// annotateClaim keeps CDI's pod annotations on the claim, written when the
+// pod's phase or restarts change.
+func (c *Controller) annotateClaim(ctx context.Context, o *observation, phase v1beta1.DataVolumePhase) error {
+	podPhase := ""
+	switch {
+	case phase == v1beta1.Succeeded:
+		podPhase = string(corev1.PodSucceeded)
+	case phase == v1beta1.Failed:
+		podPhase = string(corev1.PodFailed)
+	case o.pod != nil && o.pod.Status.Phase == corev1.PodRunning:
+		podPhase = string(corev1.PodRunning)
+	}
+	restarts := ""
+	if o.job != nil && o.job.Status.Failed > 0 {
+		restarts = fmt.Sprint(o.job.Status.Failed)
+	}
+	want := map[string]string{AnnPodPhase: podPhase, AnnPodRestarts: restarts}
+	changed := false
+	for k, v := range want {
+		if v != "" && o.claim.Annotations[k] != v {
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	claim := o.claim.DeepCopy()
+	if claim.Annotations == nil {
+		claim.Annotations = map[string]string{}
+	}
+	for k, v := range want {
+		if v != "" {
+			claim.Annotations[k] = v
+		}
+	}
+	updated, err := c.kube.CoreV1().PersistentVolumeClaims(claim.Namespace).Update(ctx, claim, metav1.UpdateOptions{})
+	if err != nil {
+		return fmt.Errorf("annotating PersistentVolumeClaim %s/%s: %w", claim.Namespace, claim.Name, err)
+	}
+	o.claim = updated
+	return nil
+}
+
+func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
+	background := metav1.DeletePropagationBackground
+	err := c.kube.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+		PropagationPolicy: &background,
+		Preconditions:     &metav1.Preconditions{UID: &job.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting Job %s/%s: %w", job.Namespace, job.Name, err)
+	}
+	return nil
+}
