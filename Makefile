@@ -10,8 +10,8 @@ BIN         := $(OUTPUT)/bin
 CACHE       := $(or $(DATAVOLUME_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datavolume)
 KUBE_BIN    := $(CACHE)/kube-v1.37.2/bin
 ETCD        := $(CACHE)/etcd-v3.7.3/bin/etcd
-# The API server and the webhook run in images with no C library.
-STATIC_COMMANDS := datavolume-apiserver datavolume-webhook
+# The API server, the webhook and the controller run in images with no C library.
+STATIC_COMMANDS := datavolume-apiserver datavolume-webhook datavolume-controller
 CLUSTER_TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl coredns
 export GOFLAGS ?= -buildvcs=false
 # When make started, so `make run` reports its whole time to ready, builds included.

@@ -17,7 +17,7 @@ start=$SECONDS
 
 # The images take what `make build` and hack/build-tools.sh made; say which
 # step to run when something is missing rather than failing half way.
-for input in "$bin/datavolume-apiserver" "$bin/datavolume-webhook" "$bin/datavolume-cloner"; do
+for input in "$bin/datavolume-apiserver" "$bin/datavolume-webhook" "$bin/datavolume-controller" "$bin/datavolume-cloner"; do
   [[ -x $input ]] || { log "missing $input: run make build first"; exit 1; }
 done
 for input in "$ETCD_BIN_DIR/etcd" "$COREDNS_BIN_DIR/coredns"; do
@@ -86,7 +86,7 @@ image() {
 image pause --file "$bin/pause:/pause" --entrypoint /pause --user 65535
 image coredns --minimal-etc --file "$COREDNS_BIN_DIR/coredns:/coredns" --entrypoint /coredns
 image etcd --minimal-etc --file "$ETCD_BIN_DIR/etcd:/usr/local/bin/etcd" --entrypoint /usr/local/bin/etcd
-for cmd in datavolume-apiserver datavolume-webhook; do
+for cmd in datavolume-apiserver datavolume-webhook datavolume-controller; do
   image "$cmd" --minimal-etc --file "$bin/$cmd:/usr/local/bin/$cmd" --entrypoint "/usr/local/bin/$cmd"
 done
 image datavolume-cloner --base-layer "$base" --file "$bin/datavolume-cloner:/usr/local/bin/datavolume-cloner" \

@@ -47,8 +47,8 @@ type JobOptions struct {
 	MetricsPort int32
 	// BackoffLimit is how many failed pods a Job retries.
 	BackoffLimit int32
-	// InsecureRegistries are registry hosts (host:port) reached over plain
-	// HTTP or unverified TLS.
+	// InsecureRegistries are registries (host:port, or a host for all its
+	// ports) reached over plain HTTP or unverified TLS.
 	InsecureRegistries []string
 	// FilesystemOverhead sizes disk images in Filesystem volumes.
 	FilesystemOverhead plan.FilesystemOverhead
@@ -276,7 +276,8 @@ func isInsecureRegistry(raw string, insecure []string) bool {
 		return false
 	}
 	for _, host := range insecure {
-		if u.Host == host {
+		// host:port names one registry; a bare host, every port of it.
+		if u.Host == host || u.Hostname() == host {
 			return true
 		}
 	}

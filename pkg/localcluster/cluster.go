@@ -34,6 +34,7 @@ const (
 	systemNamespace = "datavolume-system"
 	apiserverName   = "datavolume-apiserver"
 	webhookName     = "datavolume-webhook"
+	controllerName  = "datavolume-controller"
 )
 
 // Config says where the cluster keeps its state and finds its binaries.

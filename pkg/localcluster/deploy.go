@@ -80,10 +80,11 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 		Dir:  filepath.Join(c.cfg.Dir, "deploy"),
 		Base: filepath.Join(c.cfg.ArtifactsDir, "deploy"),
 		Images: map[string]string{
-			"datavolume-apiserver": c.images["datavolume-apiserver"],
-			"datavolume-webhook":   c.images["datavolume-webhook"],
-			"datavolume-cloner":    c.images["datavolume-cloner"],
-			"quay.io/coreos/etcd":  c.images["etcd"],
+			"datavolume-apiserver":  c.images["datavolume-apiserver"],
+			"datavolume-webhook":    c.images["datavolume-webhook"],
+			"datavolume-cloner":     c.images["datavolume-cloner"],
+			"datavolume-controller": c.images["datavolume-controller"],
+			"quay.io/coreos/etcd":   c.images["etcd"],
 		},
 		CAPEM:          c.ca.CertPEM(),
 		APIServerCert:  p.dvServing.CertPEM,
@@ -92,6 +93,9 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 		WebhookKey:     p.webhookServing.KeyPEM,
 		CloneGrantKeys: keys,
 		AuditLogDir:    auditDir,
+		ClonerImage:    c.images["datavolume-cloner"],
+		// Test registries listen on the node's address over plain HTTP.
+		InsecureRegistries: []string{c.nodeIP.String()},
 	}
 	if err := overlay.write(); err != nil {
 		return fmt.Errorf("writing the local overlay: %w", err)
@@ -131,6 +135,7 @@ func (c *Cluster) waitForWorkloads(ctx context.Context) error {
 		{systemNamespace, "statefulset/datavolume-etcd"},
 		{systemNamespace, "deployment/" + apiserverName},
 		{systemNamespace, "deployment/" + webhookName},
+		{systemNamespace, "deployment/" + controllerName},
 	} {
 		if _, err := c.Kubectl(ctx, "", "rollout", "status", "-n", w.namespace, w.resource, "--timeout=180s"); err != nil {
 			return c.diagnosed(ctx, err)

@@ -109,7 +109,9 @@ func (c *Cluster) startContainerd(ctx context.Context, pauseImage string) error 
 		return err
 	}
 	// The facts of these machines: no CAP_SYS_RESOURCE (restrict the OOM
-	// score), no AppArmor, cgroup v1 with the cgroupfs driver.
+	// score), no AppArmor, cgroup v1 with the cgroupfs driver. Block
+	// devices belong to the pod's user, so the data movers (uid 107, no
+	// root) can write the volumes they fill.
 	config := fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
@@ -124,6 +126,7 @@ state = %[2]q
   restrict_oom_score_adj = true
   disable_apparmor = true
   enable_selinux = false
+  device_ownership_from_security_context = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"

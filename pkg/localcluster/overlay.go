@@ -23,6 +23,10 @@ type localOverlay struct {
 	WebhookCert, WebhookKey     []byte // for datavolume-webhook.datavolume-system.svc
 	CloneGrantKeys              map[string][]byte
 	AuditLogDir                 string
+	// ClonerImage is the image datavolume-controller runs its Jobs with.
+	ClonerImage string
+	// InsecureRegistries are registry hosts the Jobs reach over plain HTTP.
+	InsecureRegistries []string
 }
 
 // The webhooks of artifacts/deploy/webhook/webhookconfigurations.yaml, in
@@ -137,6 +141,22 @@ generatorOptions:
                   path: %s
                   type: DirectoryOrCreate
 `, apiserverName, apiserverName, systemNamespace, o.AuditLogDir)
+	// The controller's Jobs run the cloner image built here; its args take
+	// the insecure registries on top of the base's.
+	fmt.Fprintf(&b, `  - target:
+      kind: Deployment
+      name: %[1]s
+    patch: |-
+      - op: test
+        path: /spec/template/spec/containers/0/env/1/name
+        value: CLONER_IMAGE
+      - op: replace
+        path: /spec/template/spec/containers/0/env/1/value
+        value: %[2]s
+`, controllerName, o.ClonerImage)
+	for _, registry := range o.InsecureRegistries {
+		fmt.Fprintf(&b, "      - op: add\n        path: /spec/template/spec/containers/0/args/-\n        value: --insecure-registry=%s\n", registry)
+	}
 	return os.WriteFile(filepath.Join(o.Dir, "kustomization.yaml"), []byte(b.String()), 0o644)
 }
 

@@ -17,16 +17,18 @@ import (
 func TestLocalOverlay(t *testing.T) {
 	root := t.TempDir()
 	o := localOverlay{
-		Dir:            filepath.Join(root, "cluster", "deploy"),
-		Base:           filepath.Join(root, "repo", "artifacts", "deploy"),
-		Images:         map[string]string{"datavolume-apiserver": "datavolume.local/datavolume-apiserver:0123456789ab", "quay.io/coreos/etcd": "datavolume.local/etcd:ba9876543210"},
-		CAPEM:          []byte("CA PEM"),
-		APIServerCert:  []byte("apiserver cert"),
-		APIServerKey:   []byte("apiserver key"),
-		WebhookCert:    []byte("webhook cert"),
-		WebhookKey:     []byte("webhook key"),
-		CloneGrantKeys: map[string][]byte{"key-1": []byte("0123456789abcdef0123456789abcdef")},
-		AuditLogDir:    "/host/audit",
+		Dir:                filepath.Join(root, "cluster", "deploy"),
+		Base:               filepath.Join(root, "repo", "artifacts", "deploy"),
+		Images:             map[string]string{"datavolume-apiserver": "datavolume.local/datavolume-apiserver:0123456789ab", "quay.io/coreos/etcd": "datavolume.local/etcd:ba9876543210"},
+		CAPEM:              []byte("CA PEM"),
+		APIServerCert:      []byte("apiserver cert"),
+		APIServerKey:       []byte("apiserver key"),
+		WebhookCert:        []byte("webhook cert"),
+		WebhookKey:         []byte("webhook key"),
+		CloneGrantKeys:     map[string][]byte{"key-1": []byte("0123456789abcdef0123456789abcdef")},
+		AuditLogDir:        "/host/audit",
+		ClonerImage:        "datavolume.local/datavolume-cloner:00aa",
+		InsecureRegistries: []string{"192.0.2.7"},
 	}
 	assert.NilError(t, o.write())
 
@@ -82,8 +84,12 @@ func TestLocalOverlay(t *testing.T) {
 	patched := map[string]int{}
 	for _, p := range k.Patches {
 		patched[p.Target["kind"]] += strings.Count(p.Patch, ca)
-		if p.Target["kind"] == "Deployment" {
+		switch p.Target["name"] {
+		case "datavolume-apiserver":
 			assert.Check(t, strings.Contains(p.Patch, "path: /host/audit"), p.Patch)
+		case "datavolume-controller":
+			assert.Check(t, strings.Contains(p.Patch, "value: datavolume.local/datavolume-cloner:00aa"), p.Patch)
+			assert.Check(t, strings.Contains(p.Patch, "value: --insecure-registry=192.0.2.7"), p.Patch)
 		}
 	}
 	assert.DeepEqual(t, patched, map[string]int{"APIService": 2, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 2, "Deployment": 0})
