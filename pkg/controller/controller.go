@@ -338,10 +338,16 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 
 	var source *corev1.PersistentVolumeClaim
 	if !done {
+		if p.Command == plan.CommandUpload {
+			// The upload server and its certificates come with the upload
+			// path; until then the claim is made and the DataVolume waits.
+			o.wait = &waiting{phase: v1beta1.UploadScheduled, reason: "UploadServerUnavailable",
+				message: "this controller does not run upload servers yet"}
+		}
 		if source, err = c.cloneSource(o); err != nil {
 			return 0, err
 		}
-		if o.claim == nil && !o.foreignClaim && o.wait == nil {
+		if o.claim == nil && !o.foreignClaim && (o.wait == nil || p.Command == plan.CommandUpload) {
 			if err := c.createClaim(ctx, o, internal, source); err != nil {
 				return 0, err
 			}
