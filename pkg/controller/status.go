@@ -125,9 +125,9 @@ type observation struct {
 	// pod is the Job's newest pod.
 	pod *corev1.Pod
 	// failure is the cloner's summary of the Job's last failed pod.
-	failure *exitcode.Summary
+	failure *exitcode.Termination
 	// result is the cloner's summary of the pod that succeeded.
-	result *exitcode.Summary
+	result *exitcode.Termination
 	// progress is the percentage the running cloner reports, "" unknown.
 	progress v1beta1.DataVolumeProgress
 	now      metav1.Time
@@ -352,7 +352,7 @@ func containerStatus(pod *corev1.Pod) *corev1.ContainerStatus {
 // terminationSummary is the cloner's one-line JSON summary in the pod's
 // termination message; a message that is not one (the log tail Kubernetes
 // falls back to) becomes the summary's message.
-func terminationSummary(pod *corev1.Pod) *exitcode.Summary {
+func terminationSummary(pod *corev1.Pod) *exitcode.Termination {
 	status := containerStatus(pod)
 	if status == nil {
 		return nil
@@ -366,9 +366,9 @@ func terminationSummary(pod *corev1.Pod) *exitcode.Summary {
 	}
 	msg := strings.TrimSpace(terminated.Message)
 	if s, err := exitcode.Parse(msg); err == nil {
-		return s
+		return &s
 	}
-	return &exitcode.Summary{Outcome: "Failed", ExitCode: int(terminated.ExitCode), Reason: terminated.Reason, Message: lastLine(msg)}
+	return &exitcode.Termination{Outcome: exitcode.Failed, ExitCode: int(terminated.ExitCode), Reason: exitcode.Reason(terminated.Reason), Message: lastLine(msg)}
 }
 
 func lastLine(s string) string {

@@ -90,7 +90,7 @@ func TestRetriedFailureIsCountedAndShown(t *testing.T) {
 	o.job = jobWith("importer-disk")
 	o.job.Status.Failed = 1
 	o.pod = failedPod("importer-disk", 1, "")
-	o.failure = &exitcode.Summary{ExitCode: 1, Reason: "NotFound", Message: "GET from images.example: 404 Not Found"}
+	o.failure = &exitcode.Termination{ExitCode: 1, Reason: "NotFound", Message: "GET from images.example: 404 Not Found"}
 	st, events := desiredStatus(o)
 	assert.Equal(t, st.Phase, v1beta1.ImportInProgress, "a retried failure keeps the phase")
 	assert.Equal(t, st.RestartCount, int32(1))
@@ -107,7 +107,7 @@ func TestPermanentFailureFailsWithTheClonerMessage(t *testing.T) {
 	o := observe(dv)
 	o.claim = boundClaim(dv, "1Gi", corev1.PersistentVolumeFilesystem)
 	o.job = jobWith("importer-disk", batchv1.JobFailed)
-	o.failure = &exitcode.Summary{ExitCode: 3, Reason: "ChecksumMismatch", Message: "checksum mismatch: want sha256:aa, got sha256:bb"}
+	o.failure = &exitcode.Termination{ExitCode: 3, Reason: "ChecksumMismatch", Message: "checksum mismatch: want sha256:aa, got sha256:bb"}
 	st, events := desiredStatus(o)
 	assert.Equal(t, st.Phase, v1beta1.Failed)
 	assert.Equal(t, condition(st, v1beta1.DataVolumeRunning).Message, "checksum mismatch: want sha256:aa, got sha256:bb")
@@ -168,7 +168,7 @@ func TestSetConditionMovesTransitionTimeOnlyOnStatusChange(t *testing.T) {
 
 func TestTerminationSummaryFallsBackToTheLogTail(t *testing.T) {
 	s := terminationSummary(failedPod("j", 3, `{"outcome":"Failed","exitCode":3,"reason":"ImageTooLarge","message":"image is 2Gi, volume 1Gi"}`))
-	assert.Equal(t, s.Reason, "ImageTooLarge")
+	assert.Equal(t, s.Reason, exitcode.ReasonImageTooLarge)
 	assert.Equal(t, s.Message, "image is 2Gi, volume 1Gi")
 	s = terminationSummary(failedPod("j", 137, "line one\nkilled"))
 	assert.Equal(t, s.ExitCode, 137)
