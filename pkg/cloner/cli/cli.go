@@ -156,7 +156,7 @@ type result struct {
 func finish(stderr io.Writer, name, terminationLog string, e *env, err error, res result) int {
 	code, reason := classify(err)
 	t := exitcode.Termination{
-		Outcome: exitcode.Succeeded, ExitCode: code, Reason: reason, Message: "completed",
+		Outcome: exitcode.Succeeded, ExitCode: code, Reason: reason, Message: strings.TrimSpace(name + " completed"),
 		Bytes: res.bytes, TargetSize: res.targetSize,
 	}
 	var log logr.Logger
@@ -253,7 +253,7 @@ type commonFlags struct {
 
 func (c *commonFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.progressFile, "progress-file", "", "write progress as JSON to this file every second (see package progress)")
-	fs.StringVar(&c.metricsAddress, "metrics-address", "", "serve Prometheus /metrics with progress on this address, e.g. :8443 (empty: off)")
+	fs.StringVar(&c.metricsAddress, "metrics-address", "", "serve Prometheus /metrics with progress (CDI's kubevirt_cdi_import_progress_total or kubevirt_cdi_clone_progress_total, and ours) on this address, e.g. :8443 (empty: off)")
 	fs.StringVar(&c.ownerUID, "owner-uid", "", "ownerUID label of the progress metrics (the DataVolume's UID)")
 	fs.StringVar(&c.terminationLog, "termination-log", defaultTerminationLog(),
 		"on exit, write the outcome to this file as one line of JSON (see package exitcode); empty: off. Default: "+

@@ -212,7 +212,7 @@ func (c *importCmd) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	e.secret(user, pass)
+	e.secret(pass) // the user name is no secret, and may be a common word
 	header, err := c.headers(e)
 	if err != nil {
 		return err

@@ -99,7 +99,7 @@ func TestExitCodesAndTerminationMessage(t *testing.T) {
 		noAuthFlags bool
 	}{
 		{name: "raw succeeds", url: "/disk.raw", args: []string{"--target-size", "8Mi"},
-			code: 0, reason: exitcode.ReasonCompleted, message: []string{"completed"}, targetSize: 8 << 20, bytesMoved: true},
+			code: 0, reason: exitcode.ReasonCompleted, message: []string{"import completed"}, targetSize: 8 << 20, bytesMoved: true},
 		{name: "qcow2 without --target-size reports the image's size", url: "/disk.qcow2",
 			code: 0, reason: exitcode.ReasonCompleted, targetSize: 4 << 20, bytesMoved: true},
 		{name: "404 names the host and the status, not the query", url: "/missing.img?X-Amz-Signature=qu3ry-Secret",
@@ -200,7 +200,7 @@ func TestBlank(t *testing.T) {
 	r, term := terminated(t, "blank", "--target", target, "--target-size", "10Gi", "--progress-file", progressFile)
 	assert.Equal(t, r.code, 0, r.stderr)
 	assert.DeepEqual(t, term, exitcode.Termination{Outcome: exitcode.Succeeded, ExitCode: 0, Reason: exitcode.ReasonCompleted,
-		Message: "completed", Bytes: 0, TargetSize: 10 << 30})
+		Message: "blank completed", Bytes: 0, TargetSize: 10 << 30})
 	assertSucceeded(t, progressFile)
 	var st syscall.Stat_t
 	assert.NilError(t, syscall.Stat(target, &st))

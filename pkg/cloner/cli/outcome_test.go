@@ -74,3 +74,19 @@ func TestRedact(t *testing.T) {
 	got := redact(msg, []string{"Bearer s3cret-Token", "admin", "1", ""})
 	assert.Equal(t, got, "GET https://host/x: token <redacted> refused for user <redacted>, a=1")
 }
+
+func TestScanFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bogus", "--termination-log", "/a"}, "/a"},
+		{[]string{"--termination-log=/b", "--x"}, "/b"},
+		{[]string{"--termination-log=/b", "--termination-log", "/c"}, "/c"},
+		{[]string{"--termination-log="}, ""},
+		{[]string{"--termination-log"}, "def"},
+		{[]string{"--", "--termination-log", "/d"}, "def"},
+	} {
+		assert.Equal(t, scanFlag(tc.args, "termination-log", "def"), tc.want, "%q", tc.args)
+	}
+}
