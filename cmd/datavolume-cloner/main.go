@@ -1,6 +1,7 @@
 // Command datavolume-cloner is the data-movement job of a DataVolume:
-// import, upload-server, clone-source, clone-target (and gen-certs).
-// See pkg/cloner/cli.
+// import, upload-server, clone, clone-source, clone-target, blank (and
+// gen-certs). See pkg/cloner/cli; its exit codes and termination message
+// are described in pkg/cloner/exitcode.
 package main
 
 import (

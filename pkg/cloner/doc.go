@@ -12,5 +12,13 @@
 //   - importer: the pipeline that stacks sources, formats and sinks
 //   - clone, certs: volume-to-volume transport over mutual TLS
 //   - checksum, progress: verification and progress reporting
-//   - cli: the datavolume-cloner subcommands
+//   - cli: the datavolume-cloner subcommands (and which paths each writes)
+//   - exitcode: the exit codes and termination message the controller
+//     reads; it imports only the standard library
+//
+// Each package returns typed errors for the failures that decide what the
+// controller does (errors.Is/As: sink.ErrTooLarge, checksum.ErrMismatch,
+// archive.ErrUnsafeEntry, qcow2.ErrUnsafe/ErrInvalid/ErrUnsupported,
+// importer.ErrUnsupportedFormat/ErrNeedsScratch, httpsource.StatusError,
+// ...); cli maps them to exit codes and reasons in one place.
 package cloner

@@ -33,6 +33,26 @@ const StagingName = ".datavolume-extract"
 // ErrTooLarge reports an archive whose files exceed the volume.
 var ErrTooLarge = errors.New("archive is larger than the target")
 
+// ErrUnsafeEntry reports an entry refused because it could reach outside
+// the volume or is not a plain file, directory or link (device nodes,
+// FIFOs, unknown types). The errors returned are *EntryError.
+var ErrUnsafeEntry = errors.New("unsafe archive entry")
+
+// EntryError is a refused entry and why.
+type EntryError struct {
+	Name string // as the archive spells it
+	Err  error
+}
+
+func (e *EntryError) Error() string { return fmt.Sprintf("tar entry %q: %v", e.Name, e.Err) }
+
+// Is makes errors.Is(err, ErrUnsafeEntry) hold.
+func (e *EntryError) Is(target error) bool { return target == ErrUnsafeEntry }
+
+func (e *EntryError) Unwrap() error { return e.Err }
+
+func refuse(name string, err error) error { return &EntryError{Name: name, Err: err} }
+
 // Extraction is an archive unpacked into the staging directory.
 type Extraction struct {
 	dir     string
@@ -82,13 +102,13 @@ func (x *Extraction) extract(ctx context.Context, r io.Reader, maxBytes int64) e
 		}
 		name, err := entryName(hdr.Name)
 		if err != nil {
-			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
+			return refuse(hdr.Name, err)
 		}
 		if name == "." {
 			continue
 		}
 		if err := checkParents(root, name); err != nil {
-			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
+			return refuse(hdr.Name, err)
 		}
 		perm := os.FileMode(hdr.Mode) & 0o777 // no setuid, setgid or sticky bits
 		switch hdr.Typeflag {
@@ -107,7 +127,7 @@ func (x *Extraction) extract(ctx context.Context, r io.Reader, maxBytes int64) e
 			_ = root.Chtimes(name, hdr.ModTime, hdr.ModTime)
 		case tar.TypeSymlink:
 			if err := checkSymlink(name, hdr.Linkname); err != nil {
-				return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
+				return refuse(hdr.Name, err)
 			}
 			if err := prepare(root, name); err != nil {
 				return err
@@ -118,13 +138,13 @@ func (x *Extraction) extract(ctx context.Context, r io.Reader, maxBytes int64) e
 		case tar.TypeLink:
 			target, err := entryName(hdr.Linkname)
 			if err != nil {
-				return fmt.Errorf("tar entry %q: hard link target %q: %w", hdr.Name, hdr.Linkname, err)
+				return refuse(hdr.Name, fmt.Errorf("hard link target %q: %w", hdr.Linkname, err))
 			}
 			if err := checkParents(root, target); err != nil {
-				return fmt.Errorf("tar entry %q: hard link target: %w", hdr.Name, err)
+				return refuse(hdr.Name, fmt.Errorf("hard link target: %w", err))
 			}
 			if fi, err := root.Lstat(target); err != nil || !fi.Mode().IsRegular() {
-				return fmt.Errorf("tar entry %q: hard link target %q is not a file extracted earlier", hdr.Name, hdr.Linkname)
+				return refuse(hdr.Name, fmt.Errorf("hard link target %q is not a file extracted earlier", hdr.Linkname))
 			}
 			if err := prepare(root, name); err != nil {
 				return err
@@ -133,11 +153,11 @@ func (x *Extraction) extract(ctx context.Context, r io.Reader, maxBytes int64) e
 				return fmt.Errorf("creating hard link %q: %w", name, err)
 			}
 		case tar.TypeChar, tar.TypeBlock:
-			return fmt.Errorf("tar entry %q: device nodes are not allowed", hdr.Name)
+			return refuse(hdr.Name, errors.New("device nodes are not allowed"))
 		case tar.TypeFifo:
-			return fmt.Errorf("tar entry %q: FIFOs are not allowed", hdr.Name)
+			return refuse(hdr.Name, errors.New("FIFOs are not allowed"))
 		default:
-			return fmt.Errorf("tar entry %q: unsupported type %q", hdr.Name, hdr.Typeflag)
+			return refuse(hdr.Name, fmt.Errorf("unsupported type %q", hdr.Typeflag))
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
@@ -141,6 +142,12 @@ func TestExtractRefused(t *testing.T) {
 			}
 			err := extract(t, dir, data, limit)
 			assert.ErrorContains(t, err, tc.wantErr)
+			if tc.limit == 0 {
+				assert.ErrorIs(t, err, archive.ErrUnsafeEntry)
+			} else {
+				assert.ErrorIs(t, err, archive.ErrTooLarge)
+				assert.Assert(t, !errors.Is(err, archive.ErrUnsafeEntry))
+			}
 			assert.DeepEqual(t, listTree(t, dir), []string(nil))
 		})
 	}

@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -147,20 +148,72 @@ func loadPool(caFile string) (*x509.CertPool, error) {
 }
 
 // SystemPoolWith is the system's trusted roots plus the certificates of
-// caFile: what a source server (HTTPS, registry) with a custom CA needs.
-func SystemPoolWith(caFile string) (*x509.CertPool, error) {
+// caPath: what a source server (HTTPS, registry) with a custom CA needs.
+// caPath is a PEM file or a directory, such as a ConfigMap mounted whole,
+// whose every PEM file is trusted whatever its name; Kubernetes' own
+// entries of a mounted volume ("..data" and the like) are skipped.
+func SystemPoolWith(caPath string) (*x509.CertPool, error) {
 	pool, err := x509.SystemCertPool()
 	if err != nil {
 		pool = x509.NewCertPool()
 	}
-	data, err := os.ReadFile(caFile)
+	fi, err := os.Stat(caPath)
 	if err != nil {
-		return nil, fmt.Errorf("reading CA file: %w", err)
+		return nil, fmt.Errorf("reading CA: %w", err)
 	}
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+	if !fi.IsDir() {
+		data, err := os.ReadFile(caPath)
+		if err != nil {
+			return nil, fmt.Errorf("reading CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", caPath)
+		}
+		return pool, nil
+	}
+	files, err := VolumeFiles(caPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading CA directory: %w", err)
+	}
+	found := false
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("reading CA file: %w", err)
+		}
+		found = pool.AppendCertsFromPEM(data) || found
+	}
+	if !found {
+		return nil, fmt.Errorf("CA directory %s holds no PEM certificate", caPath)
 	}
 	return pool, nil
+}
+
+// VolumeFiles lists the regular files of a directory, such as a mounted
+// ConfigMap or Secret, sorted by name. Symlinks are followed (a mounted
+// key is a symlink into the volume's current data); names starting with
+// ".." (Kubernetes' "..data" and timestamped directories) and
+// subdirectories are skipped.
+func VolumeFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "..") {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if fi.Mode().IsRegular() {
+			files = append(files, p)
+		}
+	}
+	return files, nil
 }
 
 // ServerConfig accepts only clients with a certificate signed by caFile;

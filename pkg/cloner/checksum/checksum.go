@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"strings"
@@ -22,6 +23,9 @@ var algorithms = map[string]struct {
 	"sha256": {sha256.New, sha256.Size},
 	"sha512": {sha512.New, sha512.Size},
 }
+
+// ErrMismatch reports bytes whose digest is not the expected one.
+var ErrMismatch = errors.New("checksum mismatch")
 
 // Expected is a parsed "algo:hex" checksum.
 type Expected struct {
@@ -57,7 +61,7 @@ func (e *Expected) NewHash() hash.Hash { return algorithms[e.Algorithm].new() }
 func (e *Expected) Verify(h hash.Hash) error {
 	got := h.Sum(nil)
 	if !bytes.Equal(got, e.Digest) {
-		return fmt.Errorf("checksum mismatch: want %s, got %s:%s", e, e.Algorithm, hex.EncodeToString(got))
+		return fmt.Errorf("%w: want %s, got %s:%s", ErrMismatch, e, e.Algorithm, hex.EncodeToString(got))
 	}
 	return nil
 }

@@ -43,4 +43,5 @@ func TestVerify(t *testing.T) {
 	assert.NilError(t, e.Verify(h))
 	h.Write([]byte("d"))
 	assert.ErrorContains(t, e.Verify(h), "checksum mismatch: want sha256:ba78")
+	assert.ErrorIs(t, e.Verify(h), checksum.ErrMismatch)
 }

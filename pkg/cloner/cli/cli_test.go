@@ -36,11 +36,13 @@ func runCLI(args ...string) run {
 func TestHelp(t *testing.T) {
 	r := runCLI("--help")
 	assert.Equal(t, r.code, 0)
-	for _, cmd := range []string{"import", "upload-server", "clone-source", "clone-target", "clone", "gen-certs"} {
+	for _, cmd := range []string{"import", "upload-server", "clone-source", "clone-target", "clone", "blank", "gen-certs"} {
 		assert.Assert(t, strings.Contains(r.stdout, "  "+cmd+" "), "help lists %s:\n%s", cmd, r.stdout)
 		sub := runCLI(cmd, "--help")
 		assert.Equal(t, sub.code, 0)
 		assert.Assert(t, strings.Contains(sub.stdout, "--progress-file"), "%s --help documents its flags", cmd)
+		assert.Assert(t, strings.Contains(sub.stdout, "--termination-log"), "%s --help documents --termination-log", cmd)
+		assert.Assert(t, !strings.Contains(sub.stdout, "test-delay"), "the test-only flag stays out of %s --help:\n%s", cmd, sub.stdout)
 	}
 }
 
@@ -65,7 +67,7 @@ func TestUsageErrors(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			r := runCLI(tc.args...)
-			assert.Assert(t, r.code != 0)
+			assert.Equal(t, r.code, 2, "a usage error")
 			assert.Equal(t, strings.Count(r.stderr, "\n"), 1, "one error line: %q", r.stderr)
 			assert.Assert(t, strings.Contains(r.stderr, tc.wantErr), "%q", r.stderr)
 		})
@@ -191,7 +193,7 @@ func TestCloneLocal(t *testing.T) {
 
 	small := t.TempDir()
 	failed := runCLI("clone", "--source", src, "--target", filepath.Join(small, "disk.img"), "--target-size", "4Mi")
-	assert.Equal(t, failed.code, 1)
+	assert.Equal(t, failed.code, 3, "a source larger than the target is a permanent failure")
 	assert.Equal(t, strings.Count(failed.stderr, "\n"), 1, "%q", failed.stderr)
 	assert.Assert(t, strings.Contains(failed.stderr, "source has 8388608 bytes, target holds 4194304"), failed.stderr)
 	entries, err := os.ReadDir(small)

@@ -5,8 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"os"
+	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/spf13/pflag"
 
@@ -15,7 +20,9 @@ import (
 	"github.com/datavolume/datavolume/pkg/cloner/clone"
 	"github.com/datavolume/datavolume/pkg/cloner/httpsource"
 	"github.com/datavolume/datavolume/pkg/cloner/importer"
+	"github.com/datavolume/datavolume/pkg/cloner/progress"
 	"github.com/datavolume/datavolume/pkg/cloner/registry"
+	"github.com/datavolume/datavolume/pkg/cloner/sink"
 	"github.com/datavolume/datavolume/pkg/cloner/upload"
 )
 
@@ -40,7 +47,7 @@ func (t *targetFlags) validate() error {
 	case t.contentType != string(importer.KubeVirt) && t.contentType != string(importer.Archive):
 		return fmt.Errorf("--content-type %q: want kubevirt or archive", t.contentType)
 	case t.contentType == string(importer.Archive) && isBlockDevice(t.target):
-		return errors.New("archive content needs a filesystem volume, not a block device")
+		return errArchiveIntoBlock
 	case t.contentType == string(importer.Archive) && !isDir(t.target):
 		return fmt.Errorf("--target %s must be an existing directory for archive content", t.target)
 	case t.contentType == string(importer.KubeVirt) && isDir(t.target):
@@ -49,12 +56,45 @@ func (t *targetFlags) validate() error {
 	return nil
 }
 
+func (t *targetFlags) targetOf() *targetFlags { return t }
+
+// size is the usable size of the target as the command saw it, for the
+// termination message: what a too-large image was measured against,
+// else --target-size, else the size of what is there; 0 if unknown.
+func (t *targetFlags) size(err error) int64 {
+	var tooLarge *sink.TooLargeError
+	if errors.As(err, &tooLarge) {
+		return tooLarge.TargetSize
+	}
+	if t.targetSize.bytes > 0 {
+		return t.targetSize.bytes
+	}
+	fi, statErr := os.Stat(t.target)
+	switch {
+	case statErr != nil:
+		return 0
+	case fi.Mode().IsRegular():
+		return fi.Size()
+	case isBlockDevice(t.target):
+		size, _ := blockDeviceSize(t.target)
+		return size
+	case fi.IsDir():
+		var st unix.Statfs_t
+		if unix.Statfs(t.target, &st) == nil {
+			return int64(st.Blocks) * int64(st.Bsize)
+		}
+	}
+	return 0
+}
+
 type importCmd struct {
 	targetFlags
 	url              string
 	caFile           string
 	usernameFile     string
 	passwordFile     string
+	extraHeaders     []string
+	headerDirs       []string
 	checksum         string
 	scratch          string
 	insecureRegistry bool
@@ -67,12 +107,16 @@ func (c *importCmd) summary() string {
 	return "import an image from http(s)://, docker:// or oci-archive:// into a volume"
 }
 
+func (c *importCmd) kind() progress.Kind { return progress.Import }
+
 func (c *importCmd) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.url, "url", "", "image to import: http(s)://..., docker://host[:port]/repo[:tag] or oci-archive:///path.tar")
 	c.targetFlags.addFlags(fs)
-	fs.StringVar(&c.caFile, "ca-file", "", "PEM CA bundle trusted in addition to the system roots")
+	fs.StringVar(&c.caFile, "ca-file", "", "PEM CA bundle trusted in addition to the system roots, or a directory (a certConfigMap mounted whole) whose every PEM file is trusted")
 	fs.StringVar(&c.usernameFile, "username-file", "", "file holding the basic-auth (or registry) user name")
 	fs.StringVar(&c.passwordFile, "password-file", "", "file holding the basic-auth (or registry) password")
+	fs.StringArrayVar(&c.extraHeaders, "extra-header", nil, `header "Name: value" sent with every HTTP(S) request (repeatable; CDI's extraHeaders)`)
+	fs.StringArrayVar(&c.headerDirs, "secret-extra-headers-dir", nil, `directory (a Secret mounted whole) whose every file holds one header "Name: value" sent with every HTTP(S) request (repeatable; CDI's secretExtraHeaders); values are never logged`)
 	fs.StringVar(&c.checksum, "checksum", "", "algo:hex digest of the downloaded bytes; algo is md5, sha1, sha256 or sha512")
 	fs.StringVar(&c.scratch, "scratch", "", "scratch directory, used where the format needs it: qcow2 that is gzip/xz/zstd-compressed, from a registry or oci-archive, from a server without range requests, or to be converted (compressed clusters, data out of guest order) while --checksum is verified")
 	fs.BoolVar(&c.insecureRegistry, "insecure-registry", false, "allow plain HTTP or unverified TLS to the registry (loopback registries are always plain HTTP)")
@@ -96,7 +140,63 @@ func (c *importCmd) validate() error {
 	if c.isRegistry() && c.contentType == string(importer.Archive) {
 		return errors.New("archive content cannot be imported from a registry")
 	}
+	if c.isRegistry() && (len(c.extraHeaders) > 0 || len(c.headerDirs) > 0) {
+		return errors.New("--extra-header and --secret-extra-headers-dir apply to http(s) sources only")
+	}
+	for i, line := range c.extraHeaders {
+		if _, _, err := httpsource.ParseHeaderLine(line); err != nil {
+			return fmt.Errorf("--extra-header #%d: %w", i+1, err)
+		}
+	}
 	return nil
+}
+
+// headers reads the extra headers of the flags and the mounted Secrets,
+// naming every value as a secret.
+func (c *importCmd) headers(e *env) (http.Header, error) {
+	h := http.Header{}
+	add := func(line, from string) error {
+		name, value, err := httpsource.ParseHeaderLine(line)
+		if err != nil {
+			return invalidArgs(fmt.Errorf("%s: %w", from, err))
+		}
+		e.secret(value)
+		h.Add(name, value)
+		return nil
+	}
+	for i, line := range c.extraHeaders {
+		if err := add(line, fmt.Sprintf("--extra-header #%d", i+1)); err != nil {
+			return nil, err
+		}
+	}
+	for _, dir := range c.headerDirs {
+		files, err := certs.VolumeFiles(dir)
+		if err != nil {
+			return nil, fmt.Errorf("reading extra headers: %w", err)
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("reading extra headers: %w", err)
+			}
+			line := strings.TrimRight(string(data), "\r\n")
+			if strings.ContainsAny(line, "\r\n") {
+				return nil, invalidArgs(fmt.Errorf("extra header file %s: must hold one header line", f))
+			}
+			if err := add(line, "extra header file "+f); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(h) > 0 {
+		names := make([]string, 0, len(h))
+		for name := range h {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		e.log.V(1).Info("sending extra headers", "names", names)
+	}
+	return h, nil
 }
 
 func (c *importCmd) isRegistry() bool {
@@ -109,6 +209,11 @@ func (c *importCmd) run(ctx context.Context, e *env) error {
 		return err
 	}
 	pass, err := readSecretFile(c.passwordFile)
+	if err != nil {
+		return err
+	}
+	e.secret(pass) // the user name is no secret, and may be a common word
+	header, err := c.headers(e)
 	if err != nil {
 		return err
 	}
@@ -133,7 +238,7 @@ func (c *importCmd) run(ctx context.Context, e *env) error {
 	} else {
 		var src *httpsource.Source
 		src, err = httpsource.New(httpsource.Options{
-			URL: c.url, CAFile: c.caFile, Username: user, Password: pass,
+			URL: c.url, CAFile: c.caFile, Username: user, Password: pass, Header: header,
 			ConnectTimeout: c.connectTimeout, IdleTimeout: c.idleTimeout, Retries: c.retries, Log: e.log,
 		})
 		if err != nil {
@@ -160,6 +265,8 @@ type uploadCmd struct {
 func (c *uploadCmd) summary() string {
 	return "receive one image over HTTPS (POST /v1beta1/upload) and write it like import"
 }
+
+func (c *uploadCmd) kind() progress.Kind { return progress.Import }
 
 func (c *uploadCmd) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.listen, "listen", ":8443", "address to serve HTTPS on")
@@ -230,6 +337,8 @@ func (c *cloneSourceCmd) summary() string {
 	return "read a volume (disk image file, block device or directory) and stream it to clone-target"
 }
 
+func (c *cloneSourceCmd) kind() progress.Kind { return progress.Clone }
+
 func (c *cloneSourceCmd) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.source, "source", "", "kubevirt: the disk image file (<mount>/disk.img) or block device; archive: the directory")
 	fs.StringVar(&c.contentType, "content-type", "kubevirt", "kubevirt or archive")
@@ -277,6 +386,8 @@ func (c *cloneTargetCmd) summary() string {
 	return "receive a clone from clone-source over mutual TLS and write it to a volume"
 }
 
+func (c *cloneTargetCmd) kind() progress.Kind { return progress.Clone }
+
 func (c *cloneTargetCmd) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.listen, "listen", ":8443", "address to accept the clone source on")
 	c.targetFlags.addFlags(fs)
@@ -316,6 +427,8 @@ type cloneCmd struct {
 func (c *cloneCmd) summary() string {
 	return "copy a volume mounted in the same pod to another: no network, no TLS"
 }
+
+func (c *cloneCmd) kind() progress.Kind { return progress.Clone }
 
 func (c *cloneCmd) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.source, "source", "", "kubevirt: the disk image file (<mount>/disk.img) or block device; archive: the directory")
@@ -363,6 +476,8 @@ type genCertsCmd struct {
 func (c *genCertsCmd) summary() string {
 	return "write a per-job CA, server and client certificate for a clone into a directory"
 }
+
+func (c *genCertsCmd) kind() progress.Kind { return progress.Clone }
 
 func (c *genCertsCmd) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.dir, "dir", "", "directory to write ca.crt, server.crt/key and client.crt/key into")

@@ -1,8 +1,12 @@
 // Package httpsource downloads an image over HTTP or HTTPS: custom CA,
-// basic auth, a bounded number of redirects, connect and idle timeouts, and
-// retries of transient failures that resume with a Range request where the
-// server supports it. It can also serve random reads through Range
-// requests, which is how qcow2 images are converted without scratch space.
+// basic auth, extra request headers, a bounded number of redirects, connect
+// and idle timeouts, and retries of transient failures that resume with a
+// Range request where the server supports it. It can also serve random
+// reads through Range requests, which is how qcow2 images are converted
+// without scratch space.
+//
+// URLs in logs and errors carry no credentials and no query string (a
+// signed URL's signature is a credential); header values appear nowhere.
 package httpsource
 
 import (
@@ -18,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -29,9 +34,13 @@ import (
 // defaults noted.
 type Options struct {
 	URL      string
-	CAFile   string // PEM bundle trusted in addition to the system roots
+	CAFile   string // PEM bundle, or a directory of them, trusted in addition to the system roots
 	Username string
 	Password string
+	// Header is sent with every request, after basic auth: an
+	// Authorization header here replaces it. Go drops Authorization and
+	// Cookie on a redirect to another host. Build it with ParseHeader.
+	Header http.Header
 
 	MaxRedirects   int           // default 10
 	ConnectTimeout time.Duration // dial and TLS handshake; default 30s
@@ -67,7 +76,8 @@ type Source struct {
 	client *http.Client
 }
 
-var errTooManyRedirects = errors.New("too many redirects")
+// ErrTooManyRedirects reports a redirect chain longer than MaxRedirects.
+var ErrTooManyRedirects = errors.New("too many redirects")
 
 // New checks the options and builds the HTTP client.
 func New(opts Options) (*Source, error) {
@@ -114,7 +124,7 @@ func New(opts Options) (*Source, error) {
 		Transport: transport,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) > opts.MaxRedirects {
-				return fmt.Errorf("%w: stopped after %d", errTooManyRedirects, opts.MaxRedirects)
+				return fmt.Errorf("%w: stopped after %d", ErrTooManyRedirects, opts.MaxRedirects)
 			}
 			return nil
 		},
@@ -122,8 +132,27 @@ func New(opts Options) (*Source, error) {
 	return &Source{opts: opts, url: u, client: client}, nil
 }
 
-// String is the URL without credentials, for logs and errors.
-func (s *Source) String() string { return s.url.Redacted() }
+// String is the URL without credentials or query, for logs and errors.
+func (s *Source) String() string { return Safe(s.url) }
+
+// Safe renders a URL for logs and messages: no user information, query or
+// fragment, which may hold credentials.
+func Safe(u *url.URL) string {
+	c := *u
+	c.User = nil
+	c.RawQuery, c.ForceQuery = "", false
+	c.Fragment, c.RawFragment = "", ""
+	return c.String()
+}
+
+// safeURLString is Safe of a URL given as a string, or a placeholder.
+func safeURLString(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return Safe(u)
+}
 
 // Stream is an open download. Read resumes after transient failures.
 type Stream struct {
@@ -263,6 +292,9 @@ func (st *Stream) retry(cause error) error {
 }
 
 func (st *Stream) fail(err error) error {
+	if st.pos == 0 {
+		return fmt.Errorf("downloading %s: %w", st.src, err)
+	}
 	return fmt.Errorf("downloading %s at byte %d: %w", st.src, st.pos, err)
 }
 
@@ -276,6 +308,9 @@ func (s *Source) get(ctx context.Context, from, to int64, ifRange string) (*http
 	}
 	if s.opts.Username != "" || s.opts.Password != "" {
 		req.SetBasicAuth(s.opts.Username, s.opts.Password)
+	}
+	for name, values := range s.opts.Header {
+		req.Header[name] = values
 	}
 	if from > 0 || to >= 0 {
 		r := "bytes=" + strconv.FormatInt(from, 10) + "-"
@@ -291,13 +326,21 @@ func (s *Source) get(ctx context.Context, from, to int64, ifRange string) (*http
 	resp, err := s.client.Do(req)
 	if err != nil {
 		watch.stop()
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = safeURLString(ue.URL) // it keeps the query string
+		}
 		return nil, nil, watch.explain(err)
 	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
 		watch.stop()
 		_, _ = io.CopyN(io.Discard, resp.Body, 4096)
 		resp.Body.Close()
-		return nil, nil, &StatusError{Code: resp.StatusCode, Status: resp.Status}
+		se := &StatusError{Code: resp.StatusCode, Status: resp.Status}
+		if final := resp.Request.URL; final.String() != s.url.String() {
+			se.Redirected = Safe(final)
+		}
+		return nil, nil, se
 	}
 	resp.Body = &watchedBody{ReadCloser: resp.Body, watch: watch}
 	return resp, watch, nil
@@ -306,15 +349,22 @@ func (s *Source) get(ctx context.Context, from, to int64, ifRange string) (*http
 // StatusError is an HTTP error status.
 type StatusError struct {
 	Code   int
-	Status string
+	Status string // "404 Not Found"
+	// Redirected is the URL (Safe) that answered, when a redirect led
+	// away from the source URL.
+	Redirected string
 }
 
 func (e *StatusError) Error() string {
+	msg := "HTTP " + e.Status
+	if e.Redirected != "" {
+		msg += " from " + e.Redirected + " (redirected)"
+	}
 	switch e.Code {
 	case http.StatusUnauthorized, http.StatusForbidden:
-		return "HTTP " + e.Status + ": the credentials were refused"
+		return msg + ": the credentials were refused"
 	}
-	return "HTTP " + e.Status
+	return msg
 }
 
 // Transient tells whether another attempt may succeed.
@@ -335,14 +385,14 @@ func Transient(err error) bool {
 	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid),
 		errors.As(err, &verify), errors.As(err, &recordHeader), errors.As(err, &alert):
 		return false
-	case errors.Is(err, errTooManyRedirects), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, ErrTooManyRedirects), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return false
-	case errors.Is(err, errStalled), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, errStalled), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
 		return true
 	}
 	var netErr net.Error
 	var urlErr *url.Error
-	return errors.As(err, &netErr) || errors.As(err, &urlErr) || strings.Contains(err.Error(), "connection reset")
+	return errors.As(err, &netErr) || errors.As(err, &urlErr)
 }
 
 func validator(resp *http.Response) string {
@@ -462,4 +512,47 @@ func (r *rangeReader) readOnce(p []byte, off int64) (int, error) {
 		return n, watch.explain(err)
 	}
 	return n, nil
+}
+
+// reservedHeaders are set by the download itself; an extra header of
+// these names would break resuming or the framing of the request.
+var reservedHeaders = map[string]bool{
+	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true, "Keep-Alive": true,
+	"Proxy-Connection": true, "Te": true, "Trailer": true, "Upgrade": true, "Range": true, "If-Range": true,
+}
+
+// ParseHeaderLine reads one extra header as CDI's extraHeaders and
+// secretExtraHeaders hold them, "Name: value", white space around either
+// trimmed. Errors never quote the value: it may be a secret.
+func ParseHeaderLine(line string) (name, value string, err error) {
+	rawName, rawValue, ok := strings.Cut(line, ":")
+	name = strings.TrimSpace(rawName)
+	if !ok || name == "" {
+		return "", "", errors.New(`not a header line "Name: value"`)
+	}
+	for _, c := range []byte(name) {
+		if !isTokenChar(c) {
+			return "", "", fmt.Errorf("header name %q: only letters, digits and !#$%%&'*+-.^_`|~ are allowed", name)
+		}
+	}
+	name = http.CanonicalHeaderKey(name)
+	if reservedHeaders[name] {
+		return "", "", fmt.Errorf("header %s is set by the download itself and cannot be given", name)
+	}
+	value = strings.TrimSpace(rawValue)
+	for _, c := range []byte(value) {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return "", "", fmt.Errorf("header %s: the value holds a control character", name)
+		}
+	}
+	return name, value, nil
+}
+
+// isTokenChar tells whether c may appear in a header name (RFC 9110 tchar).
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }

@@ -3,6 +3,7 @@ package httpsource_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -224,5 +225,118 @@ func TestReaderAt(t *testing.T) {
 		_, err := ra.ReadAt(got, r.off)
 		assert.NilError(t, err)
 		assert.Assert(t, cmp.Equal(got, payload[r.off:r.off+r.n]), "range %d+%d", r.off, r.n)
+	}
+}
+
+// TestExtraHeaders: the headers go with every request, the first, the
+// resumed one and each range read, and their values are never logged.
+func TestExtraHeaders(t *testing.T) {
+	var calls atomic.Int32
+	var missing atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		if r.Header.Get("X-Token") != "t0ken-Value-123" || r.Header.Get("Authorization") != "Bearer b3arer-Value-456" ||
+			r.Header.Values("X-Multi")[1] != "two" {
+			missing.Store(fmt.Sprintf("request %d (Range %q) lacks the headers: %v", n, r.Header.Get("Range"), r.Header))
+			http.Error(w, "no token", http.StatusForbidden)
+			return
+		}
+		if n == 1 {
+			cutAfter(1<<20, w, r, true)
+			return
+		}
+		serveFile(w, r)
+	}))
+	defer srv.Close()
+	header := http.Header{}
+	for _, line := range []string{"X-Token: t0ken-Value-123", "authorization:Bearer b3arer-Value-456", "X-Multi: one", "X-Multi: two"} {
+		name, value, err := httpsource.ParseHeaderLine(line)
+		assert.NilError(t, err)
+		header.Add(name, value)
+	}
+	log, captured := testenv.NewLogger()
+	src, err := httpsource.New(httpsource.Options{URL: srv.URL + "/disk.img", Header: header, Username: "u", Password: "basic-Pass",
+		RetryWait: 5 * time.Millisecond, Log: log})
+	assert.NilError(t, err)
+	st, err := src.Open(context.Background())
+	assert.NilError(t, err)
+	defer st.Close()
+	got, err := io.ReadAll(st)
+	assert.NilError(t, err, "%v", missing.Load())
+	assert.Assert(t, bytes.Equal(got, payload))
+	ra, ok := st.ReaderAt()
+	assert.Assert(t, ok)
+	_, err = ra.ReadAt(make([]byte, 100), 1000)
+	assert.NilError(t, err, "%v", missing.Load())
+	assert.Equal(t, calls.Load(), int32(3), "first request, resume, range read")
+	assert.Assert(t, strings.Contains(captured.String(), "retrying download"), "the resume was logged:\n%s", captured)
+	for _, secret := range []string{"t0ken-Value-123", "b3arer-Value-456", "basic-Pass"} {
+		assert.Assert(t, !strings.Contains(captured.String(), secret), "%s in logs:\n%s", secret, captured)
+	}
+}
+
+func TestParseHeaderLine(t *testing.T) {
+	for _, tc := range []struct {
+		line, name, value, wantErr string
+	}{
+		{line: "X-Token: abc", name: "X-Token", value: "abc"},
+		{line: "  x-api-key :  k:e:y  ", name: "X-Api-Key", value: "k:e:y"},
+		{line: "Authorization: Bearer a.b.c", name: "Authorization", value: "Bearer a.b.c"},
+		{line: "X-Empty:", name: "X-Empty", value: ""},
+		{line: "no colon here", wantErr: `not a header line "Name: value"`},
+		{line: ": s3cr3t", wantErr: `not a header line`},
+		{line: "Bad Name: v", wantErr: `header name "Bad Name"`},
+		{line: "X-Evil: a\r\nHost: b", wantErr: "control character"},
+		{line: "Range: bytes=0-", wantErr: "header Range is set by the download itself"},
+		{line: "host: example.com", wantErr: "header Host is set by the download itself"},
+	} {
+		name, value, err := httpsource.ParseHeaderLine(tc.line)
+		if tc.wantErr != "" {
+			assert.ErrorContains(t, err, tc.wantErr)
+			_, v, _ := strings.Cut(tc.line, ":")
+			if v = strings.TrimSpace(v); len(v) > 3 {
+				assert.Assert(t, !strings.Contains(err.Error(), v), "the value is quoted: %v", err)
+			}
+			continue
+		}
+		assert.NilError(t, err)
+		assert.Equal(t, name, tc.name)
+		assert.Equal(t, value, tc.value)
+	}
+}
+
+// TestErrorsNameHostNotSecrets: failures name the server and the status,
+// never the query string (a signed URL's signature) nor credentials.
+func TestErrorsNameHostNotSecrets(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/moved" {
+			http.Redirect(w, r, "/gone?sig=redirect-Secret", http.StatusFound)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	refused := "http://127.0.0.1:1"
+	for _, tc := range []struct {
+		url, wantErr string
+		wantCode     int
+	}{
+		{url: "http://user:url-Pass@" + host + "/disk.img?X-Amz-Signature=query-Secret#frag",
+			wantErr: "downloading " + srv.URL + "/disk.img: HTTP 404 Not Found", wantCode: 404},
+		{url: srv.URL + "/moved?token=query-Secret",
+			wantErr: "downloading " + srv.URL + "/moved: HTTP 404 Not Found from " + srv.URL + "/gone (redirected)", wantCode: 404},
+		{url: refused + "/disk.img?token=query-Secret", wantErr: `downloading http://127.0.0.1:1/disk.img: giving up after 1 retries: Get "http://127.0.0.1:1/disk.img": dial tcp 127.0.0.1:1: connect: connection refused`},
+	} {
+		_, err := download(t, tc.url, httpsource.Options{Retries: 1})
+		assert.Error(t, err, tc.wantErr)
+		var se *httpsource.StatusError
+		assert.Equal(t, errors.As(err, &se), tc.wantCode != 0)
+		if se != nil {
+			assert.Equal(t, se.Code, tc.wantCode)
+		}
+		for _, secret := range []string{"url-Pass", "query-Secret", "redirect-Secret", "frag"} {
+			assert.Assert(t, !strings.Contains(err.Error(), secret), "%s in %v", secret, err)
+		}
 	}
 }

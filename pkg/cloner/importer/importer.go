@@ -46,6 +46,18 @@ const (
 	Archive  ContentType = "archive"  // a tar archive extracted into a filesystem volume
 )
 
+// Errors that end an import for good or until it is given scratch space;
+// each comes wrapped with the details.
+var (
+	// ErrUnsupportedFormat: the content is not what the content type and
+	// source accept (a tar image for kubevirt content, a disk image for
+	// archive content, compression where the source allows none).
+	ErrUnsupportedFormat = errors.New("unsupported format")
+	// ErrNeedsScratch: this image can only be imported through scratch
+	// space and Options.ScratchDir is empty.
+	ErrNeedsScratch = errors.New("scratch space needed")
+)
+
 // Stream is an image being read from its source.
 type Stream interface {
 	io.ReadCloser
@@ -115,6 +127,23 @@ type pipeline struct {
 	hash     hash.Hash
 	download *readahead.Reader // the source bytes, read ahead and hashed
 	layers   []format.Format
+	// mapRefused: qemu-img exited with an error mapping the image over
+	// the source, though the source read fine.
+	mapRefused bool
+}
+
+// whyScratch says why a qcow2 image needs scratch space.
+func (p *pipeline) whyScratch(ranged bool) string {
+	switch {
+	case len(p.layers) > 0:
+		return "it is " + string(p.layers[len(p.layers)-1]) + "-compressed"
+	case ranged:
+		return "it must be converted, and the checksum verified first"
+	}
+	if _, ok := p.src.(RandomAccess); ok {
+		return "the server does not support range requests"
+	}
+	return "the source cannot be read at random offsets"
 }
 
 func (p *pipeline) run(ctx context.Context) error {
@@ -128,10 +157,10 @@ func (p *pipeline) run(ctx context.Context) error {
 		p.o.Log.Info("detected format", "format", f, "layer", len(p.layers))
 		if f.Compressed() {
 			if p.o.RawOrQcow2Only {
-				return fmt.Errorf("%s-compressed images are not supported from this source: use raw or qcow2", f)
+				return fmt.Errorf("%w: %s-compressed images are not supported from this source: use raw or qcow2", ErrUnsupportedFormat, f)
 			}
 			if len(p.layers) == maxLayers {
-				return fmt.Errorf("more than %d compression layers", maxLayers)
+				return fmt.Errorf("%w: more than %d compression layers", ErrUnsupportedFormat, maxLayers)
 			}
 			dec, err := format.Decompress(ctx, f, br)
 			if err != nil {
@@ -146,9 +175,9 @@ func (p *pipeline) run(ctx context.Context) error {
 		case p.o.ContentType == Archive && f == format.Tar:
 			return p.extract(ctx, br)
 		case p.o.ContentType == Archive:
-			return fmt.Errorf("archive content must be a tar archive, found %s", f)
+			return fmt.Errorf("%w: archive content must be a tar archive, found %s", ErrUnsupportedFormat, f)
 		case f == format.Tar:
-			return errors.New("found a tar archive: use content type archive to extract it")
+			return fmt.Errorf("%w: found a tar archive: use content type archive to extract it", ErrUnsupportedFormat)
 		case f == format.Qcow2:
 			return p.qcow2(ctx, br, head)
 		default:
@@ -237,13 +266,19 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 		windows := readahead.NewWindows(counted, p.src.Size(), rangeWindows, rangeWindowSize)
 		err = qcow2.ConvertReaderAt(ctx, p.o.Log, windows, p.src.Size(), qcow2.Target{Path: path, Zeroed: zeroed})
 		windows.Close()
+		var tool *qcow2.ToolError
+		if errors.As(err, &tool) && tool.Refused() && p.mapRefused && ctx.Err() == nil {
+			// qemu-img could neither map nor convert it, and every read
+			// of the source succeeded: the image itself is bad.
+			return fmt.Errorf("%w: %w", qcow2.ErrInvalid, err)
+		}
 		if err != nil {
 			return err
 		}
 		return disk.Commit(hdr.VirtualSize)
 	}
 	if p.o.ScratchDir == "" {
-		return errors.New("this qcow2 image must be staged in scratch space: pass --scratch")
+		return fmt.Errorf("%w: this qcow2 image must be staged in scratch space (%s): pass --scratch", ErrNeedsScratch, p.whyScratch(ranged))
 	}
 	scratch, err := os.CreateTemp(p.o.ScratchDir, "image-*.qcow2")
 	if err != nil {
@@ -260,7 +295,7 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 		return fmt.Errorf("writing scratch file: %w", err)
 	}
 	if n > limit {
-		return fmt.Errorf("qcow2 file exceeds %d bytes, too large for its virtual size %d", limit, hdr.VirtualSize)
+		return fmt.Errorf("%w: the qcow2 file exceeds %d bytes, too large for its virtual size %d (internal snapshots are not imported)", ErrUnsupportedFormat, limit, hdr.VirtualSize)
 	}
 	if err := p.finishDownload(); err != nil {
 		return err
@@ -291,6 +326,8 @@ func (p *pipeline) qcow2Plan(ctx context.Context, ra io.ReaderAt, virtualSize in
 		return nil, false, err
 	}
 	if err != nil {
+		var tool *qcow2.ToolError
+		p.mapRefused = errors.As(err, &tool) && tool.Refused()
 		p.o.Log.Info("cannot stream the qcow2 image, converting it instead", "reason", err.Error())
 		return nil, false, nil
 	}

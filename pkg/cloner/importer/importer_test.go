@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +25,8 @@ import (
 	"github.com/datavolume/datavolume/pkg/cloner/importer"
 	"github.com/datavolume/datavolume/pkg/cloner/internal/testenv"
 	"github.com/datavolume/datavolume/pkg/cloner/progress"
+	"github.com/datavolume/datavolume/pkg/cloner/qcow2"
+	"github.com/datavolume/datavolume/pkg/cloner/sink"
 )
 
 const diskSize = 16 << 20
@@ -62,6 +65,7 @@ func imageDir(t *testing.T) string {
 			head -c 100M /dev/zero | gzip -1 > bomb.raw.gz
 			head -c 100M /dev/zero | xz -0 -T1 > bomb.raw.xz
 			head -c 5M disk.raw.gz > truncated.raw.gz
+			cp disk.qcow2 bad-l1.qcow2 && printf '\000\000\000\000\000\000\022\064' | dd of=bad-l1.qcow2 bs=1 seek=40 conv=notrunc status=none
 			mkdir -p tree/sub && echo hello > tree/sub/file.txt && ln -s sub/file.txt tree/link && ln tree/sub/file.txt tree/hard
 			tar -C tree -cf archive.tar . && gzip -k archive.tar`, dir))
 		images.raw = raw
@@ -224,23 +228,96 @@ func TestImportRefused(t *testing.T) {
 		file       string
 		targetSize int64
 		wantErr    string
+		wantIs     error // the sentinel the exit code is chosen by
 	}{
-		{name: "qcow2 with backing file", file: "backed.qcow2", wantErr: "backing file"},
-		{name: "qcow2 larger than target", file: "big.qcow2", targetSize: 32 << 20, wantErr: "image is larger than the target"},
-		{name: "raw larger than target", file: "big.raw", targetSize: 32 << 20, wantErr: "image is larger than the target"},
-		{name: "gzip bomb", file: "bomb.raw.gz", targetSize: 32 << 20, wantErr: "image is larger than the target"},
-		{name: "xz bomb", file: "bomb.raw.xz", targetSize: 32 << 20, wantErr: "image is larger than the target"},
-		{name: "truncated gzip", file: "truncated.raw.gz", targetSize: 32 << 20, wantErr: "unexpected EOF"},
-		{name: "tar for kubevirt content", file: "archive.tar", targetSize: 32 << 20, wantErr: "content type archive"},
-		{name: "missing file", file: "nope.raw", targetSize: 32 << 20, wantErr: "HTTP 404 Not Found"},
+		{name: "qcow2 with backing file", file: "backed.qcow2", wantErr: "backing file", wantIs: qcow2.ErrUnsafe},
+		{name: "qcow2 larger than target", file: "big.qcow2", targetSize: 32 << 20,
+			wantErr: "image is larger than the target: the image needs 67108864 bytes (64 MiB), the target holds 33554432 bytes (32 MiB)", wantIs: sink.ErrTooLarge},
+		{name: "raw larger than target", file: "big.raw", targetSize: 32 << 20, wantErr: "the image needs 67108864 bytes (64 MiB), the target holds 33554432", wantIs: sink.ErrTooLarge},
+		{name: "gzip bomb", file: "bomb.raw.gz", targetSize: 32 << 20, wantErr: "image is larger than the target", wantIs: sink.ErrTooLarge},
+		{name: "xz bomb", file: "bomb.raw.xz", targetSize: 32 << 20, wantErr: "image is larger than the target", wantIs: sink.ErrTooLarge},
+		{name: "truncated gzip", file: "truncated.raw.gz", targetSize: 32 << 20, wantErr: "unexpected EOF", wantIs: io.ErrUnexpectedEOF},
+		{name: "tar for kubevirt content", file: "archive.tar", targetSize: 32 << 20, wantErr: "content type archive", wantIs: importer.ErrUnsupportedFormat},
+		{name: "missing file", file: "nope.raw", targetSize: 32 << 20, wantErr: "HTTP 404 Not Found", wantIs: &httpsource.StatusError{Code: 404}},
+		{name: "bad qcow2 tables", file: "bad-l1.qcow2", targetSize: 32 << 20, wantErr: "invalid qcow2 image: qemu-img convert: Could not open the image: Active L1 table offset invalid", wantIs: qcow2.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := filepath.Join(t.TempDir(), "disk.img")
 			err := runImport(t, importCase{file: tc.file, target: target, targetSize: tc.targetSize, scratch: true})
 			assert.ErrorContains(t, err, tc.wantErr)
+			if se, ok := tc.wantIs.(*httpsource.StatusError); ok {
+				var got *httpsource.StatusError
+				assert.Assert(t, errors.As(err, &got), "%v", err)
+				assert.Equal(t, got.Code, se.Code)
+			} else {
+				assert.ErrorIs(t, err, tc.wantIs)
+			}
 			assertNothingLeft(t, filepath.Dir(target))
 		})
 	}
+}
+
+// TestImportNeedsScratch: the qcow2 images that can only be staged fail
+// with ErrNeedsScratch when no scratch space is given, saying why, and
+// leave nothing behind; a qcow2 image whose tables qemu-img cannot read
+// fails its check whether it is converted over the network or staged.
+func TestImportNeedsScratch(t *testing.T) {
+	dir := imageDir(t)
+	noRanges := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Del("Range")
+			w.Header().Set("Accept-Ranges", "none")
+			next.ServeHTTP(noRangesWriter{w}, r)
+		})
+	}
+	for _, tc := range []struct {
+		name, file, checksum string
+		wrap                 func(http.Handler) http.Handler
+		wantErr              string
+	}{
+		{name: "gzip-compressed qcow2", file: "disk.qcow2.gz", wantErr: "it is gzip-compressed"},
+		{name: "xz-compressed qcow2", file: "disk.qcow2.xz", wantErr: "it is xz-compressed"},
+		{name: "server without ranges", file: "disk.qcow2", wrap: noRanges, wantErr: "the server does not support range requests"},
+		{name: "converted with a checksum", file: "compressed.qcow2", checksum: testenv.SHA256(t, filepath.Join(dir, "compressed.qcow2")),
+			wantErr: "the checksum verified first"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := filepath.Join(t.TempDir(), "disk.img")
+			err := runImport(t, importCase{file: tc.file, target: target, targetSize: diskSize, checksum: tc.checksum, wrap: tc.wrap})
+			assert.ErrorIs(t, err, importer.ErrNeedsScratch)
+			assert.ErrorContains(t, err, tc.wantErr)
+			assert.ErrorContains(t, err, "pass --scratch")
+			assertNothingLeft(t, filepath.Dir(target))
+		})
+	}
+	for _, staged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bad tables/staged=%v", staged), func(t *testing.T) {
+			target := filepath.Join(t.TempDir(), "disk.img")
+			c := importCase{file: "bad-l1.qcow2", target: target, targetSize: diskSize}
+			want := "invalid qcow2 image: qemu-img convert: Could not open the image: Active L1 table offset invalid"
+			if staged {
+				c.wrap, c.scratch = noRanges, true
+				want = "invalid qcow2 image: qemu-img map: Could not open the image: Active L1 table offset invalid"
+			}
+			err := runImport(t, c)
+			assert.ErrorIs(t, err, qcow2.ErrInvalid)
+			assert.Error(t, err, want)
+			assertNothingLeft(t, filepath.Dir(target))
+		})
+	}
+}
+
+// noRangesWriter drops the Accept-Ranges header http.FileServer sets.
+type noRangesWriter struct{ http.ResponseWriter }
+
+func (w noRangesWriter) WriteHeader(code int) {
+	w.Header().Del("Accept-Ranges")
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w noRangesWriter) Write(p []byte) (int, error) {
+	w.Header().Del("Accept-Ranges")
+	return w.ResponseWriter.Write(p)
 }
 
 // TestImportRefusedBlock checks that a refused image leaves no old data

@@ -4,7 +4,14 @@
 // Two outputs exist, both refreshed at least once a second:
 //
 // The /metrics endpoint (flag --metrics-address) serves Prometheus text
-// format, as CDI's importer does:
+// format. CDI's metric, which tools written for CDI read, is there under
+// CDI's name, a counter holding the percent (0-100, 0 while the total is
+// unknown, never going back):
+//
+//	kubevirt_cdi_import_progress_total{ownerUID="..."}  import, upload-server, blank (Kind Import)
+//	kubevirt_cdi_clone_progress_total{ownerUID="..."}   clone, clone-source, clone-target (Kind Clone)
+//
+// and next to it our own gauges:
 //
 //	datavolume_cloner_progress_bytes{ownerUID="..."}    bytes processed so far
 //	datavolume_cloner_total_bytes{ownerUID="..."}       bytes expected, 0 if unknown
@@ -26,6 +33,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -46,12 +54,42 @@ const (
 // Counter counts bytes done against an expected total. The zero value is
 // ready to use; all methods are safe for concurrent use.
 type Counter struct {
-	done  atomic.Int64
-	total atomic.Int64
+	done     atomic.Int64
+	total    atomic.Int64
+	complete atomic.Bool
+	delay    atomic.Int64 // per MiB, test only
 }
 
 // Add records n more bytes done.
-func (c *Counter) Add(n int64) { c.done.Add(n) }
+func (c *Counter) Add(n int64) {
+	d := time.Duration(c.delay.Load())
+	if d <= 0 {
+		c.done.Add(n)
+		return
+	}
+	// Count MiB by MiB, sleeping before each MiB boundary, so that even a
+	// large piece moves the progress gradually.
+	for n > 0 {
+		cur := c.done.Load()
+		step := min(n, (cur>>20+1)<<20-cur)
+		if (cur+step)&(1<<20-1) == 0 {
+			time.Sleep(d)
+		}
+		c.done.Add(step)
+		n -= step
+	}
+}
+
+// SetDelayPerMiB makes Add sleep d for every MiB boundary the count
+// crosses, counting the bytes MiB by MiB, to slow a job down to a known
+// pace. It is a fault for tests (an e2e watches progress and kills a pod
+// mid-copy), never for real use.
+func (c *Counter) SetDelayPerMiB(d time.Duration) { c.delay.Store(int64(d)) }
+
+// Complete records that the job finished: progress is 100% from now on,
+// whatever the byte counts say (a blank disk moves no bytes; a streamed
+// qcow2 image skips its tables).
+func (c *Counter) Complete() { c.complete.Store(true) }
 
 // SetTotal records the expected number of bytes; 0 means unknown.
 func (c *Counter) SetTotal(n int64) { c.total.Store(n) }
@@ -64,6 +102,9 @@ func (c *Counter) Total() int64 { return c.total.Load() }
 
 // Percent returns progress in 0..100, or -1 when the total is unknown.
 func (c *Counter) Percent() float64 {
+	if c.complete.Load() {
+		return 100
+	}
 	total := c.Total()
 	if total <= 0 {
 		return -1
@@ -103,13 +144,42 @@ func (r *Reader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Kind says which of CDI's progress metrics a job reports.
+type Kind string
+
+// Kinds of job.
+const (
+	Import Kind = "import" // kubevirt_cdi_import_progress_total
+	Clone  Kind = "clone"  // kubevirt_cdi_clone_progress_total
+)
+
+// CDIMetric is the name of CDI's progress metric for a kind of job.
+func (k Kind) CDIMetric() string { return "kubevirt_cdi_" + string(k) + "_progress_total" }
+
 // Handler serves the counter as Prometheus text on /metrics. ownerUID
 // labels the series like CDI's importer does, so one scrape config fits
 // every job.
-func Handler(c *Counter, ownerUID string) http.Handler {
+func Handler(c *Counter, ownerUID string, kind Kind) http.Handler {
 	reg := prometheus.NewRegistry()
 	labels := prometheus.Labels{"ownerUID": ownerUID}
+	var shown atomic.Uint64 // float64 bits of the highest percent served
 	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: kind.CDIMetric(), Help: "The " + string(kind) + " progress in percentage", ConstLabels: labels,
+		}, func() float64 {
+			// A counter never goes back, though the total may be
+			// revised as the job learns more.
+			p := max(c.Percent(), 0)
+			for {
+				old := shown.Load()
+				if p <= math.Float64frombits(old) {
+					return math.Float64frombits(old)
+				}
+				if shown.CompareAndSwap(old, math.Float64bits(p)) {
+					return p
+				}
+			}
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "datavolume_cloner_progress_bytes", Help: "Bytes processed so far.", ConstLabels: labels,
 		}, func() float64 { return float64(c.Done()) }),

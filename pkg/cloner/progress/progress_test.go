@@ -18,7 +18,7 @@ import (
 
 func TestMetrics(t *testing.T) {
 	c := &progress.Counter{}
-	srv := httptest.NewServer(progress.Handler(c, "uid-1"))
+	srv := httptest.NewServer(progress.Handler(c, "uid-1", progress.Import))
 	defer srv.Close()
 	scrape := func() string {
 		resp, err := srv.Client().Get(srv.URL + "/metrics")
@@ -28,18 +28,73 @@ func TestMetrics(t *testing.T) {
 		assert.NilError(t, err)
 		return string(body)
 	}
-	assert.Assert(t, strings.Contains(scrape(), `datavolume_cloner_progress_percent{ownerUID="uid-1"} -1`))
+	body := scrape()
+	assert.Assert(t, strings.Contains(body, `datavolume_cloner_progress_percent{ownerUID="uid-1"} -1`), body)
+	assert.Assert(t, strings.Contains(body, `kubevirt_cdi_import_progress_total{ownerUID="uid-1"} 0`), body)
 	c.SetTotal(400)
 	c.Add(100)
-	body := scrape()
+	body = scrape()
 	for _, want := range []string{
 		`datavolume_cloner_progress_percent{ownerUID="uid-1"} 25`,
 		`datavolume_cloner_progress_bytes{ownerUID="uid-1"} 100`,
 		`datavolume_cloner_total_bytes{ownerUID="uid-1"} 400`,
 		"# TYPE datavolume_cloner_progress_percent gauge",
+		`kubevirt_cdi_import_progress_total{ownerUID="uid-1"} 25`,
+		"# TYPE kubevirt_cdi_import_progress_total counter",
 	} {
 		assert.Assert(t, strings.Contains(body, want), "missing %q in\n%s", want, body)
 	}
+	assert.Assert(t, !strings.Contains(body, "kubevirt_cdi_clone_progress_total"))
+	// A revised total lowers our gauge, never CDI's counter.
+	c.SetTotal(800)
+	body = scrape()
+	assert.Assert(t, strings.Contains(body, `datavolume_cloner_progress_percent{ownerUID="uid-1"} 12.5`), body)
+	assert.Assert(t, strings.Contains(body, `kubevirt_cdi_import_progress_total{ownerUID="uid-1"} 25`), body)
+	c.Complete()
+	body = scrape()
+	assert.Assert(t, strings.Contains(body, `datavolume_cloner_progress_percent{ownerUID="uid-1"} 100`), body)
+	assert.Assert(t, strings.Contains(body, `kubevirt_cdi_import_progress_total{ownerUID="uid-1"} 100`), body)
+}
+
+func TestCloneMetricName(t *testing.T) {
+	c := &progress.Counter{}
+	c.SetTotal(10)
+	c.Add(5)
+	srv := httptest.NewServer(progress.Handler(c, "uid-2", progress.Clone))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/metrics")
+	assert.NilError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	assert.NilError(t, err)
+	assert.Assert(t, strings.Contains(string(body), `kubevirt_cdi_clone_progress_total{ownerUID="uid-2"} 50`), "%s", body)
+	assert.Assert(t, !strings.Contains(string(body), "kubevirt_cdi_import_progress_total"))
+}
+
+// TestDelayPerMiB: the test-only fault slows Add by the MiB crossed.
+func TestDelayPerMiB(t *testing.T) {
+	c := &progress.Counter{}
+	c.SetDelayPerMiB(20 * time.Millisecond)
+	start := time.Now()
+	for range 64 {
+		c.Add(64 << 10) // 4 MiB in all
+	}
+	elapsed := time.Since(start)
+	assert.Assert(t, elapsed >= 80*time.Millisecond, "4 MiB took %s", elapsed)
+	assert.Assert(t, elapsed < 2*time.Second, "4 MiB took %s", elapsed)
+	// One large piece moves the count gradually.
+	c = &progress.Counter{}
+	c.SetDelayPerMiB(30 * time.Millisecond)
+	added := make(chan struct{})
+	go func() { c.Add(8 << 20); close(added) }()
+	time.Sleep(100 * time.Millisecond)
+	assert.Assert(t, c.Done() > 0 && c.Done() < 8<<20, "done %d while adding 8 MiB", c.Done())
+	<-added
+	assert.Equal(t, c.Done(), int64(8<<20))
+	c.SetDelayPerMiB(0)
+	start = time.Now()
+	c.Add(100 << 20)
+	assert.Assert(t, time.Since(start) < 50*time.Millisecond)
 }
 
 func TestProgressFile(t *testing.T) {

@@ -55,10 +55,12 @@ func MapReaderAt(ctx context.Context, log logr.Logger, r io.ReaderAt, size int64
 	return extents, err
 }
 
-// MapFile lists the extents of a local qcow2 file with qemu-img map. It
-// fails for a file that stores data past its end, which qemu-img would
-// convert reading zeros there, and returns ErrTooFragmented (after checking
-// every extent) for a map of more than maxExtents runs.
+// MapFile lists the extents of a local qcow2 file with qemu-img map: the
+// check an image passes before it is converted. It fails with ErrInvalid
+// for a file qemu-img cannot read or that stores data past its end (which
+// qemu-img would convert reading zeros there), and returns
+// ErrTooFragmented (after checking every extent) for a map of more than
+// maxExtents runs.
 func MapFile(ctx context.Context, path string) ([]Extent, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -68,7 +70,13 @@ func MapFile(ctx context.Context, path string) ([]Extent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return gather(fi.Size(), func(each func(Extent) error) error { return runMap(ctx, spec, each) })
+	extents, err := gather(fi.Size(), func(each func(Extent) error) error { return runMap(ctx, spec, each) })
+	var tool *ToolError
+	if errors.As(err, &tool) && tool.Refused() && ctx.Err() == nil {
+		// The file is here, whole: qemu-img cannot read the image.
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return extents, err
 }
 
 // gather checks each extent run hands over against a file of fileSize
@@ -109,18 +117,26 @@ func runMap(ctx context.Context, spec string, each func(Extent) error) error {
 	var stderr limitedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		return qemuImgFailed("map", nil, err)
+		return qemuImgFailed("map", spec, nil, err)
 	}
-	decodeErr := decodeMap(bufio.NewReader(stdout), each)
+	var refused error // what each said: the map is read, and refused
+	decodeErr := decodeMap(bufio.NewReader(stdout), func(e Extent) error {
+		refused = each(e)
+		return refused
+	})
 	if decodeErr != nil {
 		cancel()
 	}
 	waitErr := cmd.Wait()
-	if decodeErr != nil {
+	// A decoding error of a qemu-img that failed on its own (printing
+	// nothing to decode) is that failure; one of a qemu-img we stopped is
+	// the decoding error.
+	var exit *exec.ExitError
+	if refused != nil || (decodeErr != nil && !(errors.As(waitErr, &exit) && exit.Exited())) {
 		return decodeErr
 	}
 	if waitErr != nil {
-		return qemuImgFailed("map", stderr.b, waitErr)
+		return qemuImgFailed("map", spec, stderr.b, waitErr)
 	}
 	return nil
 }
@@ -153,6 +169,9 @@ type TruncatedError struct {
 	Extent   Extent
 	FileSize int64
 }
+
+// Is makes errors.Is(err, ErrInvalid) hold.
+func (e *TruncatedError) Is(target error) bool { return target == ErrInvalid }
 
 func (e *TruncatedError) Error() string {
 	host := *e.Extent.Offset
@@ -191,7 +210,7 @@ func Sequential(extents []Extent, fileSize, virtualSize int64) ([]Copy, error) {
 	sequential := true
 	for _, e := range extents {
 		if e.Start < guestEnd || e.Length <= 0 || e.Start > virtualSize-e.Length {
-			return nil, fmt.Errorf("qemu-img map: extent %d+%d is out of order or past the virtual size %d", e.Start, e.Length, virtualSize)
+			return nil, fmt.Errorf("%w: qemu-img map: extent %d+%d is out of order or past the virtual size %d", ErrInvalid, e.Start, e.Length, virtualSize)
 		}
 		guestEnd = e.Start + e.Length
 		if e.Zero || !e.Data {

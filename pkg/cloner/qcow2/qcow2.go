@@ -36,6 +36,20 @@ const (
 	incompatCorrupt  = 1 << 1
 )
 
+// Errors that say why an image is refused; each comes wrapped with the
+// details.
+var (
+	// ErrUnsafe: opening the image could read host files (a backing file
+	// or an external data file).
+	ErrUnsafe = errors.New("unsafe qcow2 image")
+	// ErrInvalid: the image fails its check (header, corrupt flag, data
+	// stored past its end, or qemu-img cannot read it).
+	ErrInvalid = errors.New("invalid qcow2 image")
+	// ErrUnsupported: a valid image of a kind not imported (an unknown
+	// version, encryption).
+	ErrUnsupported = errors.New("unsupported qcow2 image")
+)
+
 // Header is what the importer needs to know before converting.
 type Header struct {
 	Version     uint32
@@ -46,32 +60,32 @@ type Header struct {
 // unsupported.
 func ParseHeader(b []byte) (Header, error) {
 	if len(b) < 72 || string(b[:4]) != "QFI\xfb" {
-		return Header{}, errors.New("qcow2 header is truncated or has no magic")
+		return Header{}, fmt.Errorf("%w: the header is truncated or has no magic", ErrInvalid)
 	}
 	be := binary.BigEndian
 	h := Header{Version: be.Uint32(b[4:]), VirtualSize: int64(be.Uint64(b[24:]))}
 	if h.Version != 2 && h.Version != 3 {
-		return Header{}, fmt.Errorf("qcow2 version %d is not supported", h.Version)
+		return Header{}, fmt.Errorf("%w: version %d", ErrUnsupported, h.Version)
 	}
 	if h.VirtualSize < 0 {
-		return Header{}, errors.New("qcow2 virtual size overflows")
+		return Header{}, fmt.Errorf("%w: the virtual size overflows", ErrInvalid)
 	}
 	if be.Uint64(b[8:]) != 0 {
-		return Header{}, errors.New("qcow2 image has a backing file; refused because it could read host files")
+		return Header{}, fmt.Errorf("%w: it has a backing file, refused because it could read host files", ErrUnsafe)
 	}
 	if be.Uint32(b[32:]) != 0 {
-		return Header{}, errors.New("qcow2 image is encrypted; not supported")
+		return Header{}, fmt.Errorf("%w: it is encrypted", ErrUnsupported)
 	}
 	if h.Version == 3 {
 		if len(b) < 80 {
-			return Header{}, errors.New("qcow2 v3 header is truncated")
+			return Header{}, fmt.Errorf("%w: the v3 header is truncated", ErrInvalid)
 		}
 		incompat := be.Uint64(b[72:])
 		if incompat&incompatDataFile != 0 {
-			return Header{}, errors.New("qcow2 image has an external data file; refused because it could read host files")
+			return Header{}, fmt.Errorf("%w: it has an external data file, refused because it could read host files", ErrUnsafe)
 		}
 		if incompat&incompatCorrupt != 0 {
-			return Header{}, errors.New("qcow2 image is marked corrupt")
+			return Header{}, fmt.Errorf("%w: it is marked corrupt", ErrInvalid)
 		}
 	}
 	return h, nil
@@ -164,18 +178,41 @@ func convert(ctx context.Context, log logr.Logger, file map[string]any, dst Targ
 	log.V(1).Info("running qemu-img", "args", strings.Join(args[:len(args)-2], " "))
 	cmd := exec.CommandContext(ctx, "qemu-img", args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return qemuImgFailed("convert", out, err)
+		return qemuImgFailed("convert", spec, out, err)
 	}
 	return nil
 }
 
+// ToolError is a qemu-img run that failed.
+type ToolError struct {
+	Subcommand string
+	Output     string // the first line qemu-img printed, or the error
+	Err        error
+}
+
+func (e *ToolError) Error() string { return "qemu-img " + e.Subcommand + ": " + e.Output }
+
+func (e *ToolError) Unwrap() error { return e.Err }
+
+// Refused tells whether qemu-img ran and exited with an error status, as
+// it does for an image it cannot read, rather than being missing, killed
+// or cancelled.
+func (e *ToolError) Refused() bool {
+	var exit *exec.ExitError
+	return errors.As(e.Err, &exit) && exit.Exited()
+}
+
 // qemuImgFailed explains a failed qemu-img subcommand by the first line it
 // printed, or says how to install a missing qemu-img.
-func qemuImgFailed(subcommand string, out []byte, err error) error {
+func qemuImgFailed(subcommand, spec string, out []byte, err error) error {
 	if errors.Is(err, exec.ErrNotFound) {
 		return fmt.Errorf("qemu-img not found (run hack/install-deps.sh): %w", err)
 	}
-	return fmt.Errorf("qemu-img %s: %s", subcommand, firstLine(out, err))
+	// "qemu-img: Could not open 'json:{...}': reason" reads better, in a
+	// message for people, as "Could not open the image: reason".
+	line := strings.TrimPrefix(firstLine(out, err), "qemu-img: ")
+	line = strings.ReplaceAll(line, "'"+spec+"'", "the image")
+	return &ToolError{Subcommand: subcommand, Output: line, Err: err}
 }
 
 func firstLine(out []byte, err error) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -62,6 +63,7 @@ func TestParseHeader(t *testing.T) {
 			h, err := qcow2.ParseHeader(header(t, filepath.Join(dir, name)))
 			if tc.wantErr != "" {
 				assert.ErrorContains(t, err, tc.wantErr)
+				assert.ErrorIs(t, err, qcow2.ErrUnsafe)
 				return
 			}
 			assert.NilError(t, err)
@@ -79,16 +81,18 @@ func TestParseHeaderMalformed(t *testing.T) {
 		mutate  func(b []byte) []byte
 		wantErr string
 	}{
-		{"truncated", func(b []byte) []byte { return b[:40] }, "truncated"},
-		{"version 4", func(b []byte) []byte { binary.BigEndian.PutUint32(b[4:], 4); return b }, "version 4"},
-		{"encrypted", func(b []byte) []byte { binary.BigEndian.PutUint32(b[32:], 1); return b }, "encrypted"},
-		{"negative size", func(b []byte) []byte { binary.BigEndian.PutUint64(b[24:], 1<<63); return b }, "overflows"},
-		{"corrupt", func(b []byte) []byte { binary.BigEndian.PutUint64(b[72:], 2); return b }, "corrupt"},
+		{"truncated", func(b []byte) []byte { return b[:40] }, "invalid qcow2 image: the header is truncated"},
+		{"version 4", func(b []byte) []byte { binary.BigEndian.PutUint32(b[4:], 4); return b }, "unsupported qcow2 image: version 4"},
+		{"encrypted", func(b []byte) []byte { binary.BigEndian.PutUint32(b[32:], 1); return b }, "unsupported qcow2 image: it is encrypted"},
+		{"negative size", func(b []byte) []byte { binary.BigEndian.PutUint64(b[24:], 1<<63); return b }, "invalid qcow2 image: the virtual size overflows"},
+		{"corrupt", func(b []byte) []byte { binary.BigEndian.PutUint64(b[72:], 2); return b }, "invalid qcow2 image: it is marked corrupt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := tc.mutate(append([]byte{}, valid...))
 			_, err := qcow2.ParseHeader(b)
 			assert.ErrorContains(t, err, tc.wantErr)
+			assert.Assert(t, errors.Is(err, qcow2.ErrInvalid) || errors.Is(err, qcow2.ErrUnsupported), "%v", err)
+			assert.Assert(t, !errors.Is(err, qcow2.ErrUnsafe))
 		})
 	}
 }
@@ -237,10 +241,12 @@ func TestMapFile(t *testing.T) {
 
 	_, err = qcow2.MapFile(ctx, filepath.Join(t.TempDir(), "absent.qcow2"))
 	assert.ErrorContains(t, err, "no such file")
+	assert.Assert(t, !errors.Is(err, qcow2.ErrInvalid), "a missing file is no verdict on the image")
 	text := filepath.Join(t.TempDir(), "text.qcow2")
 	assert.NilError(t, os.WriteFile(text, []byte("not an image\n"), 0o644))
 	_, err = qcow2.MapFile(ctx, text)
-	assert.ErrorContains(t, err, "qemu-img map: ")
+	assert.ErrorContains(t, err, "invalid qcow2 image: qemu-img map: ")
+	assert.ErrorIs(t, err, qcow2.ErrInvalid)
 }
 
 // TestDecodeMap refuses output that is not a map, and maps too fragmented
@@ -257,6 +263,7 @@ func TestDecodeMap(t *testing.T) {
 
 	_, err = qcow2.DecodeMap(strings.NewReader(twoRuns), 393215)
 	assert.ErrorContains(t, err, "qcow2 image is truncated: guest bytes 0-65535 are stored at 327680-393215, past its end (393215 bytes)")
+	assert.ErrorIs(t, err, qcow2.ErrInvalid)
 	_, err = qcow2.DecodeMap(strings.NewReader(`qemu-img: Could not open`), 1<<30)
 	assert.ErrorContains(t, err, "not a JSON array")
 	_, err = qcow2.DecodeMap(strings.NewReader(`[{"start": 0, "length": 65536}`), 1<<30)

@@ -39,7 +39,7 @@ import (
 // Options says which image to read and how to reach it.
 type Options struct {
 	URL      string
-	CAFile   string
+	CAFile   string // PEM bundle, or a directory of them
 	Username string
 	Password string
 	// Insecure allows plain HTTP and unverified TLS to the registry.
@@ -51,6 +51,10 @@ type Options struct {
 
 // ErrNoDisk reports an image without a disk file in /disk/.
 var ErrNoDisk = errors.New("the image holds no disk file in /disk/")
+
+// ErrNeedsScratch reports an oci-archive opened without a scratch
+// directory to unpack it in.
+var ErrNeedsScratch = errors.New("scratch space needed")
 
 // Disk is the disk file inside an image, being read.
 type Disk struct {
@@ -147,7 +151,7 @@ func (o Options) remoteImage(ctx context.Context, ref string) (v1.Image, error) 
 
 func (o Options) archiveImage(ctx context.Context, file string, d *Disk) (v1.Image, error) {
 	if o.ScratchDir == "" {
-		return nil, errors.New("an oci-archive is unpacked in scratch space: pass --scratch")
+		return nil, fmt.Errorf("%w: an oci-archive is unpacked in scratch space: pass --scratch", ErrNeedsScratch)
 	}
 	f, err := os.Open(file)
 	if err != nil {

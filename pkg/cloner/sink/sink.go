@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"unsafe"
 
 	"github.com/go-logr/logr"
@@ -30,8 +32,43 @@ const (
 	headSize = 1 << 20
 )
 
-// ErrTooLarge reports an image that does not fit its target.
+// ErrTooLarge reports an image that does not fit its target. The errors
+// returned are *TooLargeError.
 var ErrTooLarge = errors.New("image is larger than the target")
+
+// TooLargeError is ErrTooLarge with the sizes, for a message a user can
+// act on.
+type TooLargeError struct {
+	// ImageSize is the image's (virtual) size; 0 when it is only known to
+	// exceed the target, as for a compressed stream of unknown length.
+	ImageSize  int64
+	TargetSize int64
+}
+
+func (e *TooLargeError) Error() string {
+	if e.ImageSize <= 0 {
+		return fmt.Sprintf("%v: its data continues past the target's %s", ErrTooLarge, Size(e.TargetSize))
+	}
+	return fmt.Sprintf("%v: the image needs %s, the target holds %s", ErrTooLarge, Size(e.ImageSize), Size(e.TargetSize))
+}
+
+// Unwrap makes errors.Is(err, ErrTooLarge) hold.
+func (e *TooLargeError) Unwrap() error { return ErrTooLarge }
+
+// Size writes a byte count for people: "1073741824 bytes (1 GiB)".
+func Size(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	v, unit := float64(n)/1024, "KiB"
+	for _, u := range []string{"MiB", "GiB", "TiB", "PiB", "EiB"} {
+		if v < 1024 {
+			break
+		}
+		v, unit = v/1024, u
+	}
+	return fmt.Sprintf("%d bytes (%s %s)", n, strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64), unit)
+}
 
 // Options says where and how large.
 type Options struct {
@@ -150,7 +187,7 @@ func (d *Disk) IsBlock() bool { return d.block }
 // CheckFits refuses an image of the given virtual size before any write.
 func (d *Disk) CheckFits(size int64) error {
 	if size > d.capacity {
-		return fmt.Errorf("%w: image needs %d bytes, target holds %d", ErrTooLarge, size, d.capacity)
+		return &TooLargeError{ImageSize: size, TargetSize: d.capacity}
 	}
 	return nil
 }
@@ -163,7 +200,7 @@ func (d *Disk) WriteAt(p []byte, off int64) error {
 	}
 	end := off + int64(len(p))
 	if end > d.capacity {
-		return fmt.Errorf("%w: data continues past %d bytes", ErrTooLarge, d.capacity)
+		return &TooLargeError{TargetSize: d.capacity}
 	}
 	d.pos = end
 	// Walk the buffer in aligned blocks, writing runs of non-zero blocks;

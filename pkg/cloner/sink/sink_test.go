@@ -2,6 +2,7 @@ package sink_test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -50,7 +51,12 @@ func TestFileSinkAbortAndLimits(t *testing.T) {
 	d, err := sink.Open(sink.Options{Path: target, Size: 1 << 20})
 	assert.NilError(t, err)
 	assert.ErrorIs(t, d.CheckFits(2<<20), sink.ErrTooLarge)
+	assert.Error(t, d.CheckFits(2<<20), "image is larger than the target: the image needs 2097152 bytes (2 MiB), the target holds 1048576 bytes (1 MiB)")
+	var tooLarge *sink.TooLargeError
+	assert.Assert(t, errors.As(d.CheckFits(3<<20), &tooLarge))
+	assert.DeepEqual(t, *tooLarge, sink.TooLargeError{ImageSize: 3 << 20, TargetSize: 1 << 20})
 	assert.ErrorIs(t, d.WriteAt(make([]byte, 4096), 1<<20), sink.ErrTooLarge, "even zeros past the end are refused")
+	assert.Error(t, d.WriteAt(make([]byte, 4096), 1<<20), "image is larger than the target: its data continues past the target's 1048576 bytes (1 MiB)")
 	assert.NilError(t, d.WriteAt(data(10, 1), 0))
 	d.Abort()
 	entries, err := os.ReadDir(dir)
@@ -60,6 +66,16 @@ func TestFileSinkAbortAndLimits(t *testing.T) {
 
 // TestBlockSink writes to a loop device full of 0xAA: zero ranges and
 // the tail must read back as zeros, and the head appears only at Commit.
+func TestSize(t *testing.T) {
+	for n, want := range map[int64]string{
+		0: "0 bytes", 1023: "1023 bytes", 1024: "1024 bytes (1 KiB)", 1536: "1536 bytes (1.5 KiB)",
+		10 << 30: "10737418240 bytes (10 GiB)", 1<<30 + 1<<20: "1074790400 bytes (1 GiB)", 5 << 40: "5497558138880 bytes (5 TiB)",
+		1<<30 + 300<<20: "1388314624 bytes (1.29 GiB)",
+	} {
+		assert.Equal(t, sink.Size(n), want)
+	}
+}
+
 func TestBlockSink(t *testing.T) {
 	dev := testenv.BlockDevice(t, 4<<20)
 	d, err := sink.Open(sink.Options{Path: dev, Log: logr.Discard()})
