@@ -77,9 +77,10 @@ The local cluster is up. On this host: etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler, containerd, kube-proxy and the
 kubelet of node %[1]s. As Pods (kubectl get pods -A): CoreDNS, and from
 artifacts/deploy datavolume-apiserver (cdi.kubevirt.io v1beta1, v1alpha1,
-behind the aggregator) with its etcd on a local PersistentVolume, and
+behind the aggregator) with its etcd on a local PersistentVolume,
 datavolume-webhook, which both API servers call to admit DataVolumes and
-VirtualMachines. Storage: the default StorageClass "local"; add volumes as
+VirtualMachines, and datavolume-controller, which fills DataVolumes with
+datavolume-cloner Jobs. Storage: the default StorageClass "local"; add volumes as
 the seed's 6.10.4 does (losetup -f, then a PersistentVolume on node %[1]s).
 
   export KUBECONFIG=%[2]s
