@@ -12,7 +12,7 @@ KUBE_BIN    := $(CACHE)/kube-v1.37.2/bin
 ETCD        := $(CACHE)/etcd-v3.7.3/bin/etcd
 # The API server, the webhook and the controller run in images with no C library.
 STATIC_COMMANDS := datavolume-apiserver datavolume-webhook datavolume-controller
-CLUSTER_TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl coredns
+CLUSTER_TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl coredns local-path-provisioner
 export GOFLAGS ?= -buildvcs=false
 # When make started, so `make run` reports its whole time to ready, builds included.
 MAKE_STARTED := $(shell date +%s%N)

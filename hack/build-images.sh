@@ -20,11 +20,12 @@ start=$SECONDS
 for input in "$bin/datavolume-apiserver" "$bin/datavolume-webhook" "$bin/datavolume-controller" "$bin/datavolume-cloner"; do
   [[ -x $input ]] || { log "missing $input: run make build first"; exit 1; }
 done
-for input in "$ETCD_BIN_DIR/etcd" "$COREDNS_BIN_DIR/coredns"; do
+for input in "$ETCD_BIN_DIR/etcd" "$COREDNS_BIN_DIR/coredns" "$LOCAL_PATH_PROVISIONER_BIN_DIR/local-path-provisioner"; do
   [[ -x $input ]] || { log "missing $input: run hack/build-tools.sh $(basename "$input") first"; exit 1; }
 done
 
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/pause" ./hack/pause
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/demo-disk-server" ./hack/demo-disk-server
 go build -o "$bin/imagebuild" ./hack/imagebuild
 
 # apt_mirror SUITE prints the first mirror this machine's apt uses for SUITE
@@ -71,6 +72,24 @@ if [[ ! -f $base ]]; then
   log "made the base in $((SECONDS - t))s: $(du -h "$base" | cut -f1)"
 fi
 
+# The quickstart's demo disk: a qcow2 of 64 MiB virtual size holding a few
+# MiB of text (a header, numbered lines at 1 MiB, more at 48 MiB) and holes
+# between, made by qemu-img from the same bytes each time, so the file and
+# its image are reproducible. The e2e tests compare what pods download with it.
+make_demo_disk() {
+  local raw=$out/demo-disk.raw
+  rm -f "$raw"
+  truncate -s 64M "$raw"
+  printf 'datavolume demo disk: 64 MiB virtual, a few MiB of text, the rest holes\n' \
+    | dd of="$raw" conv=notrunc status=none
+  seq 1 400000 | dd of="$raw" bs=1M seek=1 conv=notrunc iflag=fullblock status=none
+  seq -f 'datavolume demo disk, line %g' 1 30000 | dd of="$raw" bs=1M seek=48 conv=notrunc iflag=fullblock status=none
+  qemu-img convert -f raw -O qcow2 "$raw" "$out/demo-disk.qcow2.tmp"
+  rm -f "$raw"
+  mv "$out/demo-disk.qcow2.tmp" "$out/demo-disk.qcow2"
+}
+make_demo_disk
+
 declare -A refs
 # image NAME ARGS... builds one image and records its reference.
 image() {
@@ -89,6 +108,11 @@ image etcd --minimal-etc --file "$ETCD_BIN_DIR/etcd:/usr/local/bin/etcd" --entry
 for cmd in datavolume-apiserver datavolume-webhook datavolume-controller; do
   image "$cmd" --minimal-etc --file "$bin/$cmd:/usr/local/bin/$cmd" --entrypoint "/usr/local/bin/$cmd"
 done
+image local-path-provisioner --minimal-etc --user 65532 \
+  --file "$LOCAL_PATH_PROVISIONER_BIN_DIR/local-path-provisioner:/usr/local/bin/local-path-provisioner" \
+  --entrypoint /usr/local/bin/local-path-provisioner
+image demo-disk --minimal-etc --user 65532 --file "$bin/demo-disk-server:/usr/local/bin/demo-disk-server" \
+  --file "$out/demo-disk.qcow2:/srv/demo-disk.qcow2:0644" --entrypoint /usr/local/bin/demo-disk-server
 image datavolume-cloner --base-layer "$base" --file "$bin/datavolume-cloner:/usr/local/bin/datavolume-cloner" \
   --entrypoint /usr/local/bin/datavolume-cloner
 

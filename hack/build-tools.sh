@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes and etcd binaries of the local cluster from the Go
-# module proxy, cached by version under $DATAVOLUME_CACHE. Prints what it
-# builds and how long each took; a cached binary is not rebuilt.
+# Builds the local cluster's Kubernetes and etcd binaries, CoreDNS and
+# local-path-provisioner from the Go module proxy, cached by version under
+# $DATAVOLUME_CACHE. Prints what it builds and how long each took; a cached
+# binary is not rebuilt.
 #
 # Usage: hack/build-tools.sh [binary ...]   (default: all)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/hack/lib.sh"
 
-all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy coredns)
+all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy coredns local-path-provisioner)
 want=("${@:-${all[@]}}")
 
 minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
@@ -44,6 +45,12 @@ for name in "${want[@]}"; do
   case $name in
     etcd) build etcd "$ETCD_BIN_DIR" "$root/hack/tools/etcd" go.etcd.io/etcd/server/v3 "-s -w" ;;
     coredns) build coredns "$COREDNS_BIN_DIR" "$root/hack/tools/coredns" . "-s -w" ;;
+    local-path-provisioner)
+      # Its go.mod must require the version lib.sh names, or the cache lies.
+      grep -q "github.com/rancher/local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION\$" "$root/hack/tools/local-path-provisioner/go.mod" \
+        || { log "hack/tools/local-path-provisioner/go.mod does not require $LOCAL_PATH_PROVISIONER_VERSION (hack/lib.sh)"; exit 2; }
+      build local-path-provisioner "$LOCAL_PATH_PROVISIONER_BIN_DIR" "$root/hack/tools/local-path-provisioner" \
+        github.com/rancher/local-path-provisioner "-s -w -X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION" ;;
     kube-*|kubectl|kubelet) build "$name" "$KUBE_BIN_DIR" "$root/hack/tools/kube" "k8s.io/kubernetes/cmd/$name" "$kube_ldflags" ;;
     *) log "unknown binary $name"; exit 2 ;;
   esac

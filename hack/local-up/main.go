@@ -75,13 +75,17 @@ func printUsage(_ logr.Logger, c *localcluster.Cluster, cfg localcluster.Config,
 	fmt.Printf(`
 The local cluster is up. On this host: etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler, containerd, kube-proxy and the
-kubelet of node %[1]s. As Pods (kubectl get pods -A): CoreDNS, and from
-artifacts/deploy datavolume-apiserver (cdi.kubevirt.io v1beta1, v1alpha1,
-behind the aggregator) with its etcd on a local PersistentVolume,
-datavolume-webhook, which both API servers call to admit DataVolumes and
-VirtualMachines, and datavolume-controller, which fills DataVolumes with
-datavolume-cloner Jobs. Storage: the default StorageClass "local"; add volumes as
-the seed's 6.10.4 does (losetup -f, then a PersistentVolume on node %[1]s).
+kubelet of node %[1]s. As Pods (kubectl get pods -A): CoreDNS,
+local-path-provisioner, the demo disk server, and from artifacts/deploy
+datavolume-apiserver (cdi.kubevirt.io v1beta1, v1alpha1, behind the
+aggregator) with its etcd on a local PersistentVolume, datavolume-webhook,
+which both API servers call to admit DataVolumes and VirtualMachines, and
+datavolume-controller, which fills DataVolumes with datavolume-cloner Jobs.
+Storage: the default StorageClass "local" provisions filesystem claims
+under %[7]s; for a Block claim add a volume as the seed's 6.10.4 does
+(losetup -f, then a PersistentVolume on node %[1]s; see the README).
+A demo disk to import, served in the cluster:
+  %[8]s
 
   export KUBECONFIG=%[2]s
   export PATH=%[3]s:$PATH      # kubectl v1.37.2
@@ -96,7 +100,7 @@ Host logs: %[4]s   Audit: %[5]s (datavolume-apiserver), %[6]s (kube-apiserver)
 Stop with Ctrl-C: every process, mount, loop device, network namespace, the
 bridge, iptables chains, cgroups and sysctls the node changed are put back.
 
-`, cfg.NodeName, c.Kubeconfig, cfg.KubeBinDir, c.LogDir(), c.AuditLog, c.KubeAuditLog)
+`, cfg.NodeName, c.Kubeconfig, cfg.KubeBinDir, c.LogDir(), c.AuditLog, c.KubeAuditLog, c.ProvisionedVolumesDir(), localcluster.DemoDiskURL)
 	total := ""
 	if startedAt > 0 {
 		total = fmt.Sprintf(" (%s since make run started, builds included)", time.Since(time.Unix(0, startedAt)).Round(100*time.Millisecond))

@@ -111,6 +111,12 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.NodeName == "" {
 		cfg.NodeName = DefaultNodeName
 	}
+	// Pods mount volumes from under it by absolute host paths.
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Dir = dir
 	c := &Cluster{cfg: cfg, started: time.Now()}
 	if err := c.acquireLock(); err != nil {
 		return nil, err

@@ -20,32 +20,32 @@ const virtualMachineCRD = "virtualmachines.kubevirt.io"
 // nonRootUID is the user our Pods run as (artifacts/deploy).
 const nonRootUID = 65532
 
-// deployAddons applies artifacts/local-cluster — cluster DNS and the local
-// StorageClass — with the image built on this machine; waitForWorkloads
-// waits for DNS.
+// deployAddons applies artifacts/local-cluster — cluster DNS, the StorageClass
+// `local` with local-path-provisioner, and the demo disk server — with the
+// images built on this machine and the provisioned volumes under the
+// cluster's directory; waitForWorkloads waits for them.
 func (c *Cluster) deployAddons(ctx context.Context) error {
-	dir := filepath.Join(c.cfg.Dir, "addons")
-	base, err := filepath.Rel(dir, filepath.Join(c.cfg.ArtifactsDir, "local-cluster"))
-	if err != nil {
+	volumes := c.ProvisionedVolumesDir()
+	// Only root on the host, and through the kubelet's mounts the pods,
+	// reach into the volumes.
+	if err := os.MkdirAll(volumes, 0o700); err != nil {
 		return err
 	}
-	name, tag := splitReference(c.images["coredns"])
-	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - %s
-images:
-  - name: coredns
-    newName: %s
-    newTag: %q
-`, base, name, tag)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+	overlay := addonsOverlay{
+		Dir:  filepath.Join(c.cfg.Dir, "addons"),
+		Base: filepath.Join(c.cfg.ArtifactsDir, "local-cluster"),
+		Images: map[string]string{
+			"coredns":                c.images["coredns"],
+			"local-path-provisioner": c.images["local-path-provisioner"],
+			"demo-disk":              c.images["demo-disk"],
+		},
+		HelperImage: c.images["datavolume-cloner"],
+		VolumesDir:  volumes,
 	}
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
-		return err
+	if err := overlay.write(); err != nil {
+		return fmt.Errorf("writing the add-ons overlay: %w", err)
 	}
-	_, err = c.Kubectl(ctx, "", "apply", "-k", dir)
+	_, err := c.Kubectl(ctx, "", "apply", "-k", overlay.Dir)
 	return err
 }
 
@@ -127,11 +127,13 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 	return nil
 }
 
-// waitForWorkloads waits until cluster DNS and our Deployments and
-// StatefulSet have all their Pods Ready.
+// waitForWorkloads waits until cluster DNS, the provisioner, the demo disk
+// server and our Deployments and StatefulSet have all their Pods Ready.
 func (c *Cluster) waitForWorkloads(ctx context.Context) error {
 	for _, w := range []struct{ namespace, resource string }{
 		{"kube-system", "deployment/coredns"},
+		{provisionerNamespace, "deployment/" + provisionerName},
+		{demoNamespace, "deployment/" + demoName},
 		{systemNamespace, "statefulset/datavolume-etcd"},
 		{systemNamespace, "deployment/" + apiserverName},
 		{systemNamespace, "deployment/" + webhookName},
@@ -176,6 +178,7 @@ func (c *Cluster) diagnosed(ctx context.Context, err error) error {
 		{"get", "events", "-A", "--sort-by=.lastTimestamp"},
 		{"logs", "-A", "--all-containers", "--prefix", "--tail=200", "-l", "app.kubernetes.io/part-of=datavolume"},
 		{"logs", "-n", "kube-system", "--all-containers", "--prefix", "--tail=100", "-l", "k8s-app=kube-dns"},
+		{"logs", "-n", provisionerNamespace, "--all-containers", "--prefix", "--tail=100", "-l", "app.kubernetes.io/name=" + provisionerName},
 	} {
 		out, kerr := c.Kubectl(ctx, "", args...)
 		fmt.Fprintf(&b, "$ kubectl %s\n%s\n", strings.Join(args, " "), out)

@@ -378,7 +378,7 @@ func readImages(dir string) (map[string]string, error) {
 	if err := json.Unmarshal(b, &images); err != nil {
 		return nil, fmt.Errorf("reading %s/images.json: %w", dir, err)
 	}
-	for _, want := range []string{"pause", "coredns", "etcd", "datavolume-apiserver", "datavolume-webhook", "datavolume-cloner"} {
+	for _, want := range []string{"pause", "coredns", "etcd", "local-path-provisioner", "demo-disk", "datavolume-apiserver", "datavolume-webhook", "datavolume-cloner"} {
 		if images[want] == "" {
 			return nil, fmt.Errorf("%s/images.json has no %q image: run make images", dir, want)
 		}

@@ -8,15 +8,37 @@ import (
 	"path/filepath"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Local volumes of node01, in the `local` StorageClass of
-// artifacts/local-cluster: directories for filesystem claims, and files
-// attached as loop devices for block claims, as the seed's 6.10.4 does.
-// Their files live under the cluster's directory and go when it stops.
+// artifacts/local-cluster. local-path-provisioner makes a directory for each
+// filesystem claim under ProvisionedVolumesDir; the functions here make
+// volumes beforehand: directories, and files attached as loop devices for
+// block claims, as the seed's 6.10.4 does (the provisioner makes no block
+// volumes). A claim binds a matching volume made beforehand rather than a
+// new one. All of it lives under the cluster's directory and goes when the
+// cluster stops.
 
 func (c *Cluster) volumesDir() string { return filepath.Join(c.cfg.Dir, "volumes") }
+
+// ProvisionedVolumesDir holds the directories local-path-provisioner makes.
+func (c *Cluster) ProvisionedVolumesDir() string { return filepath.Join(c.volumesDir(), "provisioned") }
+
+// ProvisionedVolumePath is the directory on this host of a volume that
+// local-path-provisioner made: its `spec.local.path`, when it is one of
+// ProvisionedVolumesDir's.
+func (c *Cluster) ProvisionedVolumePath(pv *corev1.PersistentVolume) (string, error) {
+	if pv.Spec.Local == nil {
+		return "", fmt.Errorf("PersistentVolume %s is not a local volume", pv.Name)
+	}
+	path := filepath.Clean(pv.Spec.Local.Path)
+	if filepath.Dir(path) != c.ProvisionedVolumesDir() {
+		return "", fmt.Errorf("PersistentVolume %s is at %s, not in %s", pv.Name, path, c.ProvisionedVolumesDir())
+	}
+	return path, nil
+}
 
 // AddFilesystemVolume makes a directory on the node and a PersistentVolume
 // of the given capacity for it, and returns the directory.
