@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
+	"github.com/datavolume/datavolume/pkg/apis/cdi/matrix"
 	"github.com/datavolume/datavolume/pkg/apis/cdi/validation"
 )
 
@@ -69,7 +70,7 @@ func (r *Rules) Check(ctx context.Context, namespace string, spec *cdi.DataVolum
 // filesystem's files, not a disk image a device can hold. (An archive into
 // a Block target is already refused by the static rules.)
 func checkVolumeMode(contentType cdi.DataVolumeContentType, source *sourceClaim, target *targetClaim) field.ErrorList {
-	if validation.BlockAllowed(contentType) || source.Mode == target.Mode || target.Mode == corev1.PersistentVolumeBlock {
+	if matrix.BlockAllowed(matrix.ContentType(contentType)) || source.Mode == target.Mode || target.Mode == corev1.PersistentVolumeBlock {
 		return nil
 	}
 	return field.ErrorList{field.Invalid(target.Path.Child("volumeMode"), string(target.Mode), fmt.Sprintf(
