@@ -16,6 +16,7 @@ import (
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
 	"github.com/datavolume/datavolume/pkg/claims"
 	"github.com/datavolume/datavolume/pkg/cloneauth"
+	"github.com/datavolume/datavolume/pkg/plan"
 )
 
 // grantIssuer names this server in the grants it signs.
@@ -53,18 +54,12 @@ func (g *cloneGate) onCreate(ctx context.Context, dv *cdi.DataVolume, _ *metav1.
 	// A grant only ever comes from this check: drop whatever the client sent.
 	delete(dv.Annotations, cloneauth.GrantAnnotation)
 
-	// A clone without a source name is invalid: validation, which runs
-	// next, refuses it with 422 and every other problem.
-	if dv.Spec.Source == nil || dv.Spec.Source.PVC == nil || dv.Spec.Source.PVC.Name == "" {
-		return nil
-	}
-	sourceNamespace := dv.Spec.Source.PVC.Namespace
-	if sourceNamespace == "" {
-		sourceNamespace = dv.Namespace
-	}
 	// Same-namespace clones need no more than "create datavolumes", which the
-	// delegated authorizer has already checked.
-	if sourceNamespace == dv.Namespace {
+	// delegated authorizer has already checked. A clone without a source
+	// name is invalid: validation, which runs next, refuses it with 422 and
+	// every other problem.
+	p := plan.For(dv.Namespace, &dv.Spec)
+	if !p.IsCrossNamespace(dv.Namespace) {
 		return nil
 	}
 	requester, ok := genericapirequest.UserFrom(ctx)
@@ -73,8 +68,8 @@ func (g *cloneGate) onCreate(ctx context.Context, dv *cdi.DataVolume, _ *metav1.
 	}
 	req := cloneauth.Request{
 		User:            requester,
-		SourceNamespace: sourceNamespace,
-		SourceName:      dv.Spec.Source.PVC.Name,
+		SourceNamespace: p.CloneSource.Namespace,
+		SourceName:      p.CloneSource.Name,
 		TargetNamespace: dv.Namespace,
 		TargetName:      dv.Name,
 	}

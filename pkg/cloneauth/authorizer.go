@@ -95,6 +95,8 @@ func validateCrossNamespace(req Request) error {
 	switch {
 	case req.User == nil:
 		return fmt.Errorf("%w: no user", ErrInvalidRequest)
+	case req.SourceNamespace == "":
+		return fmt.Errorf("%w: no source namespace", ErrInvalidRequest)
 	case req.SourceName == "":
 		return fmt.Errorf("%w: no source PersistentVolumeClaim name", ErrInvalidRequest)
 	case req.TargetNamespace == "":

@@ -61,9 +61,12 @@ func TestAuthorize(t *testing.T) {
 			want: Decision{Allowed: true, Reason: sameNamespaceReason},
 		},
 		{
-			name: "empty source namespace means the target's and needs no review",
-			req:  Request{User: alice, SourceName: "disk", TargetNamespace: "dst", TargetName: "dv"},
-			want: Decision{Allowed: true, Reason: sameNamespaceReason},
+			// Callers default the namespace (pkg/plan); one that forgot
+			// must not be waved through as same-namespace.
+			name:    "no source namespace is refused unchecked",
+			req:     Request{User: alice, SourceName: "disk", TargetNamespace: "dst", TargetName: "dv"},
+			want:    Decision{Reason: "invalid request"},
+			wantErr: ErrInvalidRequest,
 		},
 		{
 			name: "allowed by datavolumes/source asks nothing more",

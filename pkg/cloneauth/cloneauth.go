@@ -39,7 +39,10 @@ const (
 	ViaPods              = "pods"
 )
 
-// Request is one clone to decide: who asks, and from where to where.
+// Request is one clone to decide: who asks, and from where to where. Both
+// namespaces are explicit: a spec's source namespace is defaulted where
+// specs are read (pkg/plan), not here. A request without a source namespace
+// is invalid, and so denied.
 type Request struct {
 	// User is the requester, with groups, extra and UID as authenticated.
 	User user.Info
@@ -50,19 +53,12 @@ type Request struct {
 }
 
 // CrossNamespace reports whether the clone leaves its namespace and so needs
-// a permission in the source namespace. An empty source namespace means the
-// target's own.
+// a permission in the source namespace.
 func (r Request) CrossNamespace() bool {
-	return r.SourceNamespace != "" && r.SourceNamespace != r.TargetNamespace
+	return r.SourceNamespace != r.TargetNamespace
 }
 
-func (r Request) source() string {
-	ns := r.SourceNamespace
-	if ns == "" {
-		ns = r.TargetNamespace
-	}
-	return ns + "/" + r.SourceName
-}
+func (r Request) source() string { return r.SourceNamespace + "/" + r.SourceName }
 
 func (r Request) target() string { return r.TargetNamespace + "/" + r.TargetName }
 

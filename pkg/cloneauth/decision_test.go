@@ -42,8 +42,8 @@ func TestAuditAnnotations(t *testing.T) {
 			},
 		},
 		{
-			name:     "same namespace with the source namespace left out",
-			req:      Request{User: alice, SourceName: "disk", TargetNamespace: "dst", TargetName: "dv"},
+			name:     "same namespace",
+			req:      Request{User: alice, SourceNamespace: "dst", SourceName: "disk", TargetNamespace: "dst", TargetName: "dv"},
 			decision: Decision{Allowed: true, Reason: sameNamespaceReason},
 			wantShort: map[string]string{
 				"decision": "allow", "reason": sameNamespaceReason, "source": "dst/disk", "target": "dst/dv",

@@ -46,12 +46,8 @@ type Target struct {
 // NewGrant is the grant for an allowed req into the DataVolume with
 // targetUID, valid for ttl from now.
 func NewGrant(req Request, targetUID types.UID, issuer string, now time.Time, ttl time.Duration) Grant {
-	sourceNamespace := req.SourceNamespace
-	if sourceNamespace == "" {
-		sourceNamespace = req.TargetNamespace
-	}
 	return Grant{
-		SourceNamespace: sourceNamespace,
+		SourceNamespace: req.SourceNamespace,
 		SourceName:      req.SourceName,
 		TargetNamespace: req.TargetNamespace,
 		TargetName:      req.TargetName,

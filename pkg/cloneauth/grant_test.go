@@ -126,6 +126,7 @@ func TestSignRefusesIncompleteGrant(t *testing.T) {
 		spoil func(*Grant)
 	}{
 		{name: "no source", spoil: func(g *Grant) { g.SourceName = "" }},
+		{name: "no source namespace", spoil: func(g *Grant) { g.SourceNamespace = "" }},
 		{name: "no target", spoil: func(g *Grant) { g.TargetNamespace = "" }},
 		{name: "no target UID", spoil: func(g *Grant) { g.TargetUID = "" }},
 		{name: "no issue time", spoil: func(g *Grant) { g.IssuedAt = time.Time{} }},

@@ -9,25 +9,32 @@ import (
 )
 
 func TestRequiredTargetSize(t *testing.T) {
-	fs, block := corev1.PersistentVolumeFilesystem, corev1.PersistentVolumeBlock
+	const (
+		block = corev1.PersistentVolumeBlock
+		fs    = corev1.PersistentVolumeFilesystem
+	)
 	tests := []struct {
-		name             string
-		source           string
-		sourceMode, mode corev1.PersistentVolumeMode
-		want             string
-		inflated         bool
+		name                   string
+		source                 string
+		sourceMode, targetMode corev1.PersistentVolumeMode
+		overhead               FilesystemOverhead
+		want                   string
+		wantInflated           bool
 	}{
-		{"filesystem to filesystem", "10Gi", fs, fs, "10Gi", false},
-		{"block to block", "10Gi", block, block, "10Gi", false},
-		{"filesystem to block", "10Gi", fs, block, "10Gi", false},
+		{"filesystem to filesystem keeps the size", "2Gi", fs, fs, 0.055, "2Gi", false},
+		{"block to block keeps the size", "2Gi", block, block, 0.055, "2Gi", false},
+		{"filesystem to block keeps the size", "2Gi", fs, block, 0.055, "2Gi", false},
 		// 2 GiB / 0.945 = 2167.2 MiB, rounded up to 2168 MiB.
-		{"block to filesystem", "2Gi", block, fs, "2168Mi", true},
+		{"block to filesystem adds the overhead, in whole MiB", "2Gi", block, fs, 0.055, "2168Mi", true},
+		{"block to filesystem with no overhead keeps the size", "2Gi", block, fs, 0, "2Gi", false},
+		{"an unaligned source is aligned to 1MiB first", "1000000000", block, fs, 0.055, "1010Mi", true},
+		{"a decimal source", "1G", block, fs, 0.1, "1060Mi", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, inflated := RequiredTargetSize(resource.MustParse(tt.source), tt.sourceMode, tt.mode, DefaultFilesystemOverhead)
+			got, inflated := RequiredTargetSize(resource.MustParse(tt.source), tt.sourceMode, tt.targetMode, tt.overhead)
 			assert.Equal(t, got.String(), tt.want)
-			assert.Equal(t, inflated, tt.inflated)
+			assert.Equal(t, inflated, tt.wantInflated)
 		})
 	}
 }
@@ -45,9 +52,11 @@ func TestUsableSizeHoldsWhatStorageAskedFor(t *testing.T) {
 }
 
 func TestOverheadValidate(t *testing.T) {
-	assert.NilError(t, FilesystemOverhead(0).Validate())
-	assert.NilError(t, DefaultFilesystemOverhead.Validate())
-	assert.ErrorContains(t, FilesystemOverhead(1).Validate(), "less than 1")
-	assert.ErrorContains(t, FilesystemOverhead(-0.1).Validate(), "at least 0")
+	for _, ok := range []FilesystemOverhead{0, 0.055, 0.5, 0.999} {
+		assert.NilError(t, ok.Validate(), "%v", ok)
+	}
+	for _, bad := range []FilesystemOverhead{-0.01, 1, 1.5} {
+		assert.ErrorContains(t, bad.Validate(), "must be at least 0 and less than 1")
+	}
 	assert.Equal(t, DefaultFilesystemOverhead.String(), "5.5%")
 }

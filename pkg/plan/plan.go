@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
-	"github.com/datavolume/datavolume/pkg/apis/cdi/validation"
+	"github.com/datavolume/datavolume/pkg/apis/cdi/matrix"
 )
 
 // SourceKind is the kind of source a DataVolume moves data from.
@@ -91,7 +91,7 @@ type Plan struct {
 	CloneSource *ClaimRef
 	// Endpoint is the matrix column an import reads from ("" for clones and
 	// blanks, or an unparsable URL).
-	Endpoint validation.Endpoint
+	Endpoint matrix.Endpoint
 	// Command is the cloner command that moves the data.
 	Command Command
 }
@@ -109,13 +109,13 @@ func At(namespace string, spec *cdi.DataVolumeSpec, fldPath *field.Path) *Plan {
 	switch p.Kind {
 	case SourceHTTP:
 		p.Command = CommandImport
-		p.Endpoint = httpEndpoint(spec.Source.HTTP)
+		p.Endpoint = HTTPEndpoint(spec.Source.HTTP)
 	case SourceRegistry:
 		p.Command = CommandImport
-		p.Endpoint = validation.EndpointRegistry
+		p.Endpoint = matrix.EndpointRegistry
 	case SourceUpload:
 		p.Command = CommandUpload
-		p.Endpoint = validation.EndpointUpload
+		p.Endpoint = matrix.EndpointUpload
 	case SourceBlank:
 		p.Command = CommandBlank
 	case SourcePVC:
@@ -157,12 +157,21 @@ func (p *Plan) ScratchUpFront() bool {
 	if p.Endpoint == "" {
 		return false
 	}
-	return validation.AlwaysStaged(p.ContentType, p.Endpoint)
+	return matrix.AlwaysStaged(matrix.ContentType(p.ContentType), p.Endpoint)
 }
 
 func kindOf(source *cdi.DataVolumeSource) SourceKind {
+	if kinds := SourceKinds(source); len(kinds) == 1 {
+		return kinds[0]
+	}
+	return SourceNone
+}
+
+// SourceKinds lists the members of spec.source that are set: one in a valid
+// spec, and validation names them all when there are more.
+func SourceKinds(source *cdi.DataVolumeSource) []SourceKind {
 	if source == nil {
-		return SourceNone
+		return nil
 	}
 	var kinds []SourceKind
 	if source.HTTP != nil {
@@ -180,17 +189,15 @@ func kindOf(source *cdi.DataVolumeSource) SourceKind {
 	if source.Blank != nil {
 		kinds = append(kinds, SourceBlank)
 	}
-	if len(kinds) != 1 {
-		return SourceNone
-	}
-	return kinds[0]
+	return kinds
 }
 
-// httpEndpoint is the matrix column of an HTTP source: basic auth when a
-// secret is named, else by the URL's scheme.
-func httpEndpoint(h *cdi.DataVolumeSourceHTTP) validation.Endpoint {
+// HTTPEndpoint is the matrix column of an HTTP source: basic auth when a
+// secret is named, else by the URL's scheme; "" for a URL that is neither
+// http nor https (validation reports it).
+func HTTPEndpoint(h *cdi.DataVolumeSourceHTTP) matrix.Endpoint {
 	if h.SecretRef != "" {
-		return validation.EndpointHTTPBasicAuth
+		return matrix.EndpointHTTPBasicAuth
 	}
 	u, err := url.Parse(h.URL)
 	if err != nil {
@@ -198,9 +205,9 @@ func httpEndpoint(h *cdi.DataVolumeSourceHTTP) validation.Endpoint {
 	}
 	switch u.Scheme {
 	case "https":
-		return validation.EndpointHTTPS
+		return matrix.EndpointHTTPS
 	case "http":
-		return validation.EndpointHTTP
+		return matrix.EndpointHTTP
 	}
 	return ""
 }

@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
-	"github.com/datavolume/datavolume/pkg/apis/cdi/validation"
+	"github.com/datavolume/datavolume/pkg/apis/cdi/matrix"
 )
 
 func pvcSpec(size string, mode *corev1.PersistentVolumeMode) *corev1.PersistentVolumeClaimSpec {
@@ -28,21 +28,21 @@ func TestForReadsEachSourceKind(t *testing.T) {
 		spec           cdi.DataVolumeSpec
 		kind           SourceKind
 		command        Command
-		endpoint       validation.Endpoint
+		endpoint       matrix.Endpoint
 		cloneSource    *ClaimRef
 		crossNamespace bool
 		scratch        bool
 	}{
 		{"http", cdi.DataVolumeSpec{Source: &cdi.DataVolumeSource{HTTP: &cdi.DataVolumeSourceHTTP{URL: "http://h/d.qcow2"}}},
-			SourceHTTP, CommandImport, validation.EndpointHTTP, nil, false, false},
+			SourceHTTP, CommandImport, matrix.EndpointHTTP, nil, false, false},
 		{"https", cdi.DataVolumeSpec{Source: &cdi.DataVolumeSource{HTTP: &cdi.DataVolumeSourceHTTP{URL: "https://h/d.qcow2"}}},
-			SourceHTTP, CommandImport, validation.EndpointHTTPS, nil, false, false},
+			SourceHTTP, CommandImport, matrix.EndpointHTTPS, nil, false, false},
 		{"basic auth", cdi.DataVolumeSpec{Source: &cdi.DataVolumeSource{HTTP: &cdi.DataVolumeSourceHTTP{URL: "https://h/d", SecretRef: "s"}}},
-			SourceHTTP, CommandImport, validation.EndpointHTTPBasicAuth, nil, false, false},
+			SourceHTTP, CommandImport, matrix.EndpointHTTPBasicAuth, nil, false, false},
 		{"registry", cdi.DataVolumeSpec{Source: &cdi.DataVolumeSource{Registry: &cdi.DataVolumeSourceRegistry{URL: "docker://r/i"}}},
-			SourceRegistry, CommandImport, validation.EndpointRegistry, nil, false, true},
+			SourceRegistry, CommandImport, matrix.EndpointRegistry, nil, false, true},
 		{"upload", cdi.DataVolumeSpec{Source: &cdi.DataVolumeSource{Upload: &cdi.DataVolumeSourceUpload{}}},
-			SourceUpload, CommandUpload, validation.EndpointUpload, nil, false, true},
+			SourceUpload, CommandUpload, matrix.EndpointUpload, nil, false, true},
 		{"blank", cdi.DataVolumeSpec{Source: &cdi.DataVolumeSource{Blank: &cdi.DataVolumeBlankImage{}}, PVC: pvcSpec("1Gi", &block)},
 			SourceBlank, CommandBlank, "", nil, false, false},
 		{"same-namespace clone", cdi.DataVolumeSpec{Source: &cdi.DataVolumeSource{PVC: &cdi.DataVolumeSourcePVC{Name: "disk"}}},
@@ -98,4 +98,17 @@ func TestArchiveContentType(t *testing.T) {
 		Source: &cdi.DataVolumeSource{HTTP: &cdi.DataVolumeSourceHTTP{URL: "http://h/a.tar"}}})
 	assert.Equal(t, p.ContentType, cdi.DataVolumeArchive)
 	assert.Assert(t, !p.ScratchUpFront())
+}
+
+func TestSourceKindsNamesEveryMemberSet(t *testing.T) {
+	assert.Assert(t, SourceKinds(nil) == nil)
+	assert.DeepEqual(t, SourceKinds(&cdi.DataVolumeSource{HTTP: &cdi.DataVolumeSourceHTTP{}, PVC: &cdi.DataVolumeSourcePVC{}, Blank: &cdi.DataVolumeBlankImage{}}),
+		[]SourceKind{SourceHTTP, SourcePVC, SourceBlank})
+}
+
+// The matrix spells content types itself so the cloner can read it without
+// the API types; they must be the API's words.
+func TestMatrixContentTypesAreTheAPIs(t *testing.T) {
+	assert.Equal(t, string(matrix.KubeVirt), string(cdi.DataVolumeKubeVirt))
+	assert.Equal(t, string(matrix.Archive), string(cdi.DataVolumeArchive))
 }

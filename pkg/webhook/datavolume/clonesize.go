@@ -3,10 +3,10 @@ package datavolume
 import (
 	"context"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
+	"github.com/datavolume/datavolume/pkg/plan"
 )
 
 // MissingCloneSize is the size to fill in when a clone's spec.storage leaves
@@ -15,20 +15,14 @@ import (
 // ok is false when there is nothing to fill: not a clone, a size already
 // given, or a source not found (the controller fills it once it exists).
 func (r *Rules) MissingCloneSize(ctx context.Context, namespace string, spec *cdi.DataVolumeSpec) (size resource.Quantity, source string, ok bool, err error) {
-	if spec.Storage == nil || spec.PVC != nil {
+	p := plan.For(namespace, spec)
+	if !p.IsClone() || p.Target == nil || !p.Target.Storage || p.Target.Size != nil {
 		return resource.Quantity{}, "", false, nil
 	}
-	if _, given := spec.Storage.Resources.Requests[corev1.ResourceStorage]; given {
-		return resource.Quantity{}, "", false, nil
-	}
-	sourceNamespace, sourceName, cloning := cloneSource(namespace, spec)
-	if !cloning {
-		return resource.Quantity{}, "", false, nil
-	}
-	claim, err := r.sourceClaim(sourceNamespace, sourceName)
+	claim, err := r.sourceClaim(p.CloneSource.Namespace, p.CloneSource.Name)
 	if err != nil || claim == nil || claim.Size.IsZero() {
 		return resource.Quantity{}, "", false, err
 	}
-	size, _ = requiredTargetSize(claim.Size, claim.Mode, volumeModeOrDefault(spec.Storage.VolumeMode), r.FilesystemOverhead)
+	size, _ = plan.RequiredTargetSize(claim.Size, claim.Mode, p.Target.VolumeMode, r.FilesystemOverhead)
 	return size, claim.String(), true, nil
 }

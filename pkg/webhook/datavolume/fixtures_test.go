@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
+	"github.com/datavolume/datavolume/pkg/plan"
 	"github.com/datavolume/datavolume/pkg/webhook/admission"
 	"github.com/datavolume/datavolume/pkg/webhook/internal/webhooktest"
 )
@@ -20,7 +21,7 @@ import (
 func newRules(t testing.TB, objects ...runtime.Object) *Rules {
 	t.Helper()
 	claims, pods := webhooktest.Listers(t, objects...)
-	return &Rules{Lookups: Lookups{Claims: claims, Pods: pods}, FilesystemOverhead: DefaultFilesystemOverhead}
+	return &Rules{Lookups: Lookups{Claims: claims, Pods: pods}, FilesystemOverhead: plan.DefaultFilesystemOverhead}
 }
 
 // Fixture builders, short names for the tables.

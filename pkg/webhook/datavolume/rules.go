@@ -11,7 +11,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
+	"github.com/datavolume/datavolume/pkg/apis/cdi/matrix"
 	"github.com/datavolume/datavolume/pkg/apis/cdi/validation"
+	"github.com/datavolume/datavolume/pkg/plan"
 )
 
 // Rules checks DataVolume specs against the static rules and the cluster.
@@ -19,7 +21,7 @@ type Rules struct {
 	Lookups
 	// FilesystemOverhead is counted when a Block source is cloned into a
 	// Filesystem target.
-	FilesystemOverhead FilesystemOverhead
+	FilesystemOverhead plan.FilesystemOverhead
 }
 
 // Verdict is what the rules found in one spec: errors refuse it, warnings
@@ -33,12 +35,12 @@ type Verdict struct {
 // where the spec sits in the admitted object. The error is a failed lookup.
 func (r *Rules) Check(ctx context.Context, namespace string, spec *cdi.DataVolumeSpec, fldPath *field.Path) (Verdict, error) {
 	verdict := Verdict{Errors: validation.ValidateDataVolumeSpec(spec, fldPath)}
-	sourceNamespace, sourceName, cloning := cloneSource(namespace, spec)
-	target, ok := targetClaimOf(spec, fldPath)
-	if !cloning || !ok {
+	p := plan.At(namespace, spec, fldPath)
+	target := p.Target
+	if !p.IsClone() || target == nil {
 		return verdict, nil
 	}
-	source, err := r.sourceClaim(sourceNamespace, sourceName)
+	source, err := r.sourceClaim(p.CloneSource.Namespace, p.CloneSource.Name)
 	if err != nil {
 		return Verdict{}, err
 	}
@@ -46,11 +48,11 @@ func (r *Rules) Check(ctx context.Context, namespace string, spec *cdi.DataVolum
 	if source == nil {
 		verdict.Warnings = append(verdict.Warnings, fmt.Sprintf(
 			"%s: the source PersistentVolumeClaim %q does not exist yet; the clone waits until it does",
-			sourcePath, sourceNamespace+"/"+sourceName))
+			sourcePath, p.CloneSource.String()))
 		return verdict, nil
 	}
 	logr.FromContextOrDiscard(ctx).V(4).Info("Checking clone against its source",
-		"source", source.String(), "sourceSize", source.Size.String(), "sourceMode", source.Mode, "targetMode", target.Mode)
+		"source", source.String(), "sourceSize", source.Size.String(), "sourceMode", source.Mode, "targetMode", target.VolumeMode)
 	usedBy, err := r.podsUsing(source.Namespace, source.Name)
 	if err != nil {
 		return Verdict{}, err
@@ -60,7 +62,7 @@ func (r *Rules) Check(ctx context.Context, namespace string, spec *cdi.DataVolum
 			"%s: the source PersistentVolumeClaim %q is in use by pod %s; the clone waits until it is released (power off the VM using it)",
 			sourcePath, source, strings.Join(usedBy, ", ")))
 	}
-	verdict.Errors = append(verdict.Errors, checkVolumeMode(contentTypeOf(spec), source, target)...)
+	verdict.Errors = append(verdict.Errors, checkVolumeMode(p.ContentType, source, target)...)
 	verdict.Errors = append(verdict.Errors, r.checkSize(source, target)...)
 	return verdict, nil
 }
@@ -68,24 +70,24 @@ func (r *Rules) Check(ctx context.Context, namespace string, spec *cdi.DataVolum
 // checkVolumeMode refuses an archive that would cross volume modes: it is a
 // filesystem's files, not a disk image a device can hold. (An archive into
 // a Block target is already refused by the static rules.)
-func checkVolumeMode(contentType cdi.DataVolumeContentType, source *sourceClaim, target *targetClaim) field.ErrorList {
-	if validation.BlockAllowed(contentType) || source.Mode == target.Mode || target.Mode == corev1.PersistentVolumeBlock {
+func checkVolumeMode(contentType cdi.DataVolumeContentType, source *sourceClaim, target *plan.Target) field.ErrorList {
+	if matrix.BlockAllowed(matrix.ContentType(contentType)) || source.Mode == target.VolumeMode || target.VolumeMode == corev1.PersistentVolumeBlock {
 		return nil
 	}
-	return field.ErrorList{field.Invalid(target.Path.Child("volumeMode"), string(target.Mode), fmt.Sprintf(
+	return field.ErrorList{field.Invalid(target.Path.Child("volumeMode"), string(target.VolumeMode), fmt.Sprintf(
 		"contentType %s cannot be cloned across volume modes: the source PersistentVolumeClaim %q is %s",
 		contentType, source, source.Mode))}
 }
 
 // checkSize refuses a target smaller than what the source needs.
-func (r *Rules) checkSize(source *sourceClaim, target *targetClaim) field.ErrorList {
+func (r *Rules) checkSize(source *sourceClaim, target *plan.Target) field.ErrorList {
 	if target.Size == nil || source.Size.IsZero() {
 		// A storage size left out is filled by the mutation (or the
 		// controller) from the source; a source without a size has nothing
 		// to compare.
 		return nil
 	}
-	required, inflated := requiredTargetSize(source.Size, source.Mode, target.Mode, r.FilesystemOverhead)
+	required, inflated := plan.RequiredTargetSize(source.Size, source.Mode, target.VolumeMode, r.FilesystemOverhead)
 	if !smallerThan(*target.Size, required) {
 		return nil
 	}
@@ -94,7 +96,7 @@ func (r *Rules) checkSize(source *sourceClaim, target *targetClaim) field.ErrorL
 		detail = fmt.Sprintf("must be at least %s: the source PersistentVolumeClaim %q is a Block volume of %s, and a Filesystem volume loses %s of its size to filesystem overhead",
 			required.String(), source, source.Size.String(), r.FilesystemOverhead)
 	}
-	return field.ErrorList{field.Invalid(target.sizePath(), target.Size.String(), detail)}
+	return field.ErrorList{field.Invalid(target.SizePath(), target.Size.String(), detail)}
 }
 
 // maxClaimBytes is beyond any claim (4 EiB).

@@ -55,11 +55,3 @@ func (l Lookups) podsUsing(namespace, claimName string) ([]string, error) {
 	}
 	return claims.PodsUsing(pods, claimName), nil
 }
-
-// volumeModeOrDefault is the mode Kubernetes gives a claim that names none.
-func volumeModeOrDefault(mode *corev1.PersistentVolumeMode) corev1.PersistentVolumeMode {
-	if mode == nil {
-		return corev1.PersistentVolumeFilesystem
-	}
-	return *mode
-}

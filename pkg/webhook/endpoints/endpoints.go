@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 
+	"github.com/datavolume/datavolume/pkg/plan"
 	"github.com/datavolume/datavolume/pkg/webhook"
 	"github.com/datavolume/datavolume/pkg/webhook/admission"
 	"github.com/datavolume/datavolume/pkg/webhook/datavolume"
@@ -21,7 +22,7 @@ type Dependencies struct {
 	Claims             corev1listers.PersistentVolumeClaimLister
 	Pods               corev1listers.PodLister
 	AuthorizeClone     virtualmachine.CloneAuthorizeFunc
-	FilesystemOverhead datavolume.FilesystemOverhead
+	FilesystemOverhead plan.FilesystemOverhead
 	// Ready reports whether the listers' caches have synced.
 	Ready func() bool
 	Log   logr.Logger

@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/datavolume/datavolume/pkg/cloneauth"
-	"github.com/datavolume/datavolume/pkg/webhook/datavolume"
+	"github.com/datavolume/datavolume/pkg/plan"
 	"github.com/datavolume/datavolume/pkg/webhook/endpoints"
 )
 
@@ -94,7 +94,7 @@ func (c *Config) Run(ctx context.Context) error {
 		Claims:             claims.Lister(),
 		Pods:               pods.Lister(),
 		AuthorizeClone:     authorizer.Authorize,
-		FilesystemOverhead: datavolume.FilesystemOverhead(c.options.FilesystemOverhead),
+		FilesystemOverhead: plan.FilesystemOverhead(c.options.FilesystemOverhead),
 		Ready:              ready.Load,
 		Log:                log,
 	})

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/datavolume/datavolume/pkg/webhook/datavolume"
+	"github.com/datavolume/datavolume/pkg/plan"
 )
 
 // Options are the webhook's flags.
@@ -32,7 +32,7 @@ func NewOptions() *Options {
 	return &Options{
 		BindAddress:        "0.0.0.0",
 		Port:               8443,
-		FilesystemOverhead: float64(datavolume.DefaultFilesystemOverhead),
+		FilesystemOverhead: float64(plan.DefaultFilesystemOverhead),
 	}
 }
 
@@ -59,7 +59,7 @@ func (o *Options) Validate() error {
 	if o.Port < 1 || o.Port > 65535 {
 		errs = append(errs, fmt.Errorf("--port %d is not between 1 and 65535", o.Port))
 	}
-	if err := datavolume.FilesystemOverhead(o.FilesystemOverhead).Validate(); err != nil {
+	if err := plan.FilesystemOverhead(o.FilesystemOverhead).Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("--filesystem-overhead: %w", err))
 	}
 	return errors.Join(errs...)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
 	"github.com/datavolume/datavolume/pkg/cloneauth"
+	"github.com/datavolume/datavolume/pkg/plan"
 	"github.com/datavolume/datavolume/pkg/webhook/datavolume"
 )
 
@@ -107,19 +108,17 @@ func checkTemplateMeta(namespace string, meta objectMeta, path *field.Path) fiel
 // it is one. Same-namespace clones need no check.
 func (a *Admitter) authorizeClone(ctx context.Context, namespace string, vm *virtualMachine, index int, targetName string,
 	spec *cdi.DataVolumeSpec, specPath *field.Path, verdict *Verdict) *field.Error {
-	if spec.Source == nil || spec.Source.PVC == nil || spec.Source.PVC.Name == "" {
+	p := plan.At(namespace, spec, specPath)
+	if !p.IsCrossNamespace(namespace) {
 		return nil
 	}
 	serviceAccount := vm.serviceAccountName()
 	req := cloneauth.Request{
 		User:            cloneauth.ServiceAccountUser(namespace, serviceAccount),
-		SourceNamespace: spec.Source.PVC.Namespace,
-		SourceName:      spec.Source.PVC.Name,
+		SourceNamespace: p.CloneSource.Namespace,
+		SourceName:      p.CloneSource.Name,
 		TargetNamespace: namespace,
 		TargetName:      targetName,
-	}
-	if !req.CrossNamespace() {
-		return nil
 	}
 	decision, err := a.AuthorizeClone(ctx, req)
 	if err != nil {

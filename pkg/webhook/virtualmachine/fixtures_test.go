@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/datavolume/datavolume/pkg/cloneauth"
+	"github.com/datavolume/datavolume/pkg/plan"
 	"github.com/datavolume/datavolume/pkg/webhook/admission"
 	"github.com/datavolume/datavolume/pkg/webhook/datavolume"
 	"github.com/datavolume/datavolume/pkg/webhook/internal/webhooktest"
@@ -44,7 +45,7 @@ func newHandler(t testing.TB, authorize CloneAuthorizeFunc, objects ...runtime.O
 	return &Handler{Admitter: &Admitter{
 		Rules: &datavolume.Rules{
 			Lookups:            datavolume.Lookups{Claims: claims, Pods: pods},
-			FilesystemOverhead: datavolume.DefaultFilesystemOverhead,
+			FilesystemOverhead: plan.DefaultFilesystemOverhead,
 		},
 		Decoder:        datavolume.NewDecoder(),
 		AuthorizeClone: authorize,

@@ -2,6 +2,8 @@
 // need nothing but the object itself. The registry enforces them on every
 // write and the admission webhook reuses them for VirtualMachine
 // dataVolumeTemplates. Every problem is reported, each with its field path.
+// The spec is read through pkg/plan and checked against pkg/apis/cdi/matrix,
+// as the webhook and the controller read it.
 package validation
 
 import (
@@ -17,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
+	"github.com/datavolume/datavolume/pkg/apis/cdi/matrix"
+	"github.com/datavolume/datavolume/pkg/plan"
 )
 
 // checksumHexLen is the hex digest length of each supported checksum algorithm.
@@ -48,52 +52,28 @@ func ValidateDataVolumeStatusUpdate(dv, old *cdi.DataVolume) field.ErrorList {
 // ValidateDataVolumeSpec validates a spec on its own; the webhook calls it
 // for each VirtualMachine dataVolumeTemplate.
 func ValidateDataVolumeSpec(spec *cdi.DataVolumeSpec, fldPath *field.Path) field.ErrorList {
+	// The spec is read as everything else reads it. The namespace only
+	// defaults a clone's source namespace, which no static rule looks at.
+	p := plan.At("", spec, fldPath)
 	var allErrs field.ErrorList
-	contentType := spec.ContentType
-	if contentType == "" {
-		contentType = cdi.DataVolumeKubeVirt
-	}
-	if contentType != cdi.DataVolumeKubeVirt && contentType != cdi.DataVolumeArchive {
+	if p.ContentType != cdi.DataVolumeKubeVirt && p.ContentType != cdi.DataVolumeArchive {
 		allErrs = append(allErrs, field.NotSupported(fldPath.Child("contentType"), spec.ContentType,
 			[]string{string(cdi.DataVolumeKubeVirt), string(cdi.DataVolumeArchive)}))
 	}
 
-	allErrs = append(allErrs, validateSource(spec.Source, contentType, fldPath.Child("source"))...)
+	allErrs = append(allErrs, validateSource(spec.Source, p.ContentType, fldPath.Child("source"))...)
 
-	cloning := spec.Source != nil && spec.Source.PVC != nil
 	switch {
+	case p.Target != nil:
+		// A clone's size may be left out of storage: it is the source's size.
+		sizeOptional := p.Target.Storage && p.Kind == plan.SourcePVC
+		allErrs = append(allErrs, validateClaim(p.Target, sizeOptional, p.ContentType)...)
 	case spec.PVC == nil && spec.Storage == nil:
 		allErrs = append(allErrs, field.Required(fldPath.Child("pvc"), "exactly one of pvc or storage must be set"))
-	case spec.PVC != nil && spec.Storage != nil:
-		allErrs = append(allErrs, field.Forbidden(fldPath.Child("storage"), "exactly one of pvc or storage may be set, not both"))
-	case spec.PVC != nil:
-		allErrs = append(allErrs, validateClaim(spec.PVC.AccessModes, true, spec.PVC.Resources.Requests, false, spec.PVC.VolumeMode, contentType, fldPath.Child("pvc"))...)
 	default:
-		// A clone's size may be left out of storage: it is the source's size.
-		allErrs = append(allErrs, validateClaim(spec.Storage.AccessModes, false, spec.Storage.Resources.Requests, cloning, spec.Storage.VolumeMode, contentType, fldPath.Child("storage"))...)
+		allErrs = append(allErrs, field.Forbidden(fldPath.Child("storage"), "exactly one of pvc or storage may be set, not both"))
 	}
 	return allErrs
-}
-
-// sourceKinds lists the members of DataVolumeSource that are set.
-func sourceKinds(source *cdi.DataVolumeSource) []string {
-	var kinds []string
-	if source.HTTP != nil {
-		kinds = append(kinds, "http")
-	}
-	if source.Registry != nil {
-		kinds = append(kinds, "registry")
-	}
-	if source.PVC != nil {
-		kinds = append(kinds, "pvc")
-	}
-	if source.Upload != nil {
-		kinds = append(kinds, "upload")
-	}
-	if source.Blank != nil {
-		kinds = append(kinds, "blank")
-	}
-	return kinds
 }
 
 func validateSource(source *cdi.DataVolumeSource, contentType cdi.DataVolumeContentType, fldPath *field.Path) field.ErrorList {
@@ -101,12 +81,16 @@ func validateSource(source *cdi.DataVolumeSource, contentType cdi.DataVolumeCont
 		return field.ErrorList{field.Required(fldPath, "one of http, registry, pvc, upload or blank must be set")}
 	}
 	var allErrs field.ErrorList
-	switch kinds := sourceKinds(source); len(kinds) {
+	switch kinds := plan.SourceKinds(source); len(kinds) {
 	case 0:
 		allErrs = append(allErrs, field.Required(fldPath, "one of http, registry, pvc, upload or blank must be set"))
 	case 1:
 	default:
-		allErrs = append(allErrs, field.Forbidden(fldPath, fmt.Sprintf("exactly one source may be set, found %s", strings.Join(kinds, ", "))))
+		names := make([]string, len(kinds))
+		for i, kind := range kinds {
+			names[i] = string(kind)
+		}
+		allErrs = append(allErrs, field.Forbidden(fldPath, fmt.Sprintf("exactly one source may be set, found %s", strings.Join(names, ", "))))
 	}
 
 	if source.HTTP != nil {
@@ -114,10 +98,10 @@ func validateSource(source *cdi.DataVolumeSource, contentType cdi.DataVolumeCont
 	}
 	if source.Registry != nil {
 		allErrs = append(allErrs, validateRegistry(source.Registry, fldPath.Child("registry"))...)
-		allErrs = append(allErrs, checkEndpoint(contentType, EndpointRegistry, fldPath.Child("registry"))...)
+		allErrs = append(allErrs, checkEndpoint(contentType, matrix.EndpointRegistry, fldPath.Child("registry"))...)
 	}
 	if source.Upload != nil {
-		allErrs = append(allErrs, checkEndpoint(contentType, EndpointUpload, fldPath.Child("upload"))...)
+		allErrs = append(allErrs, checkEndpoint(contentType, matrix.EndpointUpload, fldPath.Child("upload"))...)
 	}
 	if source.Blank != nil && contentType == cdi.DataVolumeArchive {
 		allErrs = append(allErrs, field.Forbidden(fldPath.Child("blank"), "a blank image is a disk image: contentType archive is not supported"))
@@ -129,8 +113,8 @@ func validateSource(source *cdi.DataVolumeSource, contentType cdi.DataVolumeCont
 }
 
 // checkEndpoint refuses an endpoint the matrix does not support for the content type.
-func checkEndpoint(contentType cdi.DataVolumeContentType, endpoint Endpoint, fldPath *field.Path) field.ErrorList {
-	if EndpointSupported(contentType, endpoint) {
+func checkEndpoint(contentType cdi.DataVolumeContentType, endpoint matrix.Endpoint, fldPath *field.Path) field.ErrorList {
+	if matrix.EndpointSupported(matrix.ContentType(contentType), endpoint) {
 		return nil
 	}
 	return field.ErrorList{field.Forbidden(fldPath, fmt.Sprintf("contentType %s cannot be imported from %s (see the supported operations matrix)", contentType, endpoint))}
@@ -138,14 +122,10 @@ func checkEndpoint(contentType cdi.DataVolumeContentType, endpoint Endpoint, fld
 
 func validateHTTP(h *cdi.DataVolumeSourceHTTP, contentType cdi.DataVolumeContentType, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
-	endpoint := EndpointHTTP
-	if u, err := parseURL(h.URL, "http", "https"); err != nil {
+	if _, err := parseURL(h.URL, "http", "https"); err != nil {
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("url"), h.URL, err.Error()))
-	} else if u.Scheme == "https" {
-		endpoint = EndpointHTTPS
 	}
 	if h.SecretRef != "" {
-		endpoint = EndpointHTTPBasicAuth
 		allErrs = append(allErrs, validateObjectName(h.SecretRef, fldPath.Child("secretRef"))...)
 	}
 	if h.CertConfigMap != "" {
@@ -162,7 +142,9 @@ func validateHTTP(h *cdi.DataVolumeSourceHTTP, contentType cdi.DataVolumeContent
 	if h.Checksum != "" {
 		allErrs = append(allErrs, validateChecksum(h.Checksum, fldPath.Child("checksum"))...)
 	}
-	allErrs = append(allErrs, checkEndpoint(contentType, endpoint, fldPath)...)
+	if endpoint := plan.HTTPEndpoint(h); endpoint != "" {
+		allErrs = append(allErrs, checkEndpoint(contentType, endpoint, fldPath)...)
+	}
 	return allErrs
 }
 
@@ -256,37 +238,36 @@ func validateChecksum(checksum string, fldPath *field.Path) field.ErrorList {
 	return nil
 }
 
-func validateClaim(accessModes []corev1.PersistentVolumeAccessMode, accessModesRequired bool, requests corev1.ResourceList,
-	sizeOptional bool, volumeMode *corev1.PersistentVolumeMode, contentType cdi.DataVolumeContentType, fldPath *field.Path) field.ErrorList {
+func validateClaim(target *plan.Target, sizeOptional bool, contentType cdi.DataVolumeContentType) field.ErrorList {
 	var allErrs field.ErrorList
-	if accessModesRequired && len(accessModes) == 0 {
-		allErrs = append(allErrs, field.Required(fldPath.Child("accessModes"), "at least one access mode"))
+	// spec.pvc is a claim's spec as written; spec.storage may leave its
+	// access modes to the defaults.
+	if !target.Storage && len(target.AccessModes) == 0 {
+		allErrs = append(allErrs, field.Required(target.Path.Child("accessModes"), "at least one access mode"))
 	}
 	supportedModes := sets.New(corev1.ReadWriteOnce, corev1.ReadOnlyMany, corev1.ReadWriteMany, corev1.ReadWriteOncePod)
-	for i, mode := range accessModes {
+	for i, mode := range target.AccessModes {
 		if !supportedModes.Has(mode) {
-			allErrs = append(allErrs, field.NotSupported(fldPath.Child("accessModes").Index(i), mode, sets.List(supportedModes)))
+			allErrs = append(allErrs, field.NotSupported(target.Path.Child("accessModes").Index(i), mode, sets.List(supportedModes)))
 		}
 	}
 
-	sizePath := fldPath.Child("resources", "requests", string(corev1.ResourceStorage))
-	size, hasSize := requests[corev1.ResourceStorage]
-	switch {
-	case !hasSize && !sizeOptional:
-		allErrs = append(allErrs, field.Required(sizePath, "the size of the volume"))
-	case hasSize && size.Sign() <= 0:
-		allErrs = append(allErrs, field.Invalid(sizePath, size.String(), "must be greater than zero"))
+	switch size := target.Size; {
+	case size == nil && !sizeOptional:
+		allErrs = append(allErrs, field.Required(target.SizePath(), "the size of the volume"))
+	case size != nil && size.Sign() <= 0:
+		allErrs = append(allErrs, field.Invalid(target.SizePath(), size.String(), "must be greater than zero"))
 	}
 
-	if volumeMode != nil {
-		switch *volumeMode {
+	if target.VolumeModeSet {
+		switch target.VolumeMode {
 		case corev1.PersistentVolumeFilesystem:
 		case corev1.PersistentVolumeBlock:
-			if !BlockAllowed(contentType) {
-				allErrs = append(allErrs, field.Forbidden(fldPath.Child("volumeMode"), "contentType archive needs a Filesystem volume to extract into; Block is not supported"))
+			if !matrix.BlockAllowed(matrix.ContentType(contentType)) {
+				allErrs = append(allErrs, field.Forbidden(target.Path.Child("volumeMode"), "contentType archive needs a Filesystem volume to extract into; Block is not supported"))
 			}
 		default:
-			allErrs = append(allErrs, field.NotSupported(fldPath.Child("volumeMode"), *volumeMode,
+			allErrs = append(allErrs, field.NotSupported(target.Path.Child("volumeMode"), target.VolumeMode,
 				[]string{string(corev1.PersistentVolumeFilesystem), string(corev1.PersistentVolumeBlock)}))
 		}
 	}

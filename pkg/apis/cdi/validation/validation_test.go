@@ -80,6 +80,10 @@ func TestValidateDataVolumeSpec(t *testing.T) {
 		"storage clone may leave size out": {
 			spec: cdi.DataVolumeSpec{Source: &cdi.DataVolumeSource{PVC: &cdi.DataVolumeSourcePVC{Name: "disk"}}, Storage: &cdi.StorageSpec{}},
 		},
+		"a spec with two sources is no clone: storage needs size": {
+			spec: cdi.DataVolumeSpec{Source: &cdi.DataVolumeSource{PVC: &cdi.DataVolumeSourcePVC{Name: "disk"}, Blank: &cdi.DataVolumeBlankImage{}}, Storage: &cdi.StorageSpec{}},
+			want: []string{"FieldValueForbidden spec.source", "FieldValueRequired spec.storage.resources.requests.storage"},
+		},
 		"storage import needs size": {
 			spec: cdi.DataVolumeSpec{Source: httpSource("http://h/disk.img"), Storage: &cdi.StorageSpec{}},
 			want: []string{"FieldValueRequired spec.storage.resources.requests.storage"},
@@ -177,33 +181,6 @@ func TestContentTypeMatrix(t *testing.T) {
 				assert.Check(t, (len(errs) == 0) == wantOK, "%s from %s into %s: %v", contentType, source, mode, errs)
 			}
 		}
-	}
-}
-
-func TestSupportedFormats(t *testing.T) {
-	tests := []struct {
-		image    Image
-		endpoint Endpoint
-		format   Format
-		scratch  Scratch
-		ok       bool
-	}{
-		{ImageQCOW2, EndpointHTTP, FormatQCOW2, ScratchNone, true},
-		{ImageQCOW2, EndpointHTTP, FormatGZ, ScratchAlways, true},
-		{ImageQCOW2, EndpointHTTPS, FormatQCOW2, ScratchCustomCA, true},
-		{ImageQCOW2, EndpointRegistry, FormatQCOW2, ScratchAlways, true},
-		{ImageQCOW2, EndpointRegistry, FormatGZ, "", false},
-		{ImageQCOW2, EndpointRegistry, FormatXZ, "", false},
-		{ImageRAW, EndpointHTTPBasicAuth, FormatXZ, ScratchNone, true},
-		{ImageRAW, EndpointRegistry, FormatRAW, ScratchAlways, true},
-		{ImageRAW, EndpointUpload, FormatGZ, ScratchAlways, true},
-		{ImageArchive, EndpointHTTPS, FormatTAR, ScratchNone, true},
-		{ImageArchive, EndpointRegistry, FormatTAR, "", false},
-		{ImageArchive, EndpointUpload, FormatTAR, "", false},
-	}
-	for _, tc := range tests {
-		scratch, ok := Supported(tc.image, tc.endpoint, tc.format)
-		assert.Check(t, ok == tc.ok && scratch == tc.scratch, "%s %s %s: got %q %v", tc.image, tc.endpoint, tc.format, scratch, ok)
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/datavolume/datavolume/pkg/cloneauth"
-	"github.com/datavolume/datavolume/pkg/webhook/datavolume"
+	"github.com/datavolume/datavolume/pkg/plan"
 	"github.com/datavolume/datavolume/pkg/webhook/endpoints"
 	"github.com/datavolume/datavolume/pkg/webhook/internal/webhooktest"
 )
@@ -39,7 +39,7 @@ func Dependencies(t testing.TB, ready func() bool) endpoints.Dependencies {
 			allowed := req.SourceNamespace == "src" && req.SourceName == "disk"
 			return cloneauth.Decision{Allowed: allowed, Checked: true, Reason: "test"}, nil
 		},
-		FilesystemOverhead: datavolume.DefaultFilesystemOverhead,
+		FilesystemOverhead: plan.DefaultFilesystemOverhead,
 		Ready:              ready,
 		Log:                logr.Discard(),
 	}

@@ -1,7 +1,19 @@
-package validation
+// Package matrix is CDI's supported-operations matrix (the seed's 6.10.2.5),
+// the one table of which content types may be imported from which
+// endpoints, in which formats, with what scratch space. Validation refuses
+// what it rules out, the plan reads the scratch space an import needs up
+// front, and the cloner refuses the same combinations on its command line.
+// It imports nothing, so the cloner reads the table without the API types.
+package matrix
 
-import (
-	"github.com/datavolume/datavolume/pkg/apis/cdi"
+// ContentType is a DataVolume's spec.contentType, as ContentType
+// spells it: the matrix's rows are grouped by it.
+type ContentType string
+
+// The content types of the matrix.
+const (
+	KubeVirt ContentType = "kubevirt"
+	Archive  ContentType = "archive"
 )
 
 // Endpoint is where an import reads from, as the supported-operations matrix
@@ -92,8 +104,8 @@ func Supported(image Image, endpoint Endpoint, format Format) (Scratch, bool) {
 }
 
 // imagesOf returns the matrix rows that hold content of the given type.
-func imagesOf(contentType cdi.DataVolumeContentType) []Image {
-	if contentType == cdi.DataVolumeArchive {
+func imagesOf(contentType ContentType) []Image {
+	if contentType == Archive {
 		return []Image{ImageArchive}
 	}
 	return []Image{ImageQCOW2, ImageRAW}
@@ -101,7 +113,7 @@ func imagesOf(contentType cdi.DataVolumeContentType) []Image {
 
 // EndpointSupported reports whether any format of the content type can be
 // imported from the endpoint: what can be decided before a byte is read.
-func EndpointSupported(contentType cdi.DataVolumeContentType, endpoint Endpoint) bool {
+func EndpointSupported(contentType ContentType, endpoint Endpoint) bool {
 	for _, image := range imagesOf(contentType) {
 		if len(supportedOperations[image][endpoint]) > 0 {
 			return true
@@ -112,14 +124,30 @@ func EndpointSupported(contentType cdi.DataVolumeContentType, endpoint Endpoint)
 
 // BlockAllowed reports whether content of the type can go to a Block volume:
 // an archive needs a filesystem to extract into.
-func BlockAllowed(contentType cdi.DataVolumeContentType) bool {
-	return contentType != cdi.DataVolumeArchive
+func BlockAllowed(contentType ContentType) bool {
+	return contentType != Archive
+}
+
+// CompressedSupported reports whether a gz or xz image of the content type
+// may come from the endpoint (not from a registry: its images carry raw or
+// qcow2 disks).
+func CompressedSupported(contentType ContentType, endpoint Endpoint) bool {
+	for _, image := range imagesOf(contentType) {
+		cell := supportedOperations[image][endpoint]
+		if _, gz := cell[FormatGZ]; gz {
+			return true
+		}
+		if _, xz := cell[FormatXZ]; xz {
+			return true
+		}
+	}
+	return false
 }
 
 // AlwaysStaged reports whether every format the matrix supports for the
 // content type from the endpoint is staged on scratch space first (registry
 // and upload), so an import needs scratch before a byte is read.
-func AlwaysStaged(contentType cdi.DataVolumeContentType, endpoint Endpoint) bool {
+func AlwaysStaged(contentType ContentType, endpoint Endpoint) bool {
 	any := false
 	for _, image := range imagesOf(contentType) {
 		for _, scratch := range supportedOperations[image][endpoint] {
