@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/datavolume/datavolume/pkg/apis/cdi/matrix"
 	"github.com/datavolume/datavolume/pkg/cloner/certs"
 	"github.com/datavolume/datavolume/pkg/cloner/checksum"
 	"github.com/datavolume/datavolume/pkg/cloner/clone"
@@ -46,7 +47,7 @@ func (t *targetFlags) validate() error {
 		return errors.New("--target is required")
 	case t.contentType != string(importer.KubeVirt) && t.contentType != string(importer.Archive):
 		return fmt.Errorf("--content-type %q: want kubevirt or archive", t.contentType)
-	case t.contentType == string(importer.Archive) && isBlockDevice(t.target):
+	case !matrix.BlockAllowed(matrix.ContentType(t.contentType)) && isBlockDevice(t.target):
 		return errArchiveIntoBlock
 	case t.contentType == string(importer.Archive) && !isDir(t.target):
 		return fmt.Errorf("--target %s must be an existing directory for archive content", t.target)
@@ -137,7 +138,7 @@ func (c *importCmd) validate() error {
 			return err
 		}
 	}
-	if c.isRegistry() && c.contentType == string(importer.Archive) {
+	if c.isRegistry() && !matrix.EndpointSupported(matrix.ContentType(c.contentType), matrix.EndpointRegistry) {
 		return errors.New("archive content cannot be imported from a registry")
 	}
 	if c.isRegistry() && (len(c.extraHeaders) > 0 || len(c.headerDirs) > 0) {
@@ -230,7 +231,7 @@ func (c *importCmd) run(ctx context.Context, e *env) error {
 	}
 	var stream importer.Stream
 	if c.isRegistry() {
-		o.RawOrQcow2Only = true
+		o.RawOrQcow2Only = !matrix.CompressedSupported(matrix.ContentType(c.contentType), matrix.EndpointRegistry)
 		stream, err = registry.Open(ctx, registry.Options{
 			URL: c.url, CAFile: c.caFile, Username: user, Password: pass,
 			Insecure: c.insecureRegistry, ScratchDir: c.scratch, Log: e.log,
@@ -284,7 +285,7 @@ func (c *uploadCmd) validate() error {
 	if err := c.targetFlags.validate(); err != nil {
 		return err
 	}
-	if c.contentType == string(importer.Archive) {
+	if !matrix.EndpointSupported(matrix.ContentType(c.contentType), matrix.EndpointUpload) {
 		return errors.New("archive content cannot be uploaded")
 	}
 	return nil
