@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,20 @@ func TestSeedCloneDataVolumeRoundTripsAcrossVersions(t *testing.T) {
 	var alpha map[string]any
 	getJSON(t, &alpha, "-n", ns, "datavolumes.v1alpha1.cdi.kubevirt.io", "example-clone-dv")
 	assert.Equal(t, alpha["apiVersion"], "cdi.kubevirt.io/v1alpha1")
+
+	// The README's quickstart: the demo disk served in the cluster becomes
+	// source-pvc, which the seed's clone has been waiting for; both end
+	// Ready, and the clone holds the source's bytes.
+	kubectl(t, "create", "-n", ns, "-f", repoFile(t, "artifacts/examples/import-demo-disk.yaml"))
+	waitFor(t, ns, "source-pvc", "condition=Ready", 3*time.Minute)
+	waitFor(t, ns, "example-clone-dv", "condition=Ready", 3*time.Minute)
+	source := filepath.Join(volumePath(t, ns, "source-pvc"), "disk.img")
+	clone := filepath.Join(volumePath(t, ns, "example-clone-dv"), "disk.img")
+	want, sourceSize := sha256Of(t, source, 1<<40)
+	assert.Equal(t, sourceSize, int64(64<<20), "spec.storage 64Mi holds a 64 MiB image")
+	got, cloneSize := sha256Of(t, clone, sourceSize)
+	assert.Equal(t, got, want, "the clone starts with the source's bytes")
+	assert.Assert(t, cloneSize >= sourceSize)
 }
 
 func TestKubectlGetPrintsColumns(t *testing.T) {

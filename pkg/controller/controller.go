@@ -409,8 +409,7 @@ func (c *Controller) cloneSource(o *observation) (*corev1.PersistentVolumeClaim,
 	}
 	source, err := c.claims.PersistentVolumeClaims(src.Namespace).Get(src.Name)
 	if apierrors.IsNotFound(err) {
-		o.wait = &waiting{phase: v1beta1.CloneScheduled, reason: ReasonCloneWithoutSource,
-			message: fmt.Sprintf("The source pvc %s doesn't exist", src)}
+		o.wait = &waiting{reason: ReasonCloneWithoutSource, message: fmt.Sprintf("The source pvc %s doesn't exist", src.Name)}
 		return nil, nil
 	}
 	return source, err

@@ -165,11 +165,15 @@ func desiredStatus(o *observation) (v1beta1.DataVolumeStatus, []event) {
 		case o.claimError != nil:
 			st.Phase = v1beta1.Pending
 			runningReason, runningMessage = o.claimError.reason, o.claimError.message
-		case o.claim == nil:
-			st.Phase = v1beta1.Pending
 		case o.wait != nil:
 			st.Phase = o.wait.phase
+			if st.Phase == "" {
+				// Waiting where CDI keeps the phase it had.
+				st.Phase = orPending(old.Phase)
+			}
 			runningReason, runningMessage = o.wait.reason, o.wait.message
+		case o.claim == nil:
+			st.Phase = v1beta1.Pending
 		case o.job == nil:
 			st.Phase = w.scheduled
 		case jobFinished(o.job, batchv1.JobComplete):

@@ -174,3 +174,13 @@ func TestTerminationSummaryFallsBackToTheLogTail(t *testing.T) {
 	assert.Equal(t, s.ExitCode, 137)
 	assert.Equal(t, s.Message, "killed")
 }
+
+func TestCloneWithoutSourceKeepsItsPhase(t *testing.T) {
+	dv := cloneDV("copy", "missing")
+	o := observe(dv)
+	o.wait = &waiting{reason: ReasonCloneWithoutSource, message: "The source pvc missing doesn't exist"}
+	st, events := desiredStatus(o)
+	assert.Equal(t, st.Phase, v1beta1.Pending)
+	assert.Equal(t, st.Progress, v1beta1.ProgressNotAvailable)
+	assert.DeepEqual(t, reasons(events), []string{"Normal NotFound", "Warning CloneWithoutSource"})
+}
