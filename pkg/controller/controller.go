@@ -166,6 +166,13 @@ func (c *Controller) enqueue(obj any) {
 	c.queue.Add(key)
 }
 
+// enqueueController enqueues the DataVolume that controls obj, if one does.
+func (c *Controller) enqueueController(obj metav1.Object) {
+	if ref := metav1.GetControllerOf(obj); ref != nil && ref.Kind == "DataVolume" && strings.HasPrefix(ref.APIVersion, v1beta1.GroupName+"/") {
+		c.queue.Add(obj.GetNamespace() + "/" + ref.Name)
+	}
+}
+
 // ownerHandler enqueues the DataVolume that controls a claim or a Job.
 func (c *Controller) ownerHandler() cache.ResourceEventHandler {
 	enqueueOwner := func(obj any) {
@@ -176,9 +183,7 @@ func (c *Controller) ownerHandler() cache.ResourceEventHandler {
 		if err != nil {
 			return
 		}
-		if ref := metav1.GetControllerOf(meta); ref != nil && ref.Kind == "DataVolume" && strings.HasPrefix(ref.APIVersion, v1beta1.GroupName+"/") {
-			c.queue.Add(meta.GetNamespace() + "/" + ref.Name)
-		}
+		c.enqueueController(meta)
 		// A clone waiting for its source hears of the source's changes.
 		if claim, ok := obj.(*corev1.PersistentVolumeClaim); ok {
 			c.enqueueClonesOf(claim.Namespace, claim.Name)
@@ -204,7 +209,7 @@ func (c *Controller) podHandler() cache.ResourceEventHandler {
 		}
 		if pod.Labels[LabelManagedBy] == ManagedBy {
 			if job, err := c.jobs.Jobs(pod.Namespace).Get(pod.Labels[labelJobName]); err == nil {
-				c.ownerHandler().OnAdd(job, false)
+				c.enqueueController(job)
 			}
 		}
 		for _, v := range pod.Spec.Volumes {
