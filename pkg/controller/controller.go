@@ -343,16 +343,10 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 
 	var source *corev1.PersistentVolumeClaim
 	if !done {
-		if p.Command == plan.CommandUpload {
-			// The upload server and its certificates come with the upload
-			// path; until then the claim is made and the DataVolume waits.
-			o.wait = &waiting{phase: v1beta1.UploadScheduled, reason: "UploadServerUnavailable",
-				message: "this controller does not run upload servers yet"}
-		}
 		if source, err = c.cloneSource(o); err != nil {
 			return 0, err
 		}
-		if o.claim == nil && !o.foreignClaim && (o.wait == nil || p.Command == plan.CommandUpload) {
+		if o.claim == nil && !o.foreignClaim && o.wait == nil {
 			if err := c.createClaim(ctx, o, internal, source); err != nil {
 				return 0, err
 			}
@@ -396,6 +390,11 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		// The Job's work is done; a failed one stays for kubectl logs.
 		if err := c.deleteJob(ctx, o.job); err != nil {
 			return 0, err
+		}
+		if p.Command == plan.CommandUpload {
+			if err := c.deleteUploadEndpoint(ctx, dv); err != nil {
+				return 0, err
+			}
 		}
 	}
 	return requeue, nil
@@ -525,6 +524,11 @@ func (c *Controller) syncJob(ctx context.Context, o *observation, internal *cdi.
 		if o.wait != nil {
 			return 0, nil
 		}
+		if o.plan.Command == plan.CommandUpload {
+			if err := c.ensureUploadEndpoint(ctx, o.dv); err != nil {
+				return 0, err
+			}
+		}
 		job, err := renderJob(jobInput{dv: o.dv, spec: &internal.Spec, plan: o.plan, claim: o.claim, source: source, scratch: scratch, opts: &c.opts.Jobs})
 		if err != nil {
 			return 0, err
@@ -644,6 +648,34 @@ func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
 	})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting Job %s/%s: %w", job.Namespace, job.Name, err)
+	}
+	return nil
+}
+
+// ensureUploadEndpoint makes the upload server's TLS Secret and Service.
+func (c *Controller) ensureUploadEndpoint(ctx context.Context, dv *v1beta1.DataVolume) error {
+	secret, err := renderUploadSecret(dv)
+	if err != nil {
+		return err
+	}
+	if _, err := c.kube.CoreV1().Secrets(dv.Namespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the upload server's Secret %s/%s: %w", dv.Namespace, secret.Name, err)
+	}
+	svc := renderUploadService(dv)
+	if _, err := c.kube.CoreV1().Services(dv.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the upload Service %s/%s: %w", dv.Namespace, svc.Name, err)
+	}
+	return nil
+}
+
+// deleteUploadEndpoint removes them once the upload is done.
+func (c *Controller) deleteUploadEndpoint(ctx context.Context, dv *v1beta1.DataVolume) error {
+	name := uploadServiceName(dv)
+	if err := c.kube.CoreV1().Services(dv.Namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the upload Service %s/%s: %w", dv.Namespace, name, err)
+	}
+	if err := c.kube.CoreV1().Secrets(dv.Namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the upload Secret %s/%s: %w", dv.Namespace, name, err)
 	}
 	return nil
 }

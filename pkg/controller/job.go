@@ -110,14 +110,12 @@ func renderJob(in jobInput) (*batchv1.Job, error) {
 			SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 		Containers: []corev1.Container{{
-			Name:            clonerContainer,
-			Image:           in.opts.Image,
-			ImagePullPolicy: in.opts.PullPolicy,
-			Args:            args,
-			Env:             []corev1.EnvVar{{Name: "TMPDIR", Value: tmpMountPath}},
-			Ports: []corev1.ContainerPort{{
-				Name: "metrics", ContainerPort: in.opts.MetricsPort, Protocol: corev1.ProtocolTCP,
-			}},
+			Name:                     clonerContainer,
+			Image:                    in.opts.Image,
+			ImagePullPolicy:          in.opts.PullPolicy,
+			Args:                     args,
+			Env:                      []corev1.EnvVar{{Name: "TMPDIR", Value: tmpMountPath}},
+			Ports:                    ports(in),
 			Resources:                in.opts.Resources,
 			VolumeMounts:             mounts,
 			VolumeDevices:            devices,
@@ -254,6 +252,14 @@ func clonerArgs(in jobInput) ([]string, error) {
 	case plan.CommandBlank:
 		add("target", targetPath(p, in.claim))
 		add("target-size", targetSize(in.claim, in.opts.FilesystemOverhead))
+	case plan.CommandUpload:
+		args = append(args, uploadArgs(in.dv)...)
+		add("content-type", string(p.ContentType))
+		add("target", targetPath(p, in.claim))
+		add("target-size", targetSize(in.claim, in.opts.FilesystemOverhead))
+		if in.scratch {
+			add("scratch", scratchMountPath)
+		}
 	case plan.CommandClone:
 		if in.source == nil {
 			return nil, fmt.Errorf("clone of %s without its source claim", in.dv.Name)
@@ -327,6 +333,12 @@ func jobVolumes(in jobInput) ([]corev1.Volume, []corev1.VolumeMount, []corev1.Vo
 		}})
 		mounts = append(mounts, corev1.VolumeMount{Name: "scratch", MountPath: scratchMountPath})
 	}
+	if in.plan.Command == plan.CommandUpload {
+		volumes = append(volumes, corev1.Volume{Name: "upload-tls", VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: uploadServiceName(in.dv)},
+		}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "upload-tls", MountPath: uploadTLSPath, ReadOnly: true})
+	}
 	var certConfigMap, secret string
 	var headerSecrets []string
 	switch {
@@ -362,4 +374,13 @@ func jobVolumes(in jobInput) ([]corev1.Volume, []corev1.VolumeMount, []corev1.Vo
 // is converted into the target, and is never larger than what it becomes.
 func scratchSize(claim *corev1.PersistentVolumeClaim) resource.Quantity {
 	return claim.Spec.Resources.Requests[corev1.ResourceStorage]
+}
+
+// ports are the container's: progress metrics, and an upload server's HTTPS.
+func ports(in jobInput) []corev1.ContainerPort {
+	out := []corev1.ContainerPort{{Name: "metrics", ContainerPort: in.opts.MetricsPort, Protocol: corev1.ProtocolTCP}}
+	if in.plan.Command == plan.CommandUpload {
+		out = append(out, corev1.ContainerPort{Name: "https", ContainerPort: uploadPort, Protocol: corev1.ProtocolTCP})
+	}
+	return out
 }

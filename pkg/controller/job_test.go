@@ -162,3 +162,28 @@ func TestCloneClaimSizeFromSource(t *testing.T) {
 	_, err = claimSize(p, nil, plan.DefaultFilesystemOverhead)
 	assert.ErrorContains(t, err, "spec.storage.resources.requests.storage: no size given")
 }
+
+func TestUploadJobServesTLSBehindAService(t *testing.T) {
+	dv := importDV("up")
+	dv.Spec.Source = &v1beta1.DataVolumeSource{Upload: &v1beta1.DataVolumeSourceUpload{}}
+	_, p := planOf(dv)
+	assert.Assert(t, p.ScratchUpFront(), "every upload is staged")
+	v := render(t, dv, boundClaim(dv, "1Gi", corev1.PersistentVolumeFilesystem), nil, true)
+	assert.Equal(t, v.name, "upload-up")
+	assert.Equal(t, v.args, "upload-server --listen=:8443 --tls-cert=/var/run/upload-tls/tls.crt --tls-key=/var/run/upload-tls/tls.key "+
+		"--client-ca=/var/run/upload-tls/ca.crt --content-type=kubevirt --target=/data/disk.img --target-size=967Mi --scratch=/scratch "+
+		"--metrics-address=:8090 --owner-uid=uid-up")
+	assert.Equal(t, v.volume("upload-tls").Secret.SecretName, "upload-up")
+
+	svc := renderUploadService(dv)
+	assert.Equal(t, svc.Name, "upload-up")
+	assert.Equal(t, svc.Spec.Selector[LabelDataVolumeUID], "uid-up")
+	assert.Equal(t, svc.Spec.Ports[0].TargetPort.IntValue(), 8443)
+	secret, err := renderUploadSecret(dv)
+	assert.NilError(t, err)
+	assert.Equal(t, secret.Type, corev1.SecretTypeTLS)
+	for _, key := range []string{"ca.crt", "tls.crt", "tls.key"} {
+		assert.Assert(t, len(secret.Data[key]) > 0, key)
+	}
+	assert.Assert(t, ownedBy(secret, dv) && ownedBy(svc, dv))
+}
