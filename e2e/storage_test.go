@@ -29,27 +29,15 @@ import (
 func TestFilesystemClaimIsProvisioned(t *testing.T) {
 	ns := namespace(t, "provision")
 	claim(t, ns, "data", "Filesystem", "64Mi")
-	runRestrictedJob(t, ns, `printf 'written by uid %s\n' "$(id -u)" > /data/hello && sync`)
+	runRestrictedJob(t, ns, "writer", "data", true, `printf 'written by uid %s\n' "$(id -u)" > /data/hello && sync`)
 
-	var pvc corev1.PersistentVolumeClaim
-	getJSON(t, &pvc, "pvc", "data", "-n", ns)
-	assert.Equal(t, pvc.Status.Phase, corev1.ClaimBound)
-	var pv corev1.PersistentVolume
-	getJSON(t, &pv, "pv", pvc.Spec.VolumeName)
-	assert.Check(t, is.Equal(pv.Annotations["pv.kubernetes.io/provisioned-by"], "rancher.io/local-path"), "made by the provisioner, not beforehand")
-	assert.Check(t, is.Equal(pv.Spec.StorageClassName, "local"))
-	assert.Check(t, is.Equal(pv.Spec.PersistentVolumeReclaimPolicy, corev1.PersistentVolumeReclaimDelete))
+	pv := provisionedVolume(t, ns, "data")
 	dir, err := cluster.ProvisionedVolumePath(&pv)
 	assert.NilError(t, err)
-
 	got, err := os.ReadFile(filepath.Join(dir, "hello"))
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(string(got), "written by uid 107\n"))
-	var st syscall.Stat_t
-	assert.NilError(t, syscall.Stat(dir, &st))
-	assert.Check(t, is.Equal(st.Uid, uint32(107)))
-	assert.Check(t, is.Equal(st.Gid, uint32(107)))
-	assert.Check(t, is.Equal(os.FileMode(st.Mode&0o7777), os.FileMode(0o2770)), "drwxrws---, not %o", st.Mode&0o7777)
+	checkOwner(t, dir, 107, 107, 0o2770)
 
 	kubectl(t, "delete", "job", "writer", "-n", ns, "--cascade=foreground", "--wait=true")
 	kubectl(t, "delete", "pvc", "data", "-n", ns, "--wait=true")
@@ -70,6 +58,49 @@ func TestFilesystemClaimIsProvisioned(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A pod running as CDI's qemu user without an fsGroup writes to a
+// provisioned volume too, as its owner, and what it makes stays in group
+// 107 (the directory is set-group-ID), as the helper pod made it.
+func TestProvisionedVolumeBelongsToQemuUser(t *testing.T) {
+	ns := namespace(t, "owner")
+	claim(t, ns, "data", "Filesystem", "64Mi")
+	runRestrictedJob(t, ns, "writer", "data", false, `mkdir /data/sub && printf 'no fsGroup\n' > /data/sub/hello && sync`)
+
+	pv := provisionedVolume(t, ns, "data")
+	dir, err := cluster.ProvisionedVolumePath(&pv)
+	assert.NilError(t, err)
+	checkOwner(t, dir, 107, 107, 0o2770)
+	checkOwner(t, filepath.Join(dir, "sub"), 107, 107, 0o2755)
+	got, err := os.ReadFile(filepath.Join(dir, "sub", "hello"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(string(got), "no fsGroup\n"))
+}
+
+// provisionedVolume returns the PersistentVolume bound to claim name of ns,
+// which local-path-provisioner must have made for it.
+func provisionedVolume(t *testing.T, ns, name string) corev1.PersistentVolume {
+	t.Helper()
+	var pvc corev1.PersistentVolumeClaim
+	getJSON(t, &pvc, "pvc", name, "-n", ns)
+	assert.Equal(t, pvc.Status.Phase, corev1.ClaimBound)
+	var pv corev1.PersistentVolume
+	getJSON(t, &pv, "pv", pvc.Spec.VolumeName)
+	assert.Check(t, is.Equal(pv.Annotations["pv.kubernetes.io/provisioned-by"], "rancher.io/local-path"), "made by the provisioner, not beforehand")
+	assert.Check(t, is.Equal(pv.Spec.StorageClassName, "local"))
+	assert.Check(t, is.Equal(pv.Spec.PersistentVolumeReclaimPolicy, corev1.PersistentVolumeReclaimDelete))
+	return pv
+}
+
+// checkOwner checks the owner, group and permission bits of path.
+func checkOwner(t *testing.T, path string, uid, gid uint32, mode os.FileMode) {
+	t.Helper()
+	var st syscall.Stat_t
+	assert.NilError(t, syscall.Stat(path, &st))
+	assert.Check(t, is.Equal(st.Uid, uid), path)
+	assert.Check(t, is.Equal(st.Gid, gid), path)
+	assert.Check(t, is.Equal(os.FileMode(st.Mode&0o7777), mode), "%s: mode %o", path, st.Mode&0o7777)
 }
 
 // local-path-provisioner makes no block volumes: a Block claim binds a
@@ -133,8 +164,9 @@ spec:
 		return nil
 	})
 	t.Logf("events of the claim:\n%s", events)
-	t.Logf("the pod: %s", kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.kind=Pod",
-		"-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message", "--no-headers"))
+	t.Logf("the pod: events %q, status %s", kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.kind=Pod",
+		"-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message", "--no-headers"),
+		kubectl(t, "get", "pod", "consumer", "-n", ns, "-o", "jsonpath={.status}"))
 	assert.Equal(t, kubectl(t, "get", "pvc", "data", "-n", ns, "-o", "jsonpath={.status.phase}"), "Pending")
 	assert.Equal(t, kubectl(t, "get", "pod", "consumer", "-n", ns, "-o", "jsonpath={.status.phase}"), "Pending")
 }
@@ -175,16 +207,20 @@ SCRIPT
 	assert.Check(t, is.Equal(logs[3], "514649fb"), "a range holds the qcow2 magic QFI\\xfb")
 }
 
-// runRestrictedJob runs script in a Job whose pod passes the restricted Pod
-// Security level as uid/gid 107 with fsGroup 107 (as the cloner's Jobs
-// run), with the claim "data" mounted at /data, and waits for it to
-// complete.
-func runRestrictedJob(t *testing.T, ns, script string) {
+// runRestrictedJob runs script in the Job name, whose pod passes the
+// restricted Pod Security level as uid/gid 107 (as the cloner's Jobs run),
+// with fsGroup 107 if asked, and with the claim mounted at /data; and waits
+// for it to complete.
+func runRestrictedJob(t *testing.T, ns, name, claim string, fsGroup bool, script string) {
 	t.Helper()
+	group := ""
+	if fsGroup {
+		group = "\n        fsGroup: 107"
+	}
 	job := `apiVersion: batch/v1
 kind: Job
 metadata:
-  name: writer
+  name: ` + name + `
 spec:
   backoffLimit: 0
   template:
@@ -194,8 +230,7 @@ spec:
       securityContext:
         runAsNonRoot: true
         runAsUser: 107
-        runAsGroup: 107
-        fsGroup: 107
+        runAsGroup: 107` + group + `
         seccompProfile:
           type: RuntimeDefault
       containers:
@@ -214,13 +249,13 @@ spec:
       volumes:
         - name: data
           persistentVolumeClaim:
-            claimName: data
+            claimName: ` + claim + `
 `
-	kubectl(t, "label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+	kubectl(t, "label", "namespace", ns, "--overwrite", "pod-security.kubernetes.io/enforce=restricted")
 	out, err := kubectlIn(t, job, "apply", "-n", ns, "-f", "-")
 	assert.NilError(t, err, out)
-	if _, err := cluster.Kubectl(testContext(t), "", "wait", "-n", ns, "job/writer", "--for=condition=Complete", "--timeout=120s"); err != nil {
-		logs, _ := cluster.Kubectl(testContext(t), "", "logs", "-n", ns, "job/writer")
+	if _, err := cluster.Kubectl(testContext(t), "", "wait", "-n", ns, "job/"+name, "--for=condition=Complete", "--timeout=120s"); err != nil {
+		logs, _ := cluster.Kubectl(testContext(t), "", "logs", "-n", ns, "job/"+name)
 		events, _ := cluster.Kubectl(testContext(t), "", "get", "events", "-A")
 		t.Fatalf("job did not complete: %v\nlogs:\n%s\nevents:\n%s", err, logs, events)
 	}

@@ -26,9 +26,12 @@ const nonRootUID = 65532
 // cluster's directory; waitForWorkloads waits for them.
 func (c *Cluster) deployAddons(ctx context.Context) error {
 	volumes := c.ProvisionedVolumesDir()
+	if err := os.MkdirAll(c.volumesDir(), 0o755); err != nil {
+		return err
+	}
 	// Only root on the host, and through the kubelet's mounts the pods,
-	// reach into the volumes.
-	if err := os.MkdirAll(volumes, 0o700); err != nil {
+	// reach into the provisioned volumes.
+	if err := os.Mkdir(volumes, 0o700); err != nil {
 		return err
 	}
 	overlay := addonsOverlay{
