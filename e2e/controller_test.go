@@ -465,3 +465,31 @@ func TestAPIServerRestartedMidImport(t *testing.T) {
 }
 
 
+
+func TestUploadDataVolumeGetsItsServer(t *testing.T) {
+	t.Parallel()
+	ns := restrictedNamespace(t, "upload")
+	create(t, ns, `apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata:
+  name: upload-target
+spec:
+  source:
+    upload: {}
+  pvc:
+    accessModes: [ReadWriteOnce]
+    resources:
+      requests:
+        storage: `+claimSize+`
+`)
+	waitFor(t, ns, "upload-target", "jsonpath={.status.phase}=UploadReady", 2*time.Minute)
+	assert.Equal(t, kubectl(t, "get", "service", "upload-upload-target", "-n", ns, "-o", "jsonpath={.spec.ports[0].port}"), "443")
+	eventually(t, time.Minute, func() error {
+		if eps := kubectl(t, "get", "endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=upload-upload-target",
+			"-o", "jsonpath={.items[*].endpoints[*].addresses[*]}"); eps == "" {
+			return errorf("the Service has no endpoint yet")
+		}
+		return nil
+	})
+	assert.Assert(t, is.Contains(eventsOf(t, ns, "upload-target"), "UploadReady"))
+}
