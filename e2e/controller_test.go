@@ -166,8 +166,9 @@ func TestImportEveryFormatIntoAFilesystemClaim(t *testing.T) {
 		assert.Equal(t, conditionOf(dv, v1beta1.DataVolumeBound).Reason, "Bound")
 		assert.Equal(t, conditionOf(dv, v1beta1.DataVolumeRunning).Reason, "Completed")
 		events := eventsOf(t, ns, name)
-		for _, want := range []string{"ImportScheduled", "Bound", "ImportSucceeded   Successfully imported into PVC " + name} {
-			assert.Assert(t, is.Contains(events, want))
+		for _, want := range []string{`Normal\s+ImportScheduled\s+Import into ` + name + ` scheduled`, `Normal\s+Bound\s+PVC ` + name + ` Bound`,
+			`Normal\s+ImportSucceeded\s+Successfully imported into PVC ` + name} {
+			assert.Assert(t, is.Regexp(want, events))
 		}
 		annotations := kubectl(t, "get", "pvc", name, "-n", ns, "-o", "jsonpath={.metadata.annotations}")
 		assert.Assert(t, is.Contains(annotations, `"cdi.kubevirt.io/storage.pod.phase":"Succeeded"`))
@@ -284,7 +285,7 @@ func TestCloneWithinANamespace(t *testing.T) {
 	waitFor(t, ns, "copy", "condition=Ready", 3*time.Minute)
 	assertImported(t, ns, "copy", imgs.raw)
 	events := eventsOf(t, ns, "copy")
-	assert.Assert(t, is.Contains(events, fmt.Sprintf("CloneSucceeded    Successfully cloned from %s/source into %s/copy", ns, ns)))
+	assert.Assert(t, is.Regexp(fmt.Sprintf(`Normal\s+CloneSucceeded\s+Successfully cloned from %s/source into %s/copy`, ns, ns), events))
 }
 
 func TestImportIntoTheSeedBlockVolume(t *testing.T) {
