@@ -610,8 +610,8 @@ func (c *Controller) annotateClaim(ctx context.Context, o *observation, phase v1
 		podPhase = string(corev1.PodRunning)
 	}
 	restarts := ""
-	if o.job != nil && o.job.Status.Failed > 0 {
-		restarts = fmt.Sprint(o.job.Status.Failed)
+	if n := retries(o.job); n > 0 {
+		restarts = fmt.Sprint(n)
 	}
 	want := map[string]string{AnnPodPhase: podPhase, AnnPodRestarts: restarts}
 	changed := false

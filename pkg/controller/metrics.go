@@ -46,8 +46,8 @@ func (m *metrics) collectors() []prometheus.Collector {
 // observeTransition records a DataVolume reaching a phase.
 func (m *metrics) observeTransition(dv *v1beta1.DataVolume, phase v1beta1.DataVolumePhase, o *observation) {
 	command := string(o.plan.Command)
-	if o.job != nil && o.job.Status.Failed > dv.Status.RestartCount {
-		m.retries.WithLabelValues(command).Add(float64(o.job.Status.Failed - dv.Status.RestartCount))
+	if n := retries(o.job); n > dv.Status.RestartCount {
+		m.retries.WithLabelValues(command).Add(float64(n - dv.Status.RestartCount))
 	}
 	if phase != v1beta1.Succeeded && phase != v1beta1.Failed {
 		return

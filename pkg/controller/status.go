@@ -151,8 +151,8 @@ func desiredStatus(o *observation) (v1beta1.DataVolumeStatus, []event) {
 	if o.claim != nil {
 		st.ClaimName = o.claim.Name
 	}
-	if o.job != nil && o.job.Status.Failed > st.RestartCount {
-		st.RestartCount = o.job.Status.Failed
+	if n := retries(o.job); n > st.RestartCount {
+		st.RestartCount = n
 	}
 
 	terminal := old.Phase == v1beta1.Succeeded || old.Phase == v1beta1.Failed
@@ -332,6 +332,19 @@ func eventsFor(o *observation, w words, old, st v1beta1.DataVolumeStatus) []even
 		events = append(events, event{eventType, cur.Reason, cur.Message})
 	}
 	return events
+}
+
+// retries counts the Job's failed pods that another pod replaced: the
+// last failure of a failed Job was not retried.
+func retries(job *batchv1.Job) int32 {
+	if job == nil {
+		return 0
+	}
+	n := job.Status.Failed
+	if n > 0 && jobFinished(job, batchv1.JobFailed) {
+		n--
+	}
+	return n
 }
 
 func jobFinished(job *batchv1.Job, condition batchv1.JobConditionType) bool {

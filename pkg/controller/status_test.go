@@ -108,8 +108,10 @@ func TestPermanentFailureFailsWithTheClonerMessage(t *testing.T) {
 	o.claim = boundClaim(dv, "1Gi", corev1.PersistentVolumeFilesystem)
 	o.job = jobWith("importer-disk", batchv1.JobFailed)
 	o.failure = &exitcode.Termination{ExitCode: 3, Reason: "ChecksumMismatch", Message: "checksum mismatch: want sha256:aa, got sha256:bb"}
+	o.job.Status.Failed = 1
 	st, events := desiredStatus(o)
 	assert.Equal(t, st.Phase, v1beta1.Failed)
+	assert.Equal(t, st.RestartCount, int32(0), "the failure that failed the Job was not retried")
 	assert.Equal(t, condition(st, v1beta1.DataVolumeRunning).Message, "checksum mismatch: want sha256:aa, got sha256:bb")
 	assert.Equal(t, condition(st, v1beta1.DataVolumeReady).Status, corev1.ConditionFalse)
 	assert.Equal(t, events[0].reason, "ImportFailed")
