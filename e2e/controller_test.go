@@ -241,7 +241,7 @@ spec:
 	assertImported(t, ns, "from-registry", imgs.raw)
 	// The scratch space went with the Job.
 	eventually(t, time.Minute, func() error {
-		if out := kubectl(t, "get", "pvc", "-n", ns, "-o", "name"); out != "persistentvolumeclaim/from-registry" {
+		if out := strings.TrimSpace(kubectl(t, "get", "pvc", "-n", ns, "-o", "name")); out != "persistentvolumeclaim/from-registry" {
 			return errorf("claims: %s", out)
 		}
 		return nil
