@@ -9,12 +9,14 @@ import (
 	"gotest.tools/v3/assert"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	kubeinformers "k8s.io/client-go/informers"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi/v1beta1"
 	cdifake "github.com/datavolume/datavolume/pkg/generated/clientset/versioned/fake"
@@ -249,4 +251,29 @@ func TestProgressIsReadWhileRunning(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Equal(t, requeue, time.Second, "a running transfer is looked at again")
 	assert.Equal(t, h.dv("disk").Status.Phase, v1beta1.ImportInProgress)
+}
+
+func TestHonoredWaitForFirstConsumerHoldsTheJob(t *testing.T) {
+	dv := importDV("disk")
+	h := newHarness(t, dv)
+	h.c.opts.HonorWaitForFirstConsumer = true
+	wffc := storagev1.VolumeBindingWaitForFirstConsumer
+	class := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "local"}, VolumeBindingMode: &wffc}
+	assert.NilError(t, h.kinf.Storage().V1().StorageClasses().Informer().GetIndexer().Add(class))
+	claim := boundClaim(dv, "1Gi", corev1.PersistentVolumeFilesystem)
+	claim.Status.Phase = corev1.ClaimPending
+	claim.Spec.StorageClassName = ptr.To("local")
+	h.add(claim)
+
+	h.sync(dv)
+	assert.Equal(t, h.dv("disk").Status.Phase, v1beta1.WaitForFirstConsumer)
+	assert.Equal(t, len(h.actions("create", "jobs")), 0, "nothing consumes the claim yet")
+
+	// Asked to bind at once, it goes on.
+	dv = h.dv("disk")
+	dv.Annotations = map[string]string{AnnImmediateBinding: "true"}
+	h.cache(dv)
+	_, err := h.c.sync(context.Background(), "ns/disk")
+	assert.NilError(t, err)
+	assert.Equal(t, len(h.actions("create", "jobs")), 1)
 }
