@@ -91,6 +91,9 @@ type Controller struct {
 	now   func() metav1.Time
 }
 
+// errStaleCache says the cache is behind the API: the sync is retried.
+var errStaleCache = errors.New("the DataVolume changed since it was cached")
+
 // podsByClaim indexes pods by namespace/claim of each claim they mount.
 const podsByClaim = "byClaim"
 
@@ -361,7 +364,12 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 
 	var requeue time.Duration
 	if o.claim != nil {
-		if requeue, err = c.syncJob(ctx, o, internal, source, done); err != nil {
+		requeue, err = c.syncJob(ctx, o, internal, source, done)
+		if errors.Is(err, errStaleCache) {
+			// Look again once the cache has caught up; write nothing now.
+			return requeue, nil
+		}
+		if err != nil {
 			return 0, err
 		}
 	}
@@ -523,6 +531,17 @@ func (c *Controller) syncJob(ctx context.Context, o *observation, internal *cdi.
 	if o.job == nil {
 		if o.wait != nil {
 			return 0, nil
+		}
+		// A Job is a writer: never start one from a stale cache. The Job of
+		// a DataVolume that just succeeded is deleted right after its status
+		// is written, and a cache that has the deletion but not the status
+		// would start the copy again.
+		live, err := c.cdi.CdiV1beta1().DataVolumes(o.dv.Namespace).Get(ctx, o.dv.Name, metav1.GetOptions{})
+		if err != nil {
+			return 0, fmt.Errorf("reading DataVolume %s/%s before starting its Job: %w", o.dv.Namespace, o.dv.Name, err)
+		}
+		if live.ResourceVersion != o.dv.ResourceVersion || live.UID != o.dv.UID {
+			return time.Second, errStaleCache
 		}
 		if o.plan.Command == plan.CommandUpload {
 			if err := c.ensureUploadEndpoint(ctx, o.dv); err != nil {

@@ -277,3 +277,18 @@ func TestHonoredWaitForFirstConsumerHoldsTheJob(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Equal(t, len(h.actions("create", "jobs")), 1)
 }
+
+func TestNoJobFromAStaleCache(t *testing.T) {
+	dv := importDV("disk")
+	h := newHarness(t, dv)
+	h.add(boundClaim(dv, "1Gi", corev1.PersistentVolumeFilesystem))
+	// The API has moved on (the status says Succeeded); the cache has not.
+	stored := dv.DeepCopy()
+	stored.ResourceVersion = "2"
+	stored.Status.Phase = v1beta1.Succeeded
+	assert.NilError(t, h.cdi.Tracker().Update(v1beta1.SchemeGroupVersion.WithResource("datavolumes"), stored, "ns"))
+	requeue, err := h.c.sync(context.Background(), "ns/disk")
+	assert.NilError(t, err)
+	assert.Equal(t, requeue, time.Second)
+	assert.Equal(t, len(h.actions("create", "jobs")), 0, "no second writer")
+}

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"strings"
 	"testing"
 
@@ -182,8 +184,13 @@ func TestUploadJobServesTLSBehindAService(t *testing.T) {
 	secret, err := renderUploadSecret(dv)
 	assert.NilError(t, err)
 	assert.Equal(t, secret.Type, corev1.SecretTypeTLS)
-	for _, key := range []string{"ca.crt", "tls.crt", "tls.key"} {
-		assert.Assert(t, len(secret.Data[key]) > 0, key)
-	}
+	pair, err := tls.X509KeyPair(secret.Data["tls.crt"], secret.Data["tls.key"])
+	assert.NilError(t, err)
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	assert.NilError(t, err)
+	roots := x509.NewCertPool()
+	assert.Assert(t, roots.AppendCertsFromPEM(secret.Data["ca.crt"]))
+	_, err = leaf.Verify(x509.VerifyOptions{DNSName: "upload-up.ns.svc", Roots: roots})
+	assert.NilError(t, err, "the server certificate is the Service's, signed by the CA")
 	assert.Assert(t, ownedBy(secret, dv) && ownedBy(svc, dv))
 }
