@@ -12,6 +12,7 @@ import (
 	"k8s.io/apiserver/pkg/audit"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
 	"github.com/datavolume/datavolume/pkg/claims"
@@ -26,6 +27,42 @@ const grantIssuer = "datavolume-apiserver"
 // target.
 const anyOtherNamespace = "*"
 
+// The clone checks' client limits. With client-go's defaults (5 requests a
+// second, 10 at once) clone creates queued for the limiter: 8 clients got 5
+// creates a second, each waiting 1.6 s (issue 15). kube-apiserver answers a
+// SubjectAccessReview in well under a millisecond of its CPU, so these are set
+// above what it answers on a small machine (measured on 2 cores: see
+// README, Benchmarks), to let the checks go as fast as it does. They stay finite: kube-apiserver's
+// priority and fairness puts all of this server's requests in one flow, and
+// the limit bounds how much of it one replica can spend on clone checks
+// (a denied clone asks twice) until checks are shared fairly per tenant.
+const (
+	DefaultCloneCheckQPS   float32 = 1000
+	DefaultCloneCheckBurst int     = 2000
+)
+
+// cloneCheckUserAgentSuffix tells the clone checks apart from the server's
+// other requests in kube-apiserver's audit log.
+const cloneCheckUserAgentSuffix = " clone-check"
+
+// cloneCheckClientConfig is base with the clone checks' own limits: the
+// clone checks get a client of their own, so nothing else this server asks
+// (informers, delegated authorization) shares their limiter, and they share
+// no other's.
+func (o *Options) cloneCheckClientConfig(base *rest.Config) *rest.Config {
+	config := rest.CopyConfig(base)
+	config.QPS, config.Burst = o.CloneCheckQPS, o.CloneCheckBurst
+	config.RateLimiter = nil // built from QPS and Burst, for this client alone
+	userAgent := config.UserAgent
+	if userAgent == "" {
+		userAgent = rest.DefaultKubernetesUserAgent()
+	}
+	config.UserAgent = userAgent + cloneCheckUserAgentSuffix
+	return config
+}
+
+// cloneConfig builds the clone gate and the datavolumes/source describer on
+// kube, the clone checks' client.
 func (o *Options) cloneConfig(kube kubernetes.Interface, log logr.Logger) (ExtraConfig, error) {
 	keys, err := cloneauth.LoadKeySet(o.CloneGrantKeys)
 	if err != nil {
