@@ -67,7 +67,7 @@ func Webhook(ctx context.Context, cluster *localcluster.Cluster) (string, error)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cluster.KubectlBinary(), "--kubeconfig", cluster.Kubeconfig, "port-forward",
-		"-n", namespace, "pod/"+pod.Name, fmt.Sprintf("127.0.0.1::%d", webhookMetricsPort))
+		"--address=127.0.0.1", "-n", namespace, "pod/"+pod.Name, fmt.Sprintf(":%d", webhookMetricsPort))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", err
