@@ -29,7 +29,8 @@ import (
 // bars: every allowed create succeeds, and no clone check waits for its
 // client's rate limiter, as client-go's own histogram
 // rest_client_rate_limiter_duration_seconds counts it (a wait over its first
-// bucket, 5 ms). The SubjectAccessReviews are the servers' POSTs to
+// bucket, 5 ms; a check whose wait would pass its time limit fails at once
+// and counts as no wait, which the refused create shows). The SubjectAccessReviews are the servers' POSTs to
 // kube-apiserver (with datavolume-apiserver's delegated authorization's,
 // which are cached and limited apart).
 
@@ -67,7 +68,7 @@ func TestConcurrentCloneCreatesAreNotRateLimited(t *testing.T) {
 	})
 	waited := apiserverLimiterWait(t).Sub(before)
 	t.Logf("datavolume-apiserver, POST requests' rate limiter wait during the creates: %s", waited)
-	assert.Check(t, is.Len(errs, 0), "creates refused: %v", firstErrors(errs))
+	assert.Check(t, len(errs) == 0, "%d of %d creates refused; the first: %v", len(errs), concurrentClones, firstErrors(errs))
 
 	// Every clone was checked, allowed and granted.
 	list, err := dataVolumes.List(testContext(t), metav1.ListOptions{})
@@ -110,7 +111,7 @@ func TestConcurrentVirtualMachineClonesAreNotRateLimited(t *testing.T) {
 	})
 	waited := webhookLimiterWait(t).Sub(before)
 	t.Logf("datavolume-webhook, POST requests' rate limiter wait during the creates: %s", waited)
-	assert.Check(t, is.Len(errs, 0), "creates refused: %v", firstErrors(errs))
+	assert.Check(t, len(errs) == 0, "%d of %d creates refused; the first: %v", len(errs), concurrentClones, firstErrors(errs))
 	assert.Check(t, waited.Requests >= concurrentClones, "%d POSTs went through a rate limiter, want one SubjectAccessReview per create", waited.Requests)
 	assert.Check(t, is.Equal(waited.Waited, 0), "clone checks waited for their client's rate limiter: %s", waited)
 }
@@ -142,7 +143,7 @@ func createAtOnce(t *testing.T, n int, create func(ctx context.Context, i int) e
 	return errs
 }
 
-func firstErrors(errs []error) []error { return errs[:min(len(errs), 5)] }
+func firstErrors(errs []error) []error { return errs[:min(len(errs), 2)] }
 
 // unlimitedDynamicClient has no client-side limit of its own, so that the
 // servers' limits are what is tested.
@@ -162,18 +163,14 @@ func apiserverLimiterWait(t *testing.T) podmetrics.LimiterWait {
 	t.Helper()
 	metrics, err := podmetrics.APIServer(testContext(t), cluster)
 	assert.NilError(t, err)
-	w, err := podmetrics.RateLimiterWait(metrics, "POST")
-	assert.NilError(t, err)
-	return w
+	return podmetrics.RateLimiterWait(metrics, "POST")
 }
 
 func webhookLimiterWait(t *testing.T) podmetrics.LimiterWait {
 	t.Helper()
 	metrics, err := podmetrics.Webhook(testContext(t), cluster)
 	assert.NilError(t, err)
-	w, err := podmetrics.RateLimiterWait(metrics, "POST")
-	assert.NilError(t, err)
-	return w
+	return podmetrics.RateLimiterWait(metrics, "POST")
 }
 
 // cloneObject is a DataVolume cloning sourceNamespace/claim.

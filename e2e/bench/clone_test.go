@@ -373,7 +373,7 @@ func apiserverLimiterWait(ctx context.Context) (podmetrics.LimiterWait, error) {
 	if err != nil {
 		return podmetrics.LimiterWait{}, err
 	}
-	return podmetrics.RateLimiterWait(metrics, "POST")
+	return podmetrics.RateLimiterWait(metrics, "POST"), nil
 }
 
 func webhookLimiterWait(ctx context.Context) (podmetrics.LimiterWait, error) {
@@ -381,5 +381,5 @@ func webhookLimiterWait(ctx context.Context) (podmetrics.LimiterWait, error) {
 	if err != nil {
 		return podmetrics.LimiterWait{}, err
 	}
-	return podmetrics.RateLimiterWait(metrics, "POST")
+	return podmetrics.RateLimiterWait(metrics, "POST"), nil
 }

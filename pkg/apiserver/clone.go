@@ -28,17 +28,19 @@ const grantIssuer = "datavolume-apiserver"
 const anyOtherNamespace = "*"
 
 // The clone checks' client limits. With client-go's defaults (5 requests a
-// second, 10 at once) clone creates queued for the limiter: 8 clients got 5
-// creates a second, each waiting 1.6 s (issue 15). kube-apiserver answers a
-// SubjectAccessReview in well under a millisecond of its CPU, so these are set
-// above what it answers on a small machine (measured on 2 cores: see
-// README, Benchmarks), to let the checks go as fast as it does. They stay finite: kube-apiserver's
-// priority and fairness puts all of this server's requests in one flow, and
-// the limit bounds how much of it one replica can spend on clone checks
-// (a denied clone asks twice) until checks are shared fairly per tenant.
+// second, 10 at once) concurrent clone creates queued for the limiter, and
+// past --clone-check-timeout were denied (issue 15). The limits are set at
+// what kube-apiserver answers at most on a small machine (about 1900
+// SubjectAccessReviews a second on 2 cores, measured), so that the checks go
+// as fast as kube-apiserver answers them: a create costs far more than its
+// review, and the creates run into their own limits first. They stay finite on
+// purpose: kube-apiserver's priority and fairness puts all of this server's
+// requests in one flow, and the limit bounds how much of a larger
+// kube-apiserver one replica may spend on clone checks (a denied clone asks
+// two reviews, and stores nothing) until checks are shared fairly per tenant.
 const (
-	DefaultCloneCheckQPS   float32 = 1000
-	DefaultCloneCheckBurst int     = 2000
+	DefaultCloneCheckQPS   float32 = 2000
+	DefaultCloneCheckBurst int     = 4000
 )
 
 // cloneCheckUserAgentSuffix tells the clone checks apart from the server's

@@ -7,7 +7,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -167,19 +166,15 @@ func (w LimiterWait) String() string {
 }
 
 // RateLimiterWait reads the wait of requests with verb (e.g. POST) from
-// metrics in Prometheus' text format. It fails when the metric is not
-// there at all: then nothing would be measured.
-func RateLimiterWait(metrics, verb string) (LimiterWait, error) {
+// metrics in Prometheus' text format. A server whose clients have not sent
+// a rate-limited request yet has no such series (watches are not limited):
+// that reads as zero requests.
+func RateLimiterWait(metrics, verb string) LimiterWait {
 	var w LimiterWait
 	var count, fast float64
-	found := false
 	for line := range strings.Lines(metrics) {
 		name, labels, value, ok := parseSample(line)
-		if !ok || !strings.HasPrefix(name, rateLimiterMetric) {
-			continue
-		}
-		found = true
-		if labels["verb"] != verb {
+		if !ok || !strings.HasPrefix(name, rateLimiterMetric) || labels["verb"] != verb {
 			continue
 		}
 		switch strings.TrimPrefix(name, rateLimiterMetric) {
@@ -193,11 +188,8 @@ func RateLimiterWait(metrics, verb string) (LimiterWait, error) {
 			}
 		}
 	}
-	if !found {
-		return w, errors.New(rateLimiterMetric + " is not among the metrics")
-	}
 	w.Requests, w.Waited = int(count), int(count-fast)
-	return w, nil
+	return w
 }
 
 // sample is `name{label="value",...} number` or `name number`.
