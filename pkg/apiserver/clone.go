@@ -12,6 +12,7 @@ import (
 	"k8s.io/apiserver/pkg/audit"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
 	"github.com/datavolume/datavolume/pkg/claims"
@@ -27,6 +28,44 @@ const grantIssuer = "datavolume-apiserver"
 // target.
 const anyOtherNamespace = "*"
 
+// The clone checks' client limits. With client-go's defaults (5 requests a
+// second, 10 at once) concurrent clone creates queued for the limiter, and
+// past --clone-check-timeout were denied (issue 15). The limits are set at
+// what kube-apiserver answers at most on a small machine (about 1900
+// SubjectAccessReviews a second on 2 cores, measured), so that the checks go
+// as fast as kube-apiserver answers them: a create costs far more than its
+// review, and the creates run into their own limits first. They stay finite on
+// purpose: kube-apiserver's priority and fairness puts all of this server's
+// requests in one flow, and the limit bounds how much of a larger
+// kube-apiserver one replica may spend on clone checks (a denied clone asks
+// two reviews, and stores nothing) until checks are shared fairly per tenant.
+const (
+	DefaultCloneCheckQPS   float32 = 2000
+	DefaultCloneCheckBurst int     = 4000
+)
+
+// cloneCheckUserAgentSuffix tells the clone checks apart from the server's
+// other requests in kube-apiserver's audit log.
+const cloneCheckUserAgentSuffix = " clone-check"
+
+// cloneCheckClientConfig is base with the clone checks' own limits: the
+// clone checks get a client of their own, so nothing else this server asks
+// (informers, delegated authorization) shares their limiter, and they share
+// no other's.
+func (o *Options) cloneCheckClientConfig(base *rest.Config) *rest.Config {
+	config := rest.CopyConfig(base)
+	config.QPS, config.Burst = o.CloneCheckQPS, o.CloneCheckBurst
+	config.RateLimiter = nil // built from QPS and Burst, for this client alone
+	userAgent := config.UserAgent
+	if userAgent == "" {
+		userAgent = rest.DefaultKubernetesUserAgent()
+	}
+	config.UserAgent = userAgent + cloneCheckUserAgentSuffix
+	return config
+}
+
+// cloneConfig builds the clone gate and the datavolumes/source describer on
+// kube, the clone checks' client.
 func (o *Options) cloneConfig(kube kubernetes.Interface, log logr.Logger) (ExtraConfig, error) {
 	keys, err := cloneauth.LoadKeySet(o.CloneGrantKeys)
 	if err != nil {

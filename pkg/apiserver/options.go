@@ -41,6 +41,11 @@ type Options struct {
 	CloneGrantTTL time.Duration
 	// CloneCheckTimeout bounds each SubjectAccessReview of a clone check.
 	CloneCheckTimeout time.Duration
+	// CloneCheckQPS and CloneCheckBurst limit the client of the clone
+	// checks (their SubjectAccessReviews, and the reads datavolumes/source
+	// makes); see DefaultCloneCheckQPS.
+	CloneCheckQPS   float32
+	CloneCheckBurst int
 	// AlternateDNS are extra names for a self-signed serving certificate.
 	AlternateDNS []string
 }
@@ -51,6 +56,8 @@ func NewOptions() *Options {
 		Recommended:       genericoptions.NewRecommendedOptions(etcdPathPrefix, Codecs.LegacyCodec(v1beta1.SchemeGroupVersion)),
 		CloneGrantTTL:     24 * time.Hour,
 		CloneCheckTimeout: 10 * time.Second,
+		CloneCheckQPS:     DefaultCloneCheckQPS,
+		CloneCheckBurst:   DefaultCloneCheckBurst,
 	}
 	// kube-apiserver has already queued every request it proxies here under
 	// its own priority and fairness; a second queue only costs CPU (0.1 of
@@ -82,6 +89,11 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	clone.DurationVar(&o.CloneGrantTTL, "clone-grant-ttl", o.CloneGrantTTL, "How long a clone grant stays valid.")
 	clone.DurationVar(&o.CloneCheckTimeout, "clone-check-timeout", o.CloneCheckTimeout,
 		"Time limit of each SubjectAccessReview of a clone check; a check that times out denies the clone.")
+	clone.Float32Var(&o.CloneCheckQPS, "clone-check-qps", o.CloneCheckQPS,
+		"Requests per second the clone checks may send kube-apiserver (SubjectAccessReviews, and the claim and pod reads of datavolumes/source), on a client of their own. "+
+			"Each cross-namespace clone create asks one review, a denied one two; above the limit creates wait, and a wait longer than --clone-check-timeout denies.")
+	clone.IntVar(&o.CloneCheckBurst, "clone-check-burst", o.CloneCheckBurst,
+		"Requests the clone checks may send at once above --clone-check-qps.")
 
 	misc := fss.FlagSet("misc")
 	misc.StringSliceVar(&o.AlternateDNS, "alternate-dns", o.AlternateDNS, "Extra DNS names of a self-signed serving certificate.")
@@ -105,6 +117,12 @@ func (o *Options) Validate() error {
 	}
 	if o.CloneCheckTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--clone-check-timeout must be positive"))
+	}
+	if o.CloneCheckQPS <= 0 {
+		errs = append(errs, fmt.Errorf("--clone-check-qps must be positive, not %v: the clone checks' client is always limited", o.CloneCheckQPS))
+	}
+	if o.CloneCheckBurst <= 0 {
+		errs = append(errs, fmt.Errorf("--clone-check-burst must be positive, not %d", o.CloneCheckBurst))
 	}
 	return utilerrors.NewAggregate(errs)
 }
@@ -131,11 +149,11 @@ func (o *Options) Config(log logr.Logger) (*Config, error) {
 		return nil, fmt.Errorf("applying options: %w", err)
 	}
 
-	kube, err := kubernetes.NewForConfig(generic.ClientConfig)
+	cloneChecks, err := kubernetes.NewForConfig(o.cloneCheckClientConfig(generic.ClientConfig))
 	if err != nil {
-		return nil, fmt.Errorf("building client of the core API: %w", err)
+		return nil, fmt.Errorf("building the client of the clone checks: %w", err)
 	}
-	extra, err := o.cloneConfig(kube, log)
+	extra, err := o.cloneConfig(cloneChecks, log)
 	if err != nil {
 		return nil, err
 	}

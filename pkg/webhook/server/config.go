@@ -32,8 +32,11 @@ const (
 
 // Config is validated Options with the clients they lead to.
 type Config struct {
-	options     Options
+	options Options
+	// client feeds the informers; cloneChecks asks the SubjectAccessReviews,
+	// with limits of its own.
 	client      kubernetes.Interface
+	cloneChecks kubernetes.Interface
 	certificate *servingCertificate
 }
 
@@ -51,11 +54,29 @@ func (o *Options) Config() (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
 	}
+	cloneChecks, err := kubernetes.NewForConfig(o.cloneCheckClientConfig(restConfig))
+	if err != nil {
+		return nil, fmt.Errorf("building the client of the clone checks: %w", err)
+	}
 	certificate, err := newServingCertificate(o.TLSCertFile, o.TLSPrivateKeyFile)
 	if err != nil {
 		return nil, err
 	}
-	return &Config{options: *o, client: client, certificate: certificate}, nil
+	return &Config{options: *o, client: client, cloneChecks: cloneChecks, certificate: certificate}, nil
+}
+
+// cloneCheckClientConfig is base with the clone checks' own limits and a
+// user agent that tells their requests apart in kube-apiserver's audit log.
+func (o *Options) cloneCheckClientConfig(base *rest.Config) *rest.Config {
+	config := rest.CopyConfig(base)
+	config.QPS, config.Burst = o.CloneCheckQPS, o.CloneCheckBurst
+	config.RateLimiter = nil // built from QPS and Burst, for this client alone
+	userAgent := config.UserAgent
+	if userAgent == "" {
+		userAgent = rest.DefaultKubernetesUserAgent()
+	}
+	config.UserAgent = userAgent + " clone-check"
+	return config
 }
 
 func restConfigFor(kubeconfig string) (*rest.Config, error) {
@@ -86,7 +107,7 @@ func (c *Config) Run(ctx context.Context) error {
 	if err := pods.Informer().SetTransform(trimPod); err != nil {
 		return fmt.Errorf("trimming cached pods: %w", err)
 	}
-	authorizer := cloneauth.NewAuthorizer(c.client.AuthorizationV1().SubjectAccessReviews(),
+	authorizer := cloneauth.NewAuthorizer(c.cloneChecks.AuthorizationV1().SubjectAccessReviews(),
 		cloneauth.WithTimeout(subjectAccessReviewTimeout), cloneauth.WithLogger(log.WithName("cloneauth")))
 
 	var ready atomic.Bool
@@ -113,6 +134,13 @@ func (c *Config) Run(ctx context.Context) error {
 		log.Info("Informer caches synced; ready to admit")
 	}()
 
+	if c.options.MetricsBindAddress != "" {
+		stopMetrics, err := serveMetrics(ctx, log, c.options.MetricsBindAddress)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	return c.serve(ctx, log, handler)
 }
 

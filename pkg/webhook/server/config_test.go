@@ -40,6 +40,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	config := &Config{
 		options:     Options{BindAddress: "127.0.0.1", Port: freePort(t), FilesystemOverhead: 0.055},
 		client:      client,
+		cloneChecks: client,
 		certificate: certificate,
 	}
 

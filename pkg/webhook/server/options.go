@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 
 	"github.com/spf13/pflag"
 
@@ -25,7 +26,25 @@ type Options struct {
 	// FilesystemOverhead is counted when a Block source is cloned into a
 	// Filesystem target.
 	FilesystemOverhead float64
+	// CloneCheckQPS and CloneCheckBurst limit the client that asks the
+	// SubjectAccessReviews of VirtualMachine clones; see DefaultCloneCheckQPS.
+	CloneCheckQPS   float32
+	CloneCheckBurst int
+	// MetricsBindAddress is where /metrics is served over plain HTTP
+	// (host:port); empty turns it off.
+	MetricsBindAddress string
 }
+
+// The clone checks' client limits, as datavolume-apiserver's: client-go's
+// defaults (5 a second, 10 at once) had VirtualMachine creates with
+// cross-namespace templates queue behind each other (issue 15). They are set at
+// what kube-apiserver answers at most on a small machine (about 1900
+// SubjectAccessReviews a second on 2 cores, measured), and stay finite, to
+// bound what one replica asks of a larger kube-apiserver's authorizer.
+const (
+	DefaultCloneCheckQPS   float32 = 2000
+	DefaultCloneCheckBurst int     = 4000
+)
 
 // NewOptions returns the defaults.
 func NewOptions() *Options {
@@ -33,6 +52,9 @@ func NewOptions() *Options {
 		BindAddress:        "0.0.0.0",
 		Port:               8443,
 		FilesystemOverhead: float64(plan.DefaultFilesystemOverhead),
+		CloneCheckQPS:      DefaultCloneCheckQPS,
+		CloneCheckBurst:    DefaultCloneCheckBurst,
+		MetricsBindAddress: "127.0.0.1:8080",
 	}
 }
 
@@ -45,6 +67,13 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the cluster; empty uses the in-cluster configuration.")
 	fs.Float64Var(&o.FilesystemOverhead, "filesystem-overhead", o.FilesystemOverhead,
 		"Share of a Filesystem volume taken by the filesystem (0 to <1); a Block source cloned into a Filesystem volume needs size/(1-overhead).")
+	fs.Float32Var(&o.CloneCheckQPS, "clone-check-qps", o.CloneCheckQPS,
+		"SubjectAccessReviews per second the clone checks of VirtualMachines may send kube-apiserver, on a client of their own; "+
+			"above it admission waits, and a wait past the review's time limit denies.")
+	fs.IntVar(&o.CloneCheckBurst, "clone-check-burst", o.CloneCheckBurst, "SubjectAccessReviews the clone checks may send at once above --clone-check-qps.")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
+		"host:port to serve Prometheus metrics on, over plain HTTP at /metrics (client-go's rest_client_* among them); empty turns it off. "+
+			"The default is reachable from inside the pod only (kubectl port-forward).")
 }
 
 // Validate reports every flag that is wrong.
@@ -62,5 +91,32 @@ func (o *Options) Validate() error {
 	if err := plan.FilesystemOverhead(o.FilesystemOverhead).Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("--filesystem-overhead: %w", err))
 	}
+	if o.CloneCheckQPS <= 0 {
+		errs = append(errs, fmt.Errorf("--clone-check-qps must be positive, not %v: the clone checks' client is always limited", o.CloneCheckQPS))
+	}
+	if o.CloneCheckBurst <= 0 {
+		errs = append(errs, fmt.Errorf("--clone-check-burst must be positive, not %d", o.CloneCheckBurst))
+	}
+	if o.MetricsBindAddress != "" {
+		if err := validateHostPort(o.MetricsBindAddress); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-bind-address: %w", err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// validateHostPort accepts an IP address (or none, for every address) and a
+// port.
+func validateHostPort(address string) error {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		return fmt.Errorf("%q is not an IP address", host)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not between 1 and 65535", port)
+	}
+	return nil
 }

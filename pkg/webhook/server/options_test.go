@@ -14,16 +14,23 @@ func TestOptionsFlags(t *testing.T) {
 	assert.NilError(t, fs.Parse([]string{
 		"--tls-cert-file=/certs/tls.crt", "--tls-private-key-file=/certs/tls.key",
 		"--bind-address=127.0.0.1", "--port=9443", "--kubeconfig=/kube/config", "--filesystem-overhead=0.1",
+		"--clone-check-qps=50.5", "--clone-check-burst=75", "--metrics-bind-address=:9090",
 	}))
 	assert.DeepEqual(t, *options, Options{
 		TLSCertFile: "/certs/tls.crt", TLSPrivateKeyFile: "/certs/tls.key",
 		BindAddress: "127.0.0.1", Port: 9443, Kubeconfig: "/kube/config", FilesystemOverhead: 0.1,
+		CloneCheckQPS: 50.5, CloneCheckBurst: 75, MetricsBindAddress: ":9090",
 	})
 	assert.NilError(t, options.Validate())
 }
 
 func TestOptionsDefaults(t *testing.T) {
-	assert.DeepEqual(t, *NewOptions(), Options{BindAddress: "0.0.0.0", Port: 8443, FilesystemOverhead: 0.055})
+	assert.DeepEqual(t, *NewOptions(), Options{BindAddress: "0.0.0.0", Port: 8443, FilesystemOverhead: 0.055,
+		CloneCheckQPS: DefaultCloneCheckQPS, CloneCheckBurst: DefaultCloneCheckBurst, MetricsBindAddress: "127.0.0.1:8080"})
+	// Far above client-go's 5 a second and 10 at once, which had VirtualMachine
+	// clone checks queue (issue 15), and finite.
+	assert.Assert(t, DefaultCloneCheckQPS >= 500)
+	assert.Assert(t, DefaultCloneCheckBurst >= int(DefaultCloneCheckQPS))
 }
 
 func TestOptionsValidate(t *testing.T) {
@@ -49,6 +56,21 @@ func TestOptionsValidate(t *testing.T) {
 		{"port too high", func(o *Options) { o.Port = 70000 }, "--port 70000 is not between 1 and 65535"},
 		{"overhead of everything", func(o *Options) { o.FilesystemOverhead = 1 }, "--filesystem-overhead: filesystem overhead 1 must be at least 0 and less than 1"},
 		{"negative overhead", func(o *Options) { o.FilesystemOverhead = -0.1 }, "--filesystem-overhead: filesystem overhead -0.1 must be at least 0 and less than 1"},
+		{"small clone check limits", func(o *Options) { o.CloneCheckQPS, o.CloneCheckBurst = 0.5, 1 }, ""},
+		{"zero clone check QPS", func(o *Options) { o.CloneCheckQPS = 0 },
+			"--clone-check-qps must be positive, not 0: the clone checks' client is always limited"},
+		{"negative clone check QPS (client-go: unlimited)", func(o *Options) { o.CloneCheckQPS = -1 },
+			"--clone-check-qps must be positive, not -1: the clone checks' client is always limited"},
+		{"zero clone check burst", func(o *Options) { o.CloneCheckBurst = 0 }, "--clone-check-burst must be positive, not 0"},
+		{"negative clone check burst", func(o *Options) { o.CloneCheckBurst = -3 }, "--clone-check-burst must be positive, not -3"},
+		{"metrics off", func(o *Options) { o.MetricsBindAddress = "" }, ""},
+		{"metrics on every address", func(o *Options) { o.MetricsBindAddress = ":8080" }, ""},
+		{"metrics without a port", func(o *Options) { o.MetricsBindAddress = "127.0.0.1" },
+			"--metrics-bind-address: address 127.0.0.1: missing port in address"},
+		{"metrics on a host name", func(o *Options) { o.MetricsBindAddress = "localhost:8080" },
+			`--metrics-bind-address: "localhost" is not an IP address`},
+		{"metrics on port zero", func(o *Options) { o.MetricsBindAddress = "127.0.0.1:0" },
+			`--metrics-bind-address: port "0" is not between 1 and 65535`},
 		{"every error at once", func(o *Options) { o.TLSCertFile, o.Port = "", 0 },
 			"--tls-cert-file and --tls-private-key-file are required: the API server calls webhooks over HTTPS only\n--port 0 is not between 1 and 65535"},
 	}

@@ -1,0 +1,38 @@
+package podmetrics
+
+import (
+	"testing"
+
+	"gotest.tools/v3/assert"
+)
+
+const exposition = `# HELP rest_client_rate_limiter_duration_seconds [ALPHA] Client side rate limiter latency in seconds. Broken down by verb, and host.
+# TYPE rest_client_rate_limiter_duration_seconds histogram
+rest_client_rate_limiter_duration_seconds_bucket{host="10.0.0.1:443",verb="GET",le="0.005"} 7
+rest_client_rate_limiter_duration_seconds_bucket{host="10.0.0.1:443",verb="GET",le="+Inf"} 7
+rest_client_rate_limiter_duration_seconds_sum{host="10.0.0.1:443",verb="GET"} 0.0001
+rest_client_rate_limiter_duration_seconds_count{host="10.0.0.1:443",verb="GET"} 7
+rest_client_rate_limiter_duration_seconds_bucket{host="10.0.0.1:443",verb="POST",le="0.005"} 10
+rest_client_rate_limiter_duration_seconds_bucket{host="10.0.0.1:443",verb="POST",le="0.025"} 10
+rest_client_rate_limiter_duration_seconds_bucket{host="10.0.0.1:443",verb="POST",le="+Inf"} 200
+rest_client_rate_limiter_duration_seconds_sum{host="10.0.0.1:443",verb="POST"} 3800.5
+rest_client_rate_limiter_duration_seconds_count{host="10.0.0.1:443",verb="POST"} 200
+rest_client_rate_limiter_duration_seconds_bucket{host="kube:6443",verb="POST",le="0.005"} 3
+rest_client_rate_limiter_duration_seconds_sum{host="kube:6443",verb="POST"} 0.5
+rest_client_rate_limiter_duration_seconds_count{host="kube:6443",verb="POST"} 3
+go_goroutines 42
+`
+
+// As client-go's default limiter left 200 clone checks: 10 went at once,
+// the others waited.
+func TestRateLimiterWaitSumsTheVerbOverHosts(t *testing.T) {
+	assert.DeepEqual(t, RateLimiterWait(exposition, "POST"), LimiterWait{Requests: 203, Waited: 190, Seconds: 3801})
+	assert.DeepEqual(t, RateLimiterWait(exposition, "GET"), LimiterWait{Requests: 7, Waited: 0, Seconds: 0.0001})
+	before := LimiterWait{Requests: 3, Waited: 0, Seconds: 0.5}
+	assert.DeepEqual(t, LimiterWait{Requests: 203, Waited: 190, Seconds: 3801}.Sub(before), LimiterWait{Requests: 200, Waited: 190, Seconds: 3800.5})
+}
+
+// Before any rate-limited request there is no series: nothing waited.
+func TestRateLimiterWaitWithoutRequests(t *testing.T) {
+	assert.DeepEqual(t, RateLimiterWait("go_goroutines 42\n", "POST"), LimiterWait{})
+}

@@ -1,0 +1,43 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/component-base/metrics/legacyregistry"
+	_ "k8s.io/component-base/metrics/prometheus/restclient" // rest_client_* metrics, the rate limiter's wait among them
+)
+
+// serveMetrics serves the legacy registry at /metrics over plain HTTP on
+// address until ctx is done or stop is called. Among the metrics is
+// rest_client_rate_limiter_duration_seconds: how long requests waited for
+// their client's rate limiter; the clone checks' SubjectAccessReviews are
+// the webhook's only POSTs.
+func serveMetrics(ctx context.Context, log logr.Logger, address string) (stop func(), err error) {
+	listener, err := net.Listen("tcp", address)
+	if err != nil {
+		return nil, fmt.Errorf("listening for metrics on %s: %w", address, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", legacyregistry.Handler())
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := server.Serve(listener); !errors.Is(err, http.ErrServerClosed) {
+			log.Error(err, "Serving metrics failed", "address", listener.Addr().String())
+		}
+	}()
+	log.Info("Serving metrics", "address", listener.Addr().String())
+	return func() {
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+		defer cancel()
+		_ = server.Shutdown(shutdownCtx)
+		<-done
+	}, nil
+}
