@@ -381,13 +381,22 @@ func TestNotFoundIsReported(t *testing.T) {
 	assert.Assert(t, is.Contains(eventsOf(t, ns, "missing"), "404"))
 }
 
+// importInProgress creates, in a new namespace, a DataVolume named name
+// importing the test disk from a server sending bytesPerSecond, and returns
+// once the import runs: the namespace and the images, for the reference.
+func importInProgress(t *testing.T, prefix, name string, bytesPerSecond int) (string, images) {
+	t.Helper()
+	imgs := makeImages(t, diskSize)
+	base := serveFiles(t, imgs.dir, throttled(bytesPerSecond))
+	ns := restrictedNamespace(t, prefix)
+	create(t, ns, importYAML(name, base+"/disk.raw", claimSize, ""))
+	waitFor(t, ns, name, "jsonpath={.status.phase}=ImportInProgress", 2*time.Minute)
+	return ns, imgs
+}
+
 func TestDeletedMidImportLeavesNothing(t *testing.T) {
 	t.Parallel()
-	imgs := makeImages(t, diskSize)
-	base := serveFiles(t, imgs.dir, throttled(512<<10))
-	ns := restrictedNamespace(t, "deleted")
-	create(t, ns, importYAML("doomed", base+"/disk.raw", claimSize, ""))
-	waitFor(t, ns, "doomed", "jsonpath={.status.phase}=ImportInProgress", 2*time.Minute)
+	ns, _ := importInProgress(t, "deleted", "doomed", 512<<10)
 	kubectl(t, "delete", "dv", "doomed", "-n", ns)
 	eventually(t, 2*time.Minute, func() error {
 		if out := kubectl(t, "get", "jobs,pods,pvc", "-n", ns, "-o", "name"); out != "" {
@@ -417,11 +426,7 @@ func clonerPID(t *testing.T, uid string) int {
 
 func TestClonerKilledMidCopyIsRetried(t *testing.T) {
 	t.Parallel()
-	imgs := makeImages(t, diskSize)
-	base := serveFiles(t, imgs.dir, throttled(2<<20))
-	ns := restrictedNamespace(t, "killed")
-	create(t, ns, importYAML("killed", base+"/disk.raw", claimSize, ""))
-	waitFor(t, ns, "killed", "jsonpath={.status.phase}=ImportInProgress", 2*time.Minute)
+	ns, imgs := importInProgress(t, "killed", "killed", 2<<20)
 	uid := getDV(t, ns, "killed").UID
 	var pid int
 	eventually(t, 30*time.Second, func() error {
@@ -438,11 +443,7 @@ func TestClonerKilledMidCopyIsRetried(t *testing.T) {
 }
 
 func TestLeaderKilledMidImportTheOtherReplicaFinishes(t *testing.T) {
-	imgs := makeImages(t, diskSize)
-	base := serveFiles(t, imgs.dir, throttled(2<<20))
-	ns := restrictedNamespace(t, "leader")
-	create(t, ns, importYAML("handover", base+"/disk.raw", claimSize, ""))
-	waitFor(t, ns, "handover", "jsonpath={.status.phase}=ImportInProgress", 2*time.Minute)
+	ns, imgs := importInProgress(t, "leader", "handover", 2<<20)
 	leader := kubectl(t, "get", "lease", "datavolume-controller", "-n", "datavolume-system", "-o", "jsonpath={.spec.holderIdentity}")
 	assert.Assert(t, leader != "")
 	kubectl(t, "delete", "pod", leader, "-n", "datavolume-system", "--grace-period=0", "--force")
@@ -455,11 +456,7 @@ func TestLeaderKilledMidImportTheOtherReplicaFinishes(t *testing.T) {
 }
 
 func TestAPIServerRestartedMidImport(t *testing.T) {
-	imgs := makeImages(t, diskSize)
-	base := serveFiles(t, imgs.dir, throttled(2<<20))
-	ns := restrictedNamespace(t, "restart")
-	create(t, ns, importYAML("survivor", base+"/disk.raw", claimSize, ""))
-	waitFor(t, ns, "survivor", "jsonpath={.status.phase}=ImportInProgress", 2*time.Minute)
+	ns, imgs := importInProgress(t, "restart", "survivor", 2<<20)
 	assert.NilError(t, cluster.DeleteAPIServerPod(testContext(t)))
 	waitFor(t, ns, "survivor", "condition=Ready", 3*time.Minute)
 	assertImported(t, ns, "survivor", imgs.raw)
