@@ -462,8 +462,6 @@ func TestAPIServerRestartedMidImport(t *testing.T) {
 	assertImported(t, ns, "survivor", imgs.raw)
 }
 
-
-
 func TestUploadDataVolumeGetsItsServer(t *testing.T) {
 	t.Parallel()
 	ns := restrictedNamespace(t, "upload")
