@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apiserver/pkg/authentication/user"
 )
 
 // tokenVersion is the first field of every token; a new format gets a new one.
@@ -29,10 +30,16 @@ var encoding = base64.RawURLEncoding
 // this UID, until Expires. Times have a second's precision.
 type Grant struct {
 	SourceNamespace, SourceName string
+	// SourceUID binds the source claim when it existed at create; empty,
+	// the controller binds the claim it finds before data moves.
+	SourceUID                   types.UID
 	TargetNamespace, TargetName string
 	TargetUID                   types.UID
-	Issuer                      string
-	IssuedAt, Expires           time.Time
+	// Requester is who created the DataVolume, as authenticated then: the
+	// controller asks again for them right before data moves.
+	Requester         user.Info
+	Issuer            string
+	IssuedAt, Expires time.Time
 }
 
 // Target is what a verifier expects a grant to be for.
@@ -52,6 +59,7 @@ func NewGrant(req Request, targetUID types.UID, issuer string, now time.Time, tt
 		TargetNamespace: req.TargetNamespace,
 		TargetName:      req.TargetName,
 		TargetUID:       targetUID,
+		Requester:       req.User,
 		Issuer:          issuer,
 		IssuedAt:        now,
 		Expires:         now.Add(ttl),

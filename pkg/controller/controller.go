@@ -40,6 +40,7 @@ import (
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
 	"github.com/datavolume/datavolume/pkg/apis/cdi/v1beta1"
 	"github.com/datavolume/datavolume/pkg/claims"
+	"github.com/datavolume/datavolume/pkg/cloneauth"
 	"github.com/datavolume/datavolume/pkg/cloner/exitcode"
 	cdiclient "github.com/datavolume/datavolume/pkg/generated/clientset/versioned"
 	cdiinformers "github.com/datavolume/datavolume/pkg/generated/informers/externalversions/cdi/v1beta1"
@@ -58,6 +59,26 @@ type Options struct {
 	// ProgressEvery is how often a running transfer's progress is read and
 	// written.
 	ProgressEvery time.Duration
+	// Grants verifies the grant datavolume-apiserver signed on an allowed
+	// cross-namespace clone; nil, no such clone moves data.
+	Grants GrantVerifier
+	// CloneAuthorizer asks again, right before data moves, whether the
+	// grant's requester may still clone the source.
+	CloneAuthorizer CloneAuthorizer
+}
+
+// GrantVerifier checks a clone grant as of a time: the DataVolume's
+// creation, so a clone that waits long for its source is not stranded by
+// the grant's expiry. The error errors.Is one of cloneauth's ErrGrant
+// errors.
+type GrantVerifier interface {
+	Verify(token string, want cloneauth.Target, at time.Time) (cloneauth.Grant, error)
+}
+
+// CloneAuthorizer decides a clone by SubjectAccessReview, as
+// *cloneauth.Authorizer does.
+type CloneAuthorizer interface {
+	Authorize(ctx context.Context, req cloneauth.Request) (cloneauth.Decision, error)
 }
 
 // Informers are the caches the controller reads.
