@@ -30,15 +30,16 @@ func VolumeMode(claim *corev1.PersistentVolumeClaim) corev1.PersistentVolumeMode
 	return *claim.Spec.VolumeMode
 }
 
-// PodsUsing names, sorted, the pods that mount the claim and have not
-// finished: a clone has to wait for them.
+// PodsUsing names, sorted, the pods that have not finished and may write
+// to the claim: a clone has to wait for them. A pod that mounts it only
+// read-only (as the clone pods do) does not hold a clone back.
 func PodsUsing(pods []*corev1.Pod, claimName string) []string {
 	var names []string
 	for _, pod := range pods {
 		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		if mounts(pod, claimName) {
+		if writes(pod, claimName) {
 			names = append(names, pod.Name)
 		}
 	}
@@ -46,9 +47,42 @@ func PodsUsing(pods []*corev1.Pod, claimName string) []string {
 	return names
 }
 
-func mounts(pod *corev1.Pod, claimName string) bool {
+// writes says the pod mounts the claim in a way that lets it write: the
+// volume is not read-only and some container mounts it writable, or as a
+// block device (which has no read-only mount).
+func writes(pod *corev1.Pod, claimName string) bool {
 	for _, volume := range pod.Spec.Volumes {
-		if volume.PersistentVolumeClaim != nil && volume.PersistentVolumeClaim.ClaimName == claimName {
+		source := volume.PersistentVolumeClaim
+		if source == nil || source.ClaimName != claimName || source.ReadOnly {
+			continue
+		}
+		used := false
+		writable := false
+		visit := func(mounts []corev1.VolumeMount, devices []corev1.VolumeDevice) {
+			for _, m := range mounts {
+				if m.Name == volume.Name {
+					used = true
+					writable = writable || !m.ReadOnly
+				}
+			}
+			for _, d := range devices {
+				if d.Name == volume.Name {
+					used, writable = true, true
+				}
+			}
+		}
+		for _, c := range pod.Spec.InitContainers {
+			visit(c.VolumeMounts, c.VolumeDevices)
+		}
+		for _, c := range pod.Spec.Containers {
+			visit(c.VolumeMounts, c.VolumeDevices)
+		}
+		for _, c := range pod.Spec.EphemeralContainers {
+			visit(c.VolumeMounts, c.VolumeDevices)
+		}
+		// A volume no container mounts is still attached to the pod's node:
+		// count it, as the safe answer.
+		if writable || !used {
 			return true
 		}
 	}

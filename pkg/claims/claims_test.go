@@ -63,3 +63,29 @@ func TestPodsUsing(t *testing.T) {
 	assert.DeepEqual(t, PodsUsing(pods, "disk"), []string{"vm-a", "vm-b"})
 	assert.Assert(t, PodsUsing(pods, "unused") == nil)
 }
+
+func TestPodsUsingCountsOnlyWriters(t *testing.T) {
+	pod := func(name string, readOnlyVolume bool, containers ...corev1.Container) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.PodSpec{
+				Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{
+					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "disk", ReadOnly: readOnlyVolume}}}},
+				Containers: containers,
+			},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning},
+		}
+	}
+	mount := func(readOnly bool) corev1.Container {
+		return corev1.Container{Name: "c", VolumeMounts: []corev1.VolumeMount{{Name: "v", MountPath: "/d", ReadOnly: readOnly}}}
+	}
+	device := corev1.Container{Name: "d", VolumeDevices: []corev1.VolumeDevice{{Name: "v", DevicePath: "/dev/x"}}}
+	pods := []*corev1.Pod{
+		pod("read-only-volume", true, mount(false)),
+		pod("read-only-mounts", false, mount(true), mount(true)),
+		pod("one-writable-mount", false, mount(true), mount(false)),
+		pod("block-device", false, device),
+		pod("attached-unmounted", false),
+	}
+	assert.DeepEqual(t, PodsUsing(pods, "disk"), []string{"attached-unmounted", "block-device", "one-writable-mount"})
+}

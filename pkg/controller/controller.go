@@ -105,11 +105,15 @@ type Controller struct {
 	jobs           batchlisters.JobLister
 	pods           corelisters.PodLister
 	podIndex       cache.Indexer
+	dvIndex        cache.Indexer
 	storageClasses storagelisters.StorageClassLister
 	synced         []cache.InformerSynced
 
 	queue workqueue.TypedRateLimitingInterface[string]
-	now   func() metav1.Time
+	// recheck spaces out the permission checks of a clone that waits for
+	// its requester to be allowed again.
+	recheck workqueue.TypedRateLimiter[string]
+	now     func() metav1.Time
 }
 
 // errStaleCache says the cache is behind the API: the sync is retried.
@@ -117,6 +121,10 @@ var errStaleCache = errors.New("the DataVolume changed since it was cached")
 
 // podsByClaim indexes pods by namespace/claim of each claim they mount.
 const podsByClaim = "byClaim"
+
+// dataVolumesBySource indexes clone DataVolumes by namespace/claim of
+// their source.
+const dataVolumesBySource = "bySource"
 
 // New wires a controller to its informers. scheme converts DataVolumes to
 // the internal type and names them in Events.
@@ -136,12 +144,17 @@ func New(kube kubernetes.Interface, cdiClient cdiclient.Interface, scheme *runti
 		storageClasses: inf.StorageClasses.Lister(),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "datavolume"}),
-		now: metav1.Now,
+		recheck: workqueue.NewTypedItemExponentialFailureRateLimiter[string](2*time.Second, time.Minute),
+		now:     metav1.Now,
 	}
 	c.metrics = newMetrics(c.dataVolumes)
 	if err := inf.Pods.Informer().AddIndexers(cache.Indexers{podsByClaim: indexPodsByClaim}); err != nil {
 		return nil, fmt.Errorf("indexing pods by claim: %w", err)
 	}
+	if err := inf.DataVolumes.Informer().AddIndexers(cache.Indexers{dataVolumesBySource: indexDataVolumesBySource}); err != nil {
+		return nil, fmt.Errorf("indexing DataVolumes by clone source: %w", err)
+	}
+	c.dvIndex = inf.DataVolumes.Informer().GetIndexer()
 	handlers := []struct {
 		informer cache.SharedIndexInformer
 		handler  cache.ResourceEventHandler
@@ -181,6 +194,18 @@ func indexPodsByClaim(obj any) ([]string, error) {
 	return keys, nil
 }
 
+func indexDataVolumesBySource(obj any) ([]string, error) {
+	dv, ok := obj.(*v1beta1.DataVolume)
+	if !ok || dv.Spec.Source == nil || dv.Spec.Source.PVC == nil {
+		return nil, nil
+	}
+	ns := dv.Spec.Source.PVC.Namespace
+	if ns == "" {
+		ns = dv.Namespace
+	}
+	return []string{ns + "/" + dv.Spec.Source.PVC.Name}, nil
+}
+
 func (c *Controller) enqueue(obj any) {
 	key, err := cache.MetaNamespaceKeyFunc(obj)
 	if err != nil {
@@ -190,8 +215,13 @@ func (c *Controller) enqueue(obj any) {
 	c.queue.Add(key)
 }
 
-// enqueueController enqueues the DataVolume that controls obj, if one does.
+// enqueueController enqueues the DataVolume that controls obj, if one
+// does, or that obj works for in another namespace.
 func (c *Controller) enqueueController(obj metav1.Object) {
+	if key := dataVolumeKeyOf(obj); key != "" {
+		c.queue.Add(key)
+		return
+	}
 	if ref := metav1.GetControllerOf(obj); ref != nil && ref.Kind == "DataVolume" && strings.HasPrefix(ref.APIVersion, v1beta1.GroupName+"/") {
 		c.queue.Add(obj.GetNamespace() + "/" + ref.Name)
 	}
@@ -249,22 +279,19 @@ func (c *Controller) podHandler() cache.ResourceEventHandler {
 	}
 }
 
-// enqueueClonesOf enqueues the unfinished DataVolumes of namespace that
-// clone claim. Same-namespace clones only: a clone across namespaces waits
-// on its own schedule.
+// enqueueClonesOf enqueues the unfinished DataVolumes, of any namespace,
+// that clone claim of namespace.
 func (c *Controller) enqueueClonesOf(namespace, claim string) {
-	dvs, err := c.dataVolumes.DataVolumes(namespace).List(labels.Everything())
+	objs, err := c.dvIndex.ByIndex(dataVolumesBySource, namespace+"/"+claim)
 	if err != nil {
 		return
 	}
-	for _, dv := range dvs {
-		if dv.Status.Phase == v1beta1.Succeeded || dv.Status.Phase == v1beta1.Failed {
+	for _, obj := range objs {
+		dv, ok := obj.(*v1beta1.DataVolume)
+		if !ok || dv.Status.Phase == v1beta1.Succeeded || dv.Status.Phase == v1beta1.Failed {
 			continue
 		}
-		if src := dv.Spec.Source; src != nil && src.PVC != nil && src.PVC.Name == claim &&
-			(src.PVC.Namespace == "" || src.PVC.Namespace == namespace) {
-			c.queue.Add(dv.Namespace + "/" + dv.Name)
-		}
+		c.queue.Add(dv.Namespace + "/" + dv.Name)
 	}
 }
 
@@ -338,9 +365,6 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if err != nil {
 		return 0, err
 	}
-	if dv.DeletionTimestamp != nil {
-		return 0, nil
-	}
 	internal := &cdi.DataVolume{}
 	if err := c.scheme.Convert(dv, internal, nil); err != nil {
 		return 0, fmt.Errorf("reading DataVolume %s: %w", key, err)
@@ -351,6 +375,14 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		return 0, nil
 	}
 	o := &observation{dv: dv, plan: p, now: c.now()}
+	if dv.DeletionTimestamp != nil {
+		if p.IsCrossNamespace(namespace) {
+			// The garbage collector removes what is in this namespace; the
+			// finalizer is for what is in the source's.
+			return 0, c.finalize(ctx, o)
+		}
+		return 0, nil
+	}
 	done := dv.Status.Phase == v1beta1.Succeeded || dv.Status.Phase == v1beta1.Failed
 
 	claim, err := c.claims.PersistentVolumeClaims(namespace).Get(name)
@@ -365,8 +397,19 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	}
 	o.claim = claim
 
-	var source *corev1.PersistentVolumeClaim
-	if !done {
+	var (
+		source  *corev1.PersistentVolumeClaim
+		requeue time.Duration
+	)
+	if p.IsCrossNamespace(namespace) {
+		requeue, err = c.syncCrossNamespace(ctx, o, internal, done)
+		if errors.Is(err, errStaleCache) {
+			return requeue, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	} else if !done {
 		if source, err = c.cloneSource(o); err != nil {
 			return 0, err
 		}
@@ -383,8 +426,7 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		}
 	}
 
-	var requeue time.Duration
-	if o.claim != nil {
+	if o.claim != nil && !p.IsCrossNamespace(namespace) {
 		requeue, err = c.syncJob(ctx, o, internal, source, done)
 		if errors.Is(err, errStaleCache) {
 			// Look again once the cache has caught up; write nothing now.
@@ -395,6 +437,7 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		}
 	}
 
+	dv = o.dv // a finalizer's update makes a newer one
 	status, events := desiredStatus(o)
 	if !apiequality.Semantic.DeepEqual(status, dv.Status) {
 		updated := dv.DeepCopy()
@@ -410,7 +453,7 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 			c.metrics.observeTransition(dv, status.Phase, o)
 		}
 	}
-	if o.claim != nil && !done {
+	if o.claim != nil && !done && !o.handingOver {
 		if err := c.annotateClaim(ctx, o, status.Phase); err != nil {
 			return 0, err
 		}
@@ -435,11 +478,6 @@ func (c *Controller) cloneSource(o *observation) (*corev1.PersistentVolumeClaim,
 		return nil, nil
 	}
 	src := o.plan.CloneSource
-	if o.plan.IsCrossNamespace(o.dv.Namespace) {
-		o.wait = &waiting{phase: v1beta1.CloneScheduled, reason: "CrossNamespaceCloneNotSupported",
-			message: fmt.Sprintf("cloning %s from another namespace is not run by this controller yet", src)}
-		return nil, nil
-	}
 	source, err := c.claims.PersistentVolumeClaims(src.Namespace).Get(src.Name)
 	if apierrors.IsNotFound(err) {
 		o.wait = &waiting{reason: ReasonCloneWithoutSource, message: fmt.Sprintf("The source pvc %s doesn't exist", src.Name)}
@@ -584,7 +622,27 @@ func (c *Controller) syncJob(ctx context.Context, o *observation, internal *cdi.
 		return 0, nil
 	}
 
-	pods, err := c.pods.Pods(o.dv.Namespace).List(labels.SelectorFromSet(labels.Set{labelJobName: o.job.Name}))
+	requeue, err := c.observePods(ctx, o)
+	if err != nil {
+		return 0, err
+	}
+	if jobFinished(o.job, batchv1.JobFailed) && o.failure != nil && o.failure.ExitCode == exitcode.NeedsScratch && !scratch {
+		// Not a failure: the import is rerun with scratch space.
+		if err := c.requireScratch(ctx, o); err != nil {
+			return 0, err
+		}
+		o.wait = &waiting{phase: wordsFor(o.plan).scheduled, reason: ReasonScratchRequired, message: "scratch space required and none found"}
+		o.job, o.pod, o.failure = nil, nil, nil
+		return 0, nil
+	}
+	return requeue, nil
+}
+
+// observePods reads the pods of o.job: the cloner's summaries of those that
+// ended, the newest one, and a running one's progress. It returns when to
+// read progress again.
+func (c *Controller) observePods(ctx context.Context, o *observation) (time.Duration, error) {
+	pods, err := c.pods.Pods(o.job.Namespace).List(labels.SelectorFromSet(labels.Set{labelJobName: o.job.Name}))
 	if err != nil {
 		return 0, err
 	}
@@ -599,16 +657,6 @@ func (c *Controller) syncJob(ctx context.Context, o *observation, internal *cdi.
 	}
 	if len(pods) > 0 {
 		o.pod = pods[len(pods)-1]
-	}
-
-	if jobFinished(o.job, batchv1.JobFailed) && o.failure != nil && o.failure.ExitCode == exitcode.NeedsScratch && !scratch {
-		// Not a failure: the import is rerun with scratch space.
-		if err := c.requireScratch(ctx, o); err != nil {
-			return 0, err
-		}
-		o.wait = &waiting{phase: wordsFor(o.plan).scheduled, reason: ReasonScratchRequired, message: "scratch space required and none found"}
-		o.job, o.pod, o.failure = nil, nil, nil
-		return 0, nil
 	}
 	if o.pod != nil && o.pod.Status.Phase == corev1.PodRunning && o.plan.Command != plan.CommandUpload {
 		progress, err := c.progress.read(ctx, o.pod)

@@ -121,7 +121,13 @@ type observation struct {
 	claimError *waiting
 	// wait says why no Job runs yet.
 	wait *waiting
-	job  *batchv1.Job
+	// fatal says why the DataVolume fails without a Job failing (an
+	// invalid clone grant, a volume taken during its hand-over).
+	fatal *waiting
+	// handingOver: a cross-namespace clone's data is copied and its volume
+	// is moving to the target claim; handedOver: it is there.
+	handingOver, handedOver bool
+	job                     *batchv1.Job
 	// pod is the Job's newest pod.
 	pod *corev1.Pod
 	// failure is the cloner's summary of the Job's last failed pod.
@@ -160,6 +166,9 @@ func desiredStatus(o *observation) (v1beta1.DataVolumeStatus, []event) {
 	runningReason, runningMessage := "", ""
 	if !terminal {
 		switch {
+		case o.fatal != nil:
+			st.Phase = v1beta1.Failed
+			runningReason, runningMessage = o.fatal.reason, o.fatal.message
 		case o.foreignClaim:
 			st.Phase = v1beta1.Pending
 		case o.claimError != nil:
@@ -172,7 +181,15 @@ func desiredStatus(o *observation) (v1beta1.DataVolumeStatus, []event) {
 				st.Phase = orPending(old.Phase)
 			}
 			runningReason, runningMessage = o.wait.reason, o.wait.message
-		case o.claim == nil:
+		case o.handedOver:
+			st.Phase = v1beta1.Succeeded
+			st.Progress = "100.0%"
+			runningReason = reasonCompleted
+		case o.handingOver:
+			st.Phase = w.inProgress
+			st.Progress = "100.0%"
+			running, runningReason = corev1.ConditionTrue, ReasonHandOver
+		case o.claim == nil && o.job == nil:
 			st.Phase = v1beta1.Pending
 		case o.job == nil:
 			st.Phase = w.scheduled
@@ -256,6 +273,9 @@ func podPhase(o *observation, w words, current v1beta1.DataVolumePhase) (v1beta1
 
 // failureMessage says what went wrong, from the cloner's summary.
 func failureMessage(o *observation) string {
+	if o.fatal != nil {
+		return o.fatal.message
+	}
 	if o.failure != nil && o.failure.Message != "" {
 		return o.failure.Message
 	}

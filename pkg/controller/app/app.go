@@ -37,6 +37,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi/install"
+	"github.com/datavolume/datavolume/pkg/cloneauth"
 	"github.com/datavolume/datavolume/pkg/controller"
 	cdiclient "github.com/datavolume/datavolume/pkg/generated/clientset/versioned"
 	cdiinformers "github.com/datavolume/datavolume/pkg/generated/informers/externalversions"
@@ -295,6 +296,9 @@ func (o *Options) runController(ctx context.Context, kube kubernetes.Interface, 
 		Jobs:                      o.jobOptions(),
 		HonorWaitForFirstConsumer: o.HonorWaitForFirstConsumer,
 		ProgressEvery:             o.ProgressEvery,
+		// Uncached: a revoked permission stops a clone that has not started.
+		CloneAuthorizer: cloneauth.NewAuthorizer(kube.AuthorizationV1().SubjectAccessReviews(),
+			cloneauth.WithLogger(logr.FromContextOrDiscard(ctx).WithName("clone-check"))),
 	})
 	if err != nil {
 		return err
@@ -322,8 +326,19 @@ func trimPod(obj any) (any, error) {
 	pod.ManagedFields = nil
 	pod.Annotations = nil
 	spec := corev1.PodSpec{Volumes: pod.Spec.Volumes, NodeName: pod.Spec.NodeName}
-	for _, c := range pod.Spec.Containers {
-		spec.Containers = append(spec.Containers, corev1.Container{Name: c.Name, Image: c.Image})
+	// Mounts say whether a pod writes to a clone's source.
+	trim := func(cs []corev1.Container) []corev1.Container {
+		var out []corev1.Container
+		for _, c := range cs {
+			out = append(out, corev1.Container{Name: c.Name, Image: c.Image, VolumeMounts: c.VolumeMounts, VolumeDevices: c.VolumeDevices})
+		}
+		return out
+	}
+	spec.Containers = trim(pod.Spec.Containers)
+	spec.InitContainers = trim(pod.Spec.InitContainers)
+	for _, c := range pod.Spec.EphemeralContainers {
+		spec.EphemeralContainers = append(spec.EphemeralContainers, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name: c.Name, VolumeMounts: c.VolumeMounts, VolumeDevices: c.VolumeDevices}})
 	}
 	pod.Spec = spec
 	return pod, nil
