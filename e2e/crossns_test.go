@@ -1,0 +1,238 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// seedCloneFiles are the seed's cross-namespace clone manifests, with its
+// namespaces and ClusterRole renamed for one test (tests run side by side,
+// and the seed's own names belong to TestCloneSeedRBAC) and the claim sized
+// in MiBs.
+func seedCloneFiles(t *testing.T, src, dst string) (clusterRole, roleBinding, dataVolume string) {
+	t.Helper()
+	role := "datavolume-cloner-" + dst
+	rename := strings.NewReplacer(
+		"source-namespace", src,
+		"destination-namespace", dst,
+		"name: datavolume-cloner", "name: "+role,
+		"storage: 2Gi", "storage: "+claimSize,
+	)
+	read := func(name string) string {
+		data, err := os.ReadFile(repoFile(t, filepath.Join("artifacts/examples", name)))
+		assert.NilError(t, err)
+		return rename.Replace(string(data))
+	}
+	t.Cleanup(func() { kubectl(t, "delete", "clusterrole", role, "--ignore-not-found") })
+	return read("datavolume-cloner.yaml"), read("allow-clone-to-user.yaml"), read("cloner-datavolume.yaml")
+}
+
+// sourceWithDisk fills the seed's source claim, my-favorite-vm-disk, in src
+// by an import, and returns the image it holds.
+func sourceWithDisk(t *testing.T, src string) images {
+	t.Helper()
+	imgs := makeImages(t, diskSize)
+	base := serveFiles(t, imgs.dir, nil)
+	create(t, src, importYAML("my-favorite-vm-disk", base+"/disk.raw.xz", claimSize, ""))
+	waitFor(t, src, "my-favorite-vm-disk", "condition=Ready", 3*time.Minute)
+	return imgs
+}
+
+// assertNothingLeftIn checks the source namespace holds only the source:
+// no temporary claim, no Job, no pod of ours.
+func assertNothingLeftIn(t *testing.T, src string) {
+	t.Helper()
+	eventually(t, time.Minute, func() error {
+		left := kubectl(t, "get", "pvc,job,pod", "-n", src, "-l", "app.kubernetes.io/managed-by=datavolume-controller", "-o", "name")
+		if left != "" {
+			return errorf("left in %s: %s", src, left)
+		}
+		return nil
+	})
+}
+
+// waitForReason waits until the DataVolume's Running condition has reason.
+func waitForReason(t *testing.T, ns, name, reason string) {
+	t.Helper()
+	eventually(t, 2*time.Minute, func() error {
+		if got := conditionOf(getDV(t, ns, name), "Running"); got.Reason != reason {
+			return errorf("Running is %q (%s), not %q yet\n%s", got.Reason, got.Message, reason, diagnose(ns))
+		}
+		return nil
+	})
+}
+
+// The seed's §6.10.1, for real: the ServiceAccount default of the
+// destination namespace, allowed by the seed's RoleBinding, clones a VM
+// disk across namespaces; the bytes arrive, and nothing stays behind.
+func TestSeedCrossNamespaceCloneMovesTheBytes(t *testing.T) {
+	t.Parallel()
+	src := restrictedNamespace(t, "xsrc")
+	dst := restrictedNamespace(t, "xdst")
+	imgs := sourceWithDisk(t, src)
+	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, src, dst)
+	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
+	assert.NilError(t, err, out)
+	sa := impersonated("system:serviceaccount:" + dst + ":default")
+	allowEdit(t, sa, dst)
+	eventually(t, 30*time.Second, func() error {
+		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
+			return errorf("RBAC does not allow the clone yet")
+		}
+		return nil
+	})
+	out, err = sa.run(t, dataVolume, "create", "-n", dst, "-f", "-")
+	assert.NilError(t, err, out)
+
+	waitFor(t, dst, "cloner-datavolume", "condition=Ready", 3*time.Minute)
+	assertImported(t, dst, "cloner-datavolume", imgs.raw)
+	// The source is untouched.
+	assertImported(t, src, "my-favorite-vm-disk", imgs.raw)
+	events := eventsOf(t, dst, "cloner-datavolume")
+	assert.Check(t, is.Regexp(fmt.Sprintf(`Normal\s+CloneSucceeded\s+Successfully cloned from %s/my-favorite-vm-disk into %s/cloner-datavolume`, src, dst), events))
+	dv := getDV(t, dst, "cloner-datavolume")
+	assert.Check(t, is.Len(dv.Finalizers, 0))
+	assert.Check(t, is.Equal(string(dv.Status.Progress), "100.0%"))
+	// The target claim is controlled by the DataVolume and has the volume
+	// the copy was written to, with its reclaim policy back.
+	pv := kubectl(t, "get", "pvc", "cloner-datavolume", "-n", dst, "-o", "jsonpath={.spec.volumeName}")
+	assert.Check(t, is.Equal(kubectl(t, "get", "pv", pv, "-o", "jsonpath={.spec.persistentVolumeReclaimPolicy}"), "Delete"))
+	assert.Check(t, is.Equal(kubectl(t, "get", "pvc", "cloner-datavolume", "-n", dst, "-o", "jsonpath={.metadata.ownerReferences[0].kind}"), "DataVolume"))
+	assertNothingLeftIn(t, src)
+
+	// Deleting the DataVolume deletes its claim and, with it, the volume.
+	kubectl(t, "delete", "dv", "cloner-datavolume", "-n", dst, "--wait=true", "--timeout=60s")
+	eventually(t, 2*time.Minute, func() error {
+		if out, err := cluster.Kubectl(testContext(t), "", "get", "pv", pv, "-o", "name"); err == nil && out != "" {
+			return errorf("volume %s still there", pv)
+		}
+		return nil
+	})
+}
+
+// Revocation is honoured before data moves: the clone waits for its busy
+// source, the RoleBinding goes, the source is freed; no data moves and the
+// DataVolume says which permission is missing. The RoleBinding back, the
+// clone resumes by itself.
+func TestRevokedCloneWaitsAndResumes(t *testing.T) {
+	t.Parallel()
+	src := restrictedNamespace(t, "rsrc")
+	dst := restrictedNamespace(t, "rdst")
+	imgs := sourceWithDisk(t, src)
+	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, src, dst)
+	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
+	assert.NilError(t, err, out)
+	sa := impersonated("system:serviceaccount:" + dst + ":default")
+	allowEdit(t, sa, dst)
+	eventually(t, 30*time.Second, func() error {
+		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
+			return errorf("RBAC does not allow the clone yet")
+		}
+		return nil
+	})
+
+	// A VM stand-in writes to the source.
+	out, err = kubectlIn(t, `apiVersion: v1
+kind: Pod
+metadata:
+  name: vm
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 107
+    seccompProfile: {type: RuntimeDefault}
+  containers:
+    - name: vm
+      image: `+clonerImage(t)+`
+      imagePullPolicy: Never
+      command: ["sleep", "3600"]
+      securityContext:
+        allowPrivilegeEscalation: false
+        capabilities: {drop: [ALL]}
+      volumeMounts:
+        - name: disk
+          mountPath: /disk
+  volumes:
+    - name: disk
+      persistentVolumeClaim:
+        claimName: my-favorite-vm-disk
+`, "create", "-n", src, "-f", "-")
+	assert.NilError(t, err, out)
+	kubectl(t, "wait", "-n", src, "pod/vm", "--for=condition=Ready", "--timeout=2m")
+
+	out, err = sa.run(t, dataVolume, "create", "-n", dst, "-f", "-")
+	assert.NilError(t, err, out)
+	waitForReason(t, dst, "cloner-datavolume", "CloneSourceInUse")
+
+	kubectl(t, "delete", "rolebinding", "allow-clone-to-user", "-n", src)
+	kubectl(t, "delete", "pod", "vm", "-n", src, "--wait=true")
+	waitForReason(t, dst, "cloner-datavolume", "ClonePermissionMissing")
+	dv := getDV(t, dst, "cloner-datavolume")
+	assert.Check(t, is.Equal(string(dv.Status.Phase), "CloneScheduled"))
+	running := conditionOf(dv, "Running")
+	assert.Check(t, is.Contains(running.Message, `"system:serviceaccount:`+dst+`:default" may no longer clone `+src+`/my-favorite-vm-disk: missing permission`), running.Message)
+	assert.Check(t, is.Contains(eventsOf(t, dst, "cloner-datavolume"), "ClonePermissionMissing"))
+	// No data moved: no Job, no temporary claim, no target claim.
+	assert.Check(t, is.Equal(kubectl(t, "get", "job,pvc", "-n", src, "-l", "app.kubernetes.io/managed-by=datavolume-controller", "-o", "name"), ""))
+	assert.Check(t, is.Equal(kubectl(t, "get", "pvc", "-n", dst, "-o", "name"), ""))
+
+	out, err = kubectlIn(t, roleBinding, "create", "-f", "-")
+	assert.NilError(t, err, out)
+	waitFor(t, dst, "cloner-datavolume", "condition=Ready", 3*time.Minute)
+	assertImported(t, dst, "cloner-datavolume", imgs.raw)
+	assertNothingLeftIn(t, src)
+}
+
+// A DataVolume deleted mid-clone (its temporary claim and Job made, its
+// pod starting) leaves nothing in either namespace.
+func TestCrossNamespaceCloneDeletedMidCopyLeavesNothing(t *testing.T) {
+	t.Parallel()
+	src := restrictedNamespace(t, "dsrc")
+	dst := restrictedNamespace(t, "ddst")
+	sourceWithDisk(t, src)
+	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, src, dst)
+	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
+	assert.NilError(t, err, out)
+	sa := impersonated("system:serviceaccount:" + dst + ":default")
+	allowEdit(t, sa, dst)
+	eventually(t, 30*time.Second, func() error {
+		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
+			return errorf("RBAC does not allow the clone yet")
+		}
+		return nil
+	})
+	out, err = sa.run(t, dataVolume, "create", "-n", dst, "-f", "-")
+	assert.NilError(t, err, out)
+	eventually(t, 2*time.Minute, func() error {
+		if kubectl(t, "get", "job", "-n", src, "-l", "app.kubernetes.io/managed-by=datavolume-controller", "-o", "name") == "" {
+			return errorf("no clone Job in %s yet", src)
+		}
+		return nil
+	})
+	uid := string(getDV(t, dst, "cloner-datavolume").UID)
+	kubectl(t, "delete", "dv", "cloner-datavolume", "-n", dst, "--wait=true", "--timeout=90s")
+	assertNothingLeftIn(t, src)
+	eventually(t, time.Minute, func() error {
+		if left := kubectl(t, "get", "pvc,job", "-n", dst, "-o", "name"); left != "" {
+			return errorf("left in %s: %s", dst, left)
+		}
+		return nil
+	})
+	// No volume of the clone stays behind either.
+	eventually(t, time.Minute, func() error {
+		if left := kubectl(t, "get", "pv", "-l", "datavolume.cdi.kubevirt.io/uid="+uid, "-o", "name"); left != "" {
+			return errorf("volume left: %s", left)
+		}
+		return nil
+	})
+}
