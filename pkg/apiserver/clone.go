@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/audit"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -66,14 +67,15 @@ func (o *Options) cloneCheckClientConfig(base *rest.Config) *rest.Config {
 
 // cloneConfig builds the clone gate and the datavolumes/source describer on
 // kube, the clone checks' client.
-func (o *Options) cloneConfig(kube kubernetes.Interface, log logr.Logger) (ExtraConfig, error) {
+func (o *Options) cloneConfig(kube kubernetes.Interface, vms dynamic.Interface, log logr.Logger) (ExtraConfig, error) {
 	keys, err := cloneauth.LoadKeySet(o.CloneGrantKeys)
 	if err != nil {
 		return ExtraConfig{}, fmt.Errorf("loading clone grant keys: %w", err)
 	}
 	authorizer := cloneauth.NewAuthorizer(kube.AuthorizationV1().SubjectAccessReviews(),
 		cloneauth.WithTimeout(o.CloneCheckTimeout), cloneauth.WithLogger(log.WithName("clone")))
-	gate := &cloneGate{authorizer: authorizer, keys: keys, ttl: o.CloneGrantTTL, now: time.Now}
+	gate := &cloneGate{authorizer: authorizer, keys: keys, ttl: o.CloneGrantTTL, now: time.Now,
+		vmTemplates: newVMTemplateJudge(o.VMTemplateCreator, vms)}
 	return ExtraConfig{
 		OnCreate: gate.onCreate,
 		Sources:  &sourceDescriber{kube: kube, authorizer: authorizer},
@@ -87,6 +89,8 @@ type cloneGate struct {
 	keys       *cloneauth.KeySet
 	ttl        time.Duration
 	now        func() time.Time
+	// vmTemplates judges the DataVolumes of VMs' templates; nil, off.
+	vmTemplates *vmTemplateJudge
 }
 
 func (g *cloneGate) onCreate(ctx context.Context, dv *cdi.DataVolume, _ *metav1.CreateOptions) error {
@@ -104,6 +108,10 @@ func (g *cloneGate) onCreate(ctx context.Context, dv *cdi.DataVolume, _ *metav1.
 	requester, ok := genericapirequest.UserFrom(ctx)
 	if !ok {
 		return apierrors.NewForbidden(cdi.Resource("datavolumes"), dv.Name, fmt.Errorf("no authenticated user in the request"))
+	}
+	requester, err := g.vmTemplates.requesterFor(ctx, dv, p, requester)
+	if err != nil {
+		return err
 	}
 	req := cloneauth.Request{
 		User:            requester,

@@ -16,6 +16,7 @@ import (
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/apiserver/pkg/util/compatibility"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/component-base/cli/globalflag"
@@ -46,6 +47,10 @@ type Options struct {
 	// makes); see DefaultCloneCheckQPS.
 	CloneCheckQPS   float32
 	CloneCheckBurst int
+	// VMTemplateCreator is the user (datavolume-controller's
+	// ServiceAccount) whose clone DataVolumes controlled by a
+	// VirtualMachine are judged for the VM's ServiceAccount.
+	VMTemplateCreator string
 	// AlternateDNS are extra names for a self-signed serving certificate.
 	AlternateDNS []string
 }
@@ -92,6 +97,9 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	clone.Float32Var(&o.CloneCheckQPS, "clone-check-qps", o.CloneCheckQPS,
 		"Requests per second the clone checks may send kube-apiserver (SubjectAccessReviews, and the claim and pod reads of datavolumes/source), on a client of their own. "+
 			"Each cross-namespace clone create asks one review, a denied one two; above the limit creates wait, and a wait longer than --clone-check-timeout denies.")
+	clone.StringVar(&o.VMTemplateCreator, "vm-template-creator", o.VMTemplateCreator,
+		"User that creates the DataVolumes of VirtualMachines' dataVolumeTemplates where KubeVirt is absent (datavolume-controller's ServiceAccount): "+
+			"its clone DataVolumes controlled by a VirtualMachine are judged for the VM's ServiceAccount, as KubeVirt judges them. Empty: none.")
 	clone.IntVar(&o.CloneCheckBurst, "clone-check-burst", o.CloneCheckBurst,
 		"Requests the clone checks may send at once above --clone-check-qps.")
 
@@ -153,7 +161,11 @@ func (o *Options) Config(log logr.Logger) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the client of the clone checks: %w", err)
 	}
-	extra, err := o.cloneConfig(cloneChecks, log)
+	vms, err := dynamic.NewForConfig(o.cloneCheckClientConfig(generic.ClientConfig))
+	if err != nil {
+		return nil, fmt.Errorf("building the client of the clone checks: %w", err)
+	}
+	extra, err := o.cloneConfig(cloneChecks, vms, log)
 	if err != nil {
 		return nil, err
 	}
