@@ -236,3 +236,85 @@ func TestCrossNamespaceCloneDeletedMidCopyLeavesNothing(t *testing.T) {
 		return nil
 	})
 }
+
+// The seed's §6.10.2 without KubeVirt: vm-dv-clone.yaml's template becomes
+// a DataVolume controlled by the VM, cloned across namespaces for the VM's
+// ServiceAccount (the seed's RoleBinding names it); deleting the VM deletes
+// it and its claim. A DataVolume made on its own and used by a VM outlives
+// the VM: the seed's other lifecycle.
+func TestSeedVirtualMachineTemplateIsCloned(t *testing.T) {
+	t.Parallel()
+	src := restrictedNamespace(t, "vsrc")
+	dst := restrictedNamespace(t, "vdst")
+	imgs := sourceWithDisk(t, src)
+	clusterRole, roleBinding, _ := seedCloneFiles(t, src, dst)
+	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
+	assert.NilError(t, err, out)
+	sa := impersonated("system:serviceaccount:" + dst + ":default")
+	eventually(t, 30*time.Second, func() error {
+		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
+			return errorf("RBAC does not allow the clone yet")
+		}
+		return nil
+	})
+	data, err := os.ReadFile(repoFile(t, "artifacts/examples/vm-dv-clone.yaml"))
+	assert.NilError(t, err)
+	vm := strings.NewReplacer(`namespace: "source-namespace"`, `namespace: "`+src+`"`, "storage: 2Gi", "storage: "+claimSize).Replace(string(data))
+	out, err = kubectlIn(t, vm, "create", "-n", dst, "-f", "-")
+	assert.NilError(t, err, out)
+
+	eventually(t, time.Minute, func() error {
+		if _, err := cluster.Kubectl(testContext(t), "", "get", "dv", "favorite-clone", "-n", dst); err != nil {
+			return errorf("no DataVolume favorite-clone yet: %v", err)
+		}
+		return nil
+	})
+	waitFor(t, dst, "favorite-clone", "condition=Ready", 3*time.Minute)
+	assertImported(t, dst, "favorite-clone", imgs.raw)
+	dv := getDV(t, dst, "favorite-clone")
+	vmUID := kubectl(t, "get", "vm", "vm-dv-clone", "-n", dst, "-o", "jsonpath={.metadata.uid}")
+	assert.Check(t, is.Equal(dv.Labels["kubevirt.io/created-by"], vmUID))
+	assert.Check(t, is.Len(dv.OwnerReferences, 1))
+	assert.Check(t, is.Equal(dv.OwnerReferences[0].Kind, "VirtualMachine"))
+	assert.Check(t, is.Equal(string(dv.OwnerReferences[0].UID), vmUID))
+	vmEvents := kubectl(t, "get", "events", "-n", dst, "--field-selector", "involvedObject.kind=VirtualMachine,involvedObject.name=vm-dv-clone",
+		"-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message", "--no-headers")
+	assert.Check(t, is.Regexp(`Normal\s+SuccessfulDataVolumeCreate\s+Created DataVolume favorite-clone`, vmEvents))
+	// The grant names the VM's ServiceAccount, not the controller.
+	grant := assertGrantVerifies(t, "favorite-clone", dst, src, "my-favorite-vm-disk")
+	t.Logf("grant issued %s", grant.IssuedAt)
+	assertNothingLeftIn(t, src)
+
+	// A DataVolume of its own, used by a VM, outlives the VM.
+	create(t, dst, cloneYAML("own-disk", dst, dst, "favorite-clone", claimSize))
+	waitFor(t, dst, "own-disk", "condition=Ready", 3*time.Minute)
+	out, err = kubectlIn(t, `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: uses-own-disk
+spec:
+  running: false
+  template:
+    spec:
+      domain:
+        devices:
+          disks:
+          - name: root
+            disk: {bus: virtio}
+      volumes:
+      - name: root
+        dataVolume:
+          name: own-disk
+`, "create", "-n", dst, "-f", "-")
+	assert.NilError(t, err, out)
+	kubectl(t, "delete", "vm", "uses-own-disk", "-n", dst, "--wait=true")
+
+	// Deleting the template's VM deletes its DataVolume and claim.
+	kubectl(t, "delete", "vm", "vm-dv-clone", "-n", dst, "--wait=true")
+	eventually(t, 2*time.Minute, func() error {
+		if left := kubectl(t, "get", "dv,pvc", "-n", dst, "-o", "name"); left != "datavolume.cdi.kubevirt.io/own-disk\npersistentvolumeclaim/own-disk" {
+			return errorf("in %s: %q", dst, left)
+		}
+		return nil
+	})
+}

@@ -157,6 +157,8 @@ generatorOptions:
 	for _, registry := range o.InsecureRegistries {
 		fmt.Fprintf(&b, "      - op: add\n        path: /spec/template/spec/containers/0/args/-\n        value: --insecure-registry=%s\n", registry)
 	}
+	// No KubeVirt here: the controller makes VMs' template DataVolumes.
+	b.WriteString("      - op: add\n        path: /spec/template/spec/containers/0/args/-\n        value: --vm-templates\n")
 	return os.WriteFile(filepath.Join(o.Dir, "kustomization.yaml"), []byte(b.String()), 0o644)
 }
 

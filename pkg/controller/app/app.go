@@ -20,6 +20,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	kubeinformers "k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -41,7 +43,9 @@ import (
 	"github.com/datavolume/datavolume/pkg/controller"
 	cdiclient "github.com/datavolume/datavolume/pkg/generated/clientset/versioned"
 	cdiinformers "github.com/datavolume/datavolume/pkg/generated/informers/externalversions"
+	"github.com/datavolume/datavolume/pkg/kubevirt"
 	"github.com/datavolume/datavolume/pkg/plan"
+	"github.com/datavolume/datavolume/pkg/vmtemplates"
 )
 
 // Options are the command-line options of datavolume-controller.
@@ -54,6 +58,7 @@ type Options struct {
 	InsecureRegistries        []string
 	FilesystemOverhead        float64
 	HonorWaitForFirstConsumer bool
+	VMTemplates               bool
 	Workers                   int
 	ProgressEvery             time.Duration
 	ServeAddress              string
@@ -103,6 +108,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&o.FilesystemOverhead, "filesystem-overhead", o.FilesystemOverhead, "Share of a Filesystem volume the filesystem takes: disk images get the rest, and spec.storage claims grow by it.")
 	fs.BoolVar(&o.HonorWaitForFirstConsumer, "honor-wait-for-first-consumer", o.HonorWaitForFirstConsumer,
 		"Leave claims of WaitForFirstConsumer classes unbound (phase WaitForFirstConsumer) until a pod uses them, unless the DataVolume is annotated cdi.kubevirt.io/storage.bind.immediate.requested=true.")
+	fs.BoolVar(&o.VMTemplates, "vm-templates", o.VMTemplates,
+		"Create the DataVolumes of VirtualMachines' dataVolumeTemplates, as KubeVirt's virt-controller does: for clusters without KubeVirt. "+
+			"datavolume-apiserver must name this controller's ServiceAccount in --vm-template-creator, so that each clone is judged for the VM's ServiceAccount.")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "DataVolumes synced at once.")
 	fs.DurationVar(&o.ProgressEvery, "progress-interval", o.ProgressEvery, "How often a running transfer's progress is read and written to status.progress.")
 	fs.StringVar(&o.ServeAddress, "serve-address", o.ServeAddress, "Address of /metrics, /healthz and /readyz.")
@@ -217,7 +225,7 @@ func (o *Options) Run(ctx context.Context) error {
 	}()
 
 	run := func(ctx context.Context) {
-		if err := o.runController(ctx, kube, cdi, scheme, recorder, health); err != nil {
+		if err := o.runController(ctx, config, kube, cdi, scheme, recorder, health); err != nil {
 			log.Error(err, "Controller stopped")
 		}
 	}
@@ -274,7 +282,7 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 }
 
-func (o *Options) runController(ctx context.Context, kube kubernetes.Interface, cdi cdiclient.Interface, scheme *runtime.Scheme,
+func (o *Options) runController(ctx context.Context, config *rest.Config, kube kubernetes.Interface, cdi cdiclient.Interface, scheme *runtime.Scheme,
 	recorder record.EventRecorder, health *healthState) error {
 	kubeFactory := kubeinformers.NewSharedInformerFactory(kube, 0)
 	// Only our Jobs; pods trimmed of what the controller never reads.
@@ -306,6 +314,20 @@ func (o *Options) runController(ctx context.Context, kube kubernetes.Interface, 
 	for _, collector := range c.Collectors() {
 		legacyregistry.RawMustRegister(collector)
 	}
+	var templates *vmtemplates.Controller
+	if o.VMTemplates {
+		dyn, err := dynamic.NewForConfig(config)
+		if err != nil {
+			return err
+		}
+		vmFactory := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+		templates, err = vmtemplates.New(cdi, recorder, vmFactory.ForResource(kubevirt.VirtualMachines), cdiFactory.Cdi().V1beta1().DataVolumes())
+		if err != nil {
+			return err
+		}
+		vmFactory.Start(ctx.Done())
+		defer vmFactory.Shutdown()
+	}
 	kubeFactory.Start(ctx.Done())
 	jobFactory.Start(ctx.Done())
 	cdiFactory.Start(ctx.Done())
@@ -313,6 +335,13 @@ func (o *Options) runController(ctx context.Context, kube kubernetes.Interface, 
 	defer jobFactory.Shutdown()
 	defer cdiFactory.Shutdown()
 	health.setLeading()
+	if templates != nil {
+		go func() {
+			if err := templates.Run(ctx, 2); err != nil {
+				logr.FromContextOrDiscard(ctx).Error(err, "VirtualMachine templates stopped")
+			}
+		}()
+	}
 	return c.Run(ctx, o.Workers)
 }
 
