@@ -266,4 +266,3 @@ func TestJobsInTheSourceNamespaceWakeTheirDataVolume(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
-
