@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -312,9 +314,50 @@ spec:
 	// Deleting the template's VM deletes its DataVolume and claim.
 	kubectl(t, "delete", "vm", "vm-dv-clone", "-n", dst, "--wait=true")
 	eventually(t, 2*time.Minute, func() error {
-		if left := kubectl(t, "get", "dv,pvc", "-n", dst, "-o", "name"); left != "datavolume.cdi.kubevirt.io/own-disk\npersistentvolumeclaim/own-disk" {
+		if left := strings.TrimSpace(kubectl(t, "get", "dv,pvc", "-n", dst, "-o", "name")); left != "datavolume.cdi.kubevirt.io/own-disk\npersistentvolumeclaim/own-disk" {
 			return errorf("in %s: %q", dst, left)
 		}
 		return nil
 	})
+}
+
+// The seed's block clone (6.10.4) across namespaces: the temporary claim
+// binds the loop-device PV in the source namespace, the copy writes the
+// device, and the PV is handed over to the target claim, with its own
+// reclaim policy (Retain) back.
+func TestSeedBlockCloneAcrossNamespaces(t *testing.T) {
+	t.Parallel()
+	src := restrictedNamespace(t, "bsrc")
+	dst := restrictedNamespace(t, "bdst")
+	imgs := sourceWithDisk(t, src)
+	const size = 72 << 20 // no other test's Block claim fits it but its own
+	device, err := cluster.AddBlockVolume(testContext(t), dst+"-block", "72Mi")
+	assert.NilError(t, err)
+	t.Cleanup(func() { _, _ = cluster.Kubectl(context.Background(), "", "delete", "pv", dst+"-block", "--wait=false") })
+	// Old data on the device must not show through.
+	assert.NilError(t, os.WriteFile(device, bytes.Repeat([]byte{0xa5}, size), 0))
+	clusterRole, roleBinding, _ := seedCloneFiles(t, src, dst)
+	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
+	assert.NilError(t, err, out)
+	sa := impersonated("system:serviceaccount:" + dst + ":default")
+	allowEdit(t, sa, dst)
+	eventually(t, 30*time.Second, func() error {
+		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
+			return errorf("RBAC does not allow the clone yet")
+		}
+		return nil
+	})
+	data, err := os.ReadFile(repoFile(t, "artifacts/examples/cloner-datavolume-block.yaml"))
+	assert.NilError(t, err)
+	dv := strings.NewReplacer(`"source-namespace"`, `"`+src+`"`, "storage: 2Gi", "storage: 72Mi").Replace(string(data))
+	out, err = sa.run(t, dv, "create", "-n", dst, "-f", "-")
+	assert.NilError(t, err, out)
+
+	waitFor(t, dst, "cloner-datavolume", "condition=Ready", 3*time.Minute)
+	assert.Equal(t, kubectl(t, "get", "pvc", "cloner-datavolume", "-n", dst, "-o", "jsonpath={.spec.volumeName}"), dst+"-block")
+	got, n := sha256Of(t, device, size)
+	assert.Equal(t, n, int64(size))
+	assert.Equal(t, got, sha256Padded(t, imgs.raw, size), "the device holds the image, then zeros")
+	assert.Check(t, is.Equal(kubectl(t, "get", "pv", dst+"-block", "-o", "jsonpath={.spec.persistentVolumeReclaimPolicy}"), "Retain"))
+	assertNothingLeftIn(t, src)
 }
