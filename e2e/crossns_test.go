@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -360,4 +361,58 @@ func TestSeedBlockCloneAcrossNamespaces(t *testing.T) {
 	assert.Equal(t, got, sha256Padded(t, imgs.raw, size), "the device holds the image, then zeros")
 	assert.Check(t, is.Equal(kubectl(t, "get", "pv", dst+"-block", "-o", "jsonpath={.spec.persistentVolumeReclaimPolicy}"), "Retain"))
 	assertNothingLeftIn(t, src)
+}
+
+// The controller ends its process after each step of a hand-over (a
+// test-only crash point, one DataVolume per step): the other replica, or
+// the same one restarted, carries on, and every clone still ends byte-exact
+// with nothing left in the source namespace. Not parallel: the crashes
+// would stall every other test's DataVolumes.
+func TestControllerKilledAtEachHandOverStep(t *testing.T) {
+	src := restrictedNamespace(t, "ksrc")
+	dst := restrictedNamespace(t, "kdst")
+	imgs := sourceWithDisk(t, src)
+	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, src, dst)
+	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
+	assert.NilError(t, err, out)
+	sa := impersonated("system:serviceaccount:" + dst + ":default")
+	allowEdit(t, sa, dst)
+	eventually(t, 30*time.Second, func() error {
+		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
+			return errorf("RBAC does not allow the clone yet")
+		}
+		return nil
+	})
+	restartsBefore := controllerRestarts(t)
+	steps := []string{"retained", "target-created", "released", "rebound", "restored"}
+	for _, step := range steps {
+		manifest := strings.Replace(dataVolume, "name: cloner-datavolume\n",
+			"name: crash-"+step+"\n  annotations:\n    datavolume.cdi.kubevirt.io/test-crash-after: "+step+"\n", 1)
+		out, err := sa.run(t, manifest, "create", "-n", dst, "-f", "-")
+		assert.NilError(t, err, out)
+	}
+	for _, step := range steps {
+		waitFor(t, dst, "crash-"+step, "condition=Ready", 5*time.Minute)
+		assertImported(t, dst, "crash-"+step, imgs.raw)
+		pv := kubectl(t, "get", "pvc", "crash-"+step, "-n", dst, "-o", "jsonpath={.spec.volumeName}")
+		assert.Check(t, is.Equal(kubectl(t, "get", "pv", pv, "-o", "jsonpath={.spec.persistentVolumeReclaimPolicy}"), "Delete"), step)
+	}
+	assertNothingLeftIn(t, src)
+	restarts := controllerRestarts(t) - restartsBefore
+	t.Logf("controller restarts: %d", restarts)
+	assert.Check(t, restarts >= len(steps), "the controller ended at every step: %d restarts", restarts)
+}
+
+// controllerRestarts sums the restarts of datavolume-controller's containers.
+func controllerRestarts(t *testing.T) int {
+	t.Helper()
+	out := kubectl(t, "get", "pods", "-n", "datavolume-system", "-l", "app.kubernetes.io/name=datavolume-controller",
+		"-o", "jsonpath={range .items[*]}{.status.containerStatuses[0].restartCount} {end}")
+	total := 0
+	for _, f := range strings.Fields(out) {
+		n, err := strconv.Atoi(f)
+		assert.NilError(t, err, out)
+		total += n
+	}
+	return total
 }

@@ -31,6 +31,8 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
+	// A DataVolume annotated for it ends the controller mid-hand-over.
+	cfg.ControllerArgs = []string{"--test-crash-points"}
 	before, err := localcluster.ReadHostState()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: reading the machine's state: %v\n", err)

@@ -65,6 +65,9 @@ type Options struct {
 	// CloneAuthorizer asks again, right before data moves, whether the
 	// grant's requester may still clone the source.
 	CloneAuthorizer CloneAuthorizer
+	// CrashAfter, for tests only, is called after each step of a volume's
+	// hand-over; the test's hook ends the process there.
+	CrashAfter func(dv *v1beta1.DataVolume, step string)
 }
 
 // GrantVerifier checks a clone grant as of a time: the DataVolume's

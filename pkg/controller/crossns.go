@@ -71,6 +71,25 @@ const (
 	ReasonHandOverFailed = "HandOverFailed"
 )
 
+// The steps of a hand-over, for the test-only crash points.
+const (
+	StepRetained      = "retained"
+	StepTargetCreated = "target-created"
+	StepReleased      = "released"
+	StepRebound       = "rebound"
+	StepRestored      = "restored"
+)
+
+// AnnTestCrashAfter names the hand-over step after which a controller run
+// with test crash points ends its process, for this DataVolume.
+const AnnTestCrashAfter = "datavolume.cdi.kubevirt.io/test-crash-after"
+
+func (c *Controller) crashAfter(dv *v1beta1.DataVolume, step string) {
+	if c.opts.CrashAfter != nil && dv.Annotations[AnnTestCrashAfter] == step {
+		c.opts.CrashAfter(dv, step)
+	}
+}
+
 // tmpClaimName is the temporary claim of a cross-namespace clone in the
 // source namespace; by UID, as DataVolumes of many namespaces may clone
 // from one.
@@ -379,6 +398,7 @@ func (c *Controller) startHandOver(ctx context.Context, o *observation, internal
 	}
 	o.claim = created
 	logr.FromContextOrDiscard(ctx).Info("Handing over volume", "volume", pv.Name, "from", klogRef(tmp), "to", klogRef(created))
+	c.crashAfter(o.dv, StepTargetCreated)
 	return c.handOver(ctx, o)
 }
 
@@ -400,6 +420,7 @@ func (c *Controller) retainVolume(ctx context.Context, pv *corev1.PersistentVolu
 	if _, err := c.kube.CoreV1().PersistentVolumes().Update(ctx, pv, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("retaining volume %s for its hand-over: %w", pv.Name, err)
 	}
+	c.crashAfter(dv, StepRetained)
 	return nil
 }
 
@@ -434,8 +455,11 @@ func (c *Controller) handOver(ctx context.Context, o *observation) (time.Duratio
 		return 0, fmt.Errorf("reading volume %s of PersistentVolumeClaim %s/%s: %w", target.Spec.VolumeName, target.Namespace, target.Name, err)
 	}
 	if target.Status.Phase == corev1.ClaimBound {
-		if err := c.restoreVolume(ctx, pv); err != nil {
-			return 0, err
+		if _, ok := pv.Annotations[AnnReclaimPolicy]; ok {
+			if err := c.restoreVolume(ctx, pv); err != nil {
+				return 0, err
+			}
+			c.crashAfter(o.dv, StepRestored)
 		}
 		o.handedOver = true
 		return 0, c.cleanUpSourceNamespace(ctx, o, false)
@@ -456,7 +480,13 @@ func (c *Controller) handOver(ctx context.Context, o *observation) (time.Duratio
 	switch {
 	case err == nil:
 		// Gone once its pod is: kubernetes.io/pvc-protection holds it till then.
-		return 2 * time.Second, c.deleteTmpClaim(ctx, o.dv, tmp)
+		if err := c.deleteTmpClaim(ctx, o.dv, tmp); err != nil {
+			return 0, err
+		}
+		if tmp.DeletionTimestamp == nil {
+			c.crashAfter(o.dv, StepReleased)
+		}
+		return 2 * time.Second, nil
 	case !apierrors.IsNotFound(err):
 		return 0, fmt.Errorf("reading the temporary claim %s/%s: %w", src.Namespace, tmpClaimName(o.dv), err)
 	}
@@ -474,6 +504,7 @@ func (c *Controller) handOver(ctx context.Context, o *observation) (time.Duratio
 		if _, err := c.kube.CoreV1().PersistentVolumes().Update(ctx, pv, metav1.UpdateOptions{}); err != nil {
 			return 0, fmt.Errorf("handing volume %s over to PersistentVolumeClaim %s/%s: %w", pv.Name, target.Namespace, target.Name, err)
 		}
+		c.crashAfter(o.dv, StepRebound)
 		// The claim is synced now rather than at the binder's next resync.
 		if err := c.touchClaim(ctx, o); err != nil {
 			return 0, err

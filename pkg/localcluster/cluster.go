@@ -59,6 +59,9 @@ type Config struct {
 	// artifacts/deploy, always does). Off, it skips fsync: the cluster is
 	// thrown away, and tests run faster.
 	DurableEtcd bool
+	// ControllerArgs are extra datavolume-controller arguments (the e2e
+	// suite's test-only crash points).
+	ControllerArgs []string
 	// KubeAuditPolicy is kube-apiserver's audit policy file; empty for the
 	// shipped one, ArtifactsDir/deploy/audit-policy.yaml.
 	KubeAuditPolicy string

@@ -99,6 +99,7 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 		ClonerImage:    c.images["datavolume-cloner"],
 		// Test registries listen on the node's address over plain HTTP.
 		InsecureRegistries: []string{c.nodeIP.String()},
+		ControllerArgs:     c.cfg.ControllerArgs,
 	}
 	if err := overlay.write(); err != nil {
 		return fmt.Errorf("writing the local overlay: %w", err)

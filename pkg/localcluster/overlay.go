@@ -27,6 +27,8 @@ type localOverlay struct {
 	ClonerImage string
 	// InsecureRegistries are registry hosts the Jobs reach over plain HTTP.
 	InsecureRegistries []string
+	// ControllerArgs are added to datavolume-controller's.
+	ControllerArgs []string
 }
 
 // The webhooks of artifacts/deploy/webhook/webhookconfigurations.yaml, in
@@ -159,6 +161,9 @@ generatorOptions:
 	}
 	// No KubeVirt here: the controller makes VMs' template DataVolumes.
 	b.WriteString("      - op: add\n        path: /spec/template/spec/containers/0/args/-\n        value: --vm-templates\n")
+	for _, arg := range o.ControllerArgs {
+		fmt.Fprintf(&b, "      - op: add\n        path: /spec/template/spec/containers/0/args/-\n        value: %s\n", arg)
+	}
 	return os.WriteFile(filepath.Join(o.Dir, "kustomization.yaml"), []byte(b.String()), 0o644)
 }
 

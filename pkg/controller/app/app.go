@@ -39,6 +39,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi/install"
+	"github.com/datavolume/datavolume/pkg/apis/cdi/v1beta1"
 	"github.com/datavolume/datavolume/pkg/cloneauth"
 	"github.com/datavolume/datavolume/pkg/controller"
 	cdiclient "github.com/datavolume/datavolume/pkg/generated/clientset/versioned"
@@ -59,6 +60,7 @@ type Options struct {
 	FilesystemOverhead        float64
 	HonorWaitForFirstConsumer bool
 	VMTemplates               bool
+	TestCrashPoints           bool
 	Workers                   int
 	ProgressEvery             time.Duration
 	ServeAddress              string
@@ -111,6 +113,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.VMTemplates, "vm-templates", o.VMTemplates,
 		"Create the DataVolumes of VirtualMachines' dataVolumeTemplates, as KubeVirt's virt-controller does: for clusters without KubeVirt. "+
 			"datavolume-apiserver must name this controller's ServiceAccount in --vm-template-creator, so that each clone is judged for the VM's ServiceAccount.")
+	fs.BoolVar(&o.TestCrashPoints, "test-crash-points", false, "Tests only: end the process after the hand-over step a DataVolume's annotation "+controller.AnnTestCrashAfter+" names.")
+	_ = fs.MarkHidden("test-crash-points")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "DataVolumes synced at once.")
 	fs.DurationVar(&o.ProgressEvery, "progress-interval", o.ProgressEvery, "How often a running transfer's progress is read and written to status.progress.")
 	fs.StringVar(&o.ServeAddress, "serve-address", o.ServeAddress, "Address of /metrics, /healthz and /readyz.")
@@ -304,6 +308,7 @@ func (o *Options) runController(ctx context.Context, config *rest.Config, kube k
 		Jobs:                      o.jobOptions(),
 		HonorWaitForFirstConsumer: o.HonorWaitForFirstConsumer,
 		ProgressEvery:             o.ProgressEvery,
+		CrashAfter:                o.crashAfter(),
 		// Uncached: a revoked permission stops a clone that has not started.
 		CloneAuthorizer: cloneauth.NewAuthorizer(kube.AuthorizationV1().SubjectAccessReviews(),
 			cloneauth.WithLogger(logr.FromContextOrDiscard(ctx).WithName("clone-check"))),
@@ -467,4 +472,16 @@ func serve(ctx context.Context, address string, health *healthState, elector fun
 		return err
 	}
 	return nil
+}
+
+// crashAfter is the test-only crash hook: the process ends as if killed.
+func (o *Options) crashAfter() func(*v1beta1.DataVolume, string) {
+	if !o.TestCrashPoints {
+		return nil
+	}
+	return func(dv *v1beta1.DataVolume, step string) {
+		klog.Infof("Test crash point: exiting after step %q of DataVolume %s/%s", step, dv.Namespace, dv.Name)
+		klog.Flush()
+		os.Exit(3)
+	}
 }
