@@ -29,7 +29,16 @@ func tamperStoredGrant(t *testing.T, ns, name string, tamper func(string) string
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(testContext(t), 30*time.Second)
 	defer cancel()
-	key := "/registry/cdi.kubevirt.io/datavolumes/" + ns + "/" + name
+	// The key is found, not assumed: /registry/cdi.kubevirt.io/…/datavolumes/ns/name.
+	keys, err := client.Get(ctx, "/registry/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	assert.NilError(t, err)
+	key := ""
+	for _, kv := range keys.Kvs {
+		if strings.HasSuffix(string(kv.Key), "/datavolumes/"+ns+"/"+name) {
+			key = string(kv.Key)
+		}
+	}
+	assert.Assert(t, key != "", "no DataVolume %s/%s among %d keys in etcd", ns, name, len(keys.Kvs))
 	got, err := client.Get(ctx, key)
 	assert.NilError(t, err)
 	assert.Equal(t, len(got.Kvs), 1, "no %s in etcd", key)
