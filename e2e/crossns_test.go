@@ -96,6 +96,11 @@ func TestSeedCrossNamespaceCloneMovesTheBytes(t *testing.T) {
 	out, err = sa.run(t, dataVolume, "create", "-n", dst, "-f", "-")
 	assert.NilError(t, err, out)
 
+	// The grant names who asked and the very claim cloned.
+	grant := assertGrantVerifies(t, "cloner-datavolume", dst, src, "my-favorite-vm-disk")
+	assert.Check(t, is.Equal(grant.Requester.GetName(), sa.name))
+	assert.Check(t, is.Contains(grant.Requester.GetGroups(), "system:serviceaccounts:"+dst))
+	assert.Check(t, is.Equal(string(grant.SourceUID), kubectl(t, "get", "pvc", "my-favorite-vm-disk", "-n", src, "-o", "jsonpath={.metadata.uid}")))
 	waitFor(t, dst, "cloner-datavolume", "condition=Ready", 3*time.Minute)
 	assertImported(t, dst, "cloner-datavolume", imgs.raw)
 	// The source is untouched.
@@ -285,7 +290,7 @@ func TestSeedVirtualMachineTemplateIsCloned(t *testing.T) {
 	assert.Check(t, is.Regexp(`Normal\s+SuccessfulDataVolumeCreate\s+Created DataVolume favorite-clone`, vmEvents))
 	// The grant names the VM's ServiceAccount, not the controller.
 	grant := assertGrantVerifies(t, "favorite-clone", dst, src, "my-favorite-vm-disk")
-	t.Logf("grant issued %s", grant.IssuedAt)
+	assert.Check(t, is.Equal(grant.Requester.GetName(), "system:serviceaccount:"+dst+":default"), "the VM's ServiceAccount")
 	assertNothingLeftIn(t, src)
 
 	// A DataVolume of its own, used by a VM, outlives the VM.

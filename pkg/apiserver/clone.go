@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/audit"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/dynamic"
@@ -67,15 +68,16 @@ func (o *Options) cloneCheckClientConfig(base *rest.Config) *rest.Config {
 
 // cloneConfig builds the clone gate and the datavolumes/source describer on
 // kube, the clone checks' client.
-func (o *Options) cloneConfig(kube kubernetes.Interface, vms dynamic.Interface, log logr.Logger) (ExtraConfig, error) {
-	keys, err := cloneauth.LoadKeySet(o.CloneGrantKeys)
+func (o *Options) cloneConfig(ctx context.Context, kube kubernetes.Interface, vms dynamic.Interface, log logr.Logger) (ExtraConfig, error) {
+	keys, err := cloneauth.WatchKeySet(ctx, o.CloneGrantKeys, cloneauth.DefaultReloadEvery, log.WithName("grant-keys"))
 	if err != nil {
 		return ExtraConfig{}, fmt.Errorf("loading clone grant keys: %w", err)
 	}
 	authorizer := cloneauth.NewAuthorizer(kube.AuthorizationV1().SubjectAccessReviews(),
 		cloneauth.WithTimeout(o.CloneCheckTimeout), cloneauth.WithLogger(log.WithName("clone")))
 	gate := &cloneGate{authorizer: authorizer, keys: keys, ttl: o.CloneGrantTTL, now: time.Now,
-		vmTemplates: newVMTemplateJudge(o.VMTemplateCreator, vms)}
+		vmTemplates: newVMTemplateJudge(o.VMTemplateCreator, vms),
+		sourceUID:   claimUID(kube)}
 	return ExtraConfig{
 		OnCreate: gate.onCreate,
 		Sources:  &sourceDescriber{kube: kube, authorizer: authorizer},
@@ -86,11 +88,30 @@ func (o *Options) cloneConfig(kube kubernetes.Interface, vms dynamic.Interface, 
 // allowed ones with a signed grant.
 type cloneGate struct {
 	authorizer *cloneauth.Authorizer
-	keys       *cloneauth.KeySet
+	keys       grantSigner
 	ttl        time.Duration
 	now        func() time.Time
 	// vmTemplates judges the DataVolumes of VMs' templates; nil, off.
 	vmTemplates *vmTemplateJudge
+	// sourceUID finds the source claim's UID to bind into the grant; ""
+	// when it does not exist (yet): the controller binds the one it finds.
+	sourceUID func(ctx context.Context, namespace, name string) types.UID
+}
+
+// grantSigner signs grants: *cloneauth.KeySet, or one that reloads.
+type grantSigner interface {
+	Sign(cloneauth.Grant) (string, error)
+}
+
+// claimUID reads a claim's UID with kube.
+func claimUID(kube kubernetes.Interface) func(ctx context.Context, namespace, name string) types.UID {
+	return func(ctx context.Context, namespace, name string) types.UID {
+		claim, err := kube.CoreV1().PersistentVolumeClaims(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return claim.UID
+	}
 }
 
 func (g *cloneGate) onCreate(ctx context.Context, dv *cdi.DataVolume, _ *metav1.CreateOptions) error {
@@ -128,7 +149,11 @@ func (g *cloneGate) onCreate(ctx context.Context, dv *cdi.DataVolume, _ *metav1.
 		return denial
 	}
 
-	token, err := g.keys.Sign(cloneauth.NewGrant(req, dv.UID, grantIssuer, g.now(), g.ttl))
+	grant := cloneauth.NewGrant(req, dv.UID, grantIssuer, g.now(), g.ttl)
+	if g.sourceUID != nil {
+		grant.SourceUID = g.sourceUID(ctx, req.SourceNamespace, req.SourceName)
+	}
+	token, err := g.keys.Sign(grant)
 	if err != nil {
 		return apierrors.NewInternalError(fmt.Errorf("signing clone grant: %w", err))
 	}

@@ -35,7 +35,7 @@ const etcdPathPrefix = "/registry/cdi.kubevirt.io"
 type Options struct {
 	Recommended *genericoptions.RecommendedOptions
 
-	// CloneGrantKeys is a directory (a mounted Secret) of HMAC keys that sign
+	// CloneGrantKeys is a directory (a mounted Secret) of Ed25519 keys that sign
 	// clone grants; see package cloneauth.
 	CloneGrantKeys string
 	// CloneGrantTTL is how long a clone grant stays valid.
@@ -90,7 +90,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 
 	clone := fss.FlagSet("clone authorization")
 	clone.StringVar(&o.CloneGrantKeys, "clone-grant-keys", o.CloneGrantKeys,
-		"Directory of HMAC keys (one file per key, file name = key id, optional file 'active' naming the signing key) that sign cross-namespace clone grants.")
+		"Directory of Ed25519 private keys (PEM, one file per key, file name = key id, optional file 'active' naming the signing key) that sign cross-namespace clone grants; reloaded when it changes.")
 	clone.DurationVar(&o.CloneGrantTTL, "clone-grant-ttl", o.CloneGrantTTL, "How long a clone grant stays valid.")
 	clone.DurationVar(&o.CloneCheckTimeout, "clone-check-timeout", o.CloneCheckTimeout,
 		"Time limit of each SubjectAccessReview of a clone check; a check that times out denies the clone.")
@@ -136,7 +136,7 @@ func (o *Options) Validate() error {
 }
 
 // Config turns the options into a server configuration.
-func (o *Options) Config(log logr.Logger) (*Config, error) {
+func (o *Options) Config(ctx context.Context, log logr.Logger) (*Config, error) {
 	if err := o.Recommended.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", o.AlternateDNS,
 		[]net.IP{netutils.ParseIPSloppy("127.0.0.1")}); err != nil {
 		return nil, fmt.Errorf("creating self-signed certificates: %w", err)
@@ -165,7 +165,7 @@ func (o *Options) Config(log logr.Logger) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the client of the clone checks: %w", err)
 	}
-	extra, err := o.cloneConfig(cloneChecks, vms, log)
+	extra, err := o.cloneConfig(ctx, cloneChecks, vms, log)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func (o *Options) Config(log logr.Logger) (*Config, error) {
 // Run starts the server and serves until ctx is done.
 func (o *Options) Run(ctx context.Context) error {
 	log := klog.FromContext(ctx).WithName("datavolume-apiserver")
-	config, err := o.Config(log)
+	config, err := o.Config(ctx, log)
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,7 @@ package cloneauth
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -15,10 +14,11 @@ import (
 )
 
 // tokenVersion is the first field of every token; a new format gets a new one.
-const tokenVersion = "v1"
+const tokenVersion = "v2"
 
-// maxTokenSize bounds the work done on a token before its MAC is checked.
-const maxTokenSize = 4096
+// maxTokenSize bounds the work done on a token before its signature is
+// checked; a requester with many groups and extra values is the largest.
+const maxTokenSize = 16 << 10
 
 // ClockSkew is how far ahead of the verifier's clock a grant may have been
 // issued, for a signer on another node.
@@ -42,12 +42,14 @@ type Grant struct {
 	IssuedAt, Expires time.Time
 }
 
-// Target is what a verifier expects a grant to be for.
+// Target is what a verifier expects a grant to be for. A SourceUID set on
+// both the grant and the target must match.
 type Target struct {
 	Namespace, Name string
 	UID             types.UID
 	SourceNamespace string
 	SourceName      string
+	SourceUID       types.UID
 }
 
 // NewGrant is the grant for an allowed req into the DataVolume with
@@ -68,14 +70,35 @@ func NewGrant(req Request, targetUID types.UID, issuer string, now time.Time, tt
 
 // payload is a grant as signed.
 type payload struct {
-	SourceNamespace string    `json:"sourceNamespace"`
-	SourceName      string    `json:"sourceName"`
-	TargetNamespace string    `json:"targetNamespace"`
-	TargetName      string    `json:"targetName"`
-	TargetUID       types.UID `json:"targetUID"`
-	Issuer          string    `json:"issuer,omitempty"`
-	IssuedAt        int64     `json:"iat"`
-	Expires         int64     `json:"exp"`
+	SourceNamespace string     `json:"sourceNamespace"`
+	SourceName      string     `json:"sourceName"`
+	SourceUID       types.UID  `json:"sourceUID,omitempty"`
+	TargetNamespace string     `json:"targetNamespace"`
+	TargetName      string     `json:"targetName"`
+	TargetUID       types.UID  `json:"targetUID"`
+	Requester       *requester `json:"requester"`
+	Issuer          string     `json:"issuer,omitempty"`
+	IssuedAt        int64      `json:"iat"`
+	Expires         int64      `json:"exp"`
+}
+
+// requester is who created the DataVolume, as authenticated.
+type requester struct {
+	Username string              `json:"username"`
+	UID      string              `json:"uid,omitempty"`
+	Groups   []string            `json:"groups,omitempty"`
+	Extra    map[string][]string `json:"extra,omitempty"`
+}
+
+func requesterOf(u user.Info) *requester {
+	if u == nil {
+		return nil
+	}
+	return &requester{Username: u.GetName(), UID: u.GetUID(), Groups: u.GetGroups(), Extra: u.GetExtra()}
+}
+
+func (r *requester) info() user.Info {
+	return &user.DefaultInfo{Name: r.Username, UID: r.UID, Groups: r.Groups, Extra: r.Extra}
 }
 
 func (g Grant) validate() error {
@@ -86,6 +109,8 @@ func (g Grant) validate() error {
 		return fmt.Errorf("%w: no target", ErrInvalidGrant)
 	case g.TargetUID == "":
 		return fmt.Errorf("%w: no target UID", ErrInvalidGrant)
+	case g.Requester == nil || g.Requester.GetName() == "":
+		return fmt.Errorf("%w: no requester", ErrInvalidGrant)
 	case g.IssuedAt.IsZero() || g.Expires.IsZero():
 		return fmt.Errorf("%w: no issue or expiry time", ErrInvalidGrant)
 	case !g.Expires.After(g.IssuedAt):
@@ -96,6 +121,10 @@ func (g Grant) validate() error {
 
 // Sign returns the token of g, signed with the active key.
 func (s *KeySet) Sign(g Grant) (string, error) {
+	return signWith(s.keys[s.active], s.active, g)
+}
+
+func signWith(key ed25519.PrivateKey, keyID string, g Grant) (string, error) {
 	// Validate what will be signed: whole seconds.
 	g.IssuedAt, g.Expires = time.Unix(g.IssuedAt.Unix(), 0), time.Unix(g.Expires.Unix(), 0)
 	if err := g.validate(); err != nil {
@@ -104,9 +133,11 @@ func (s *KeySet) Sign(g Grant) (string, error) {
 	body, err := json.Marshal(payload{
 		SourceNamespace: g.SourceNamespace,
 		SourceName:      g.SourceName,
+		SourceUID:       g.SourceUID,
 		TargetNamespace: g.TargetNamespace,
 		TargetName:      g.TargetName,
 		TargetUID:       g.TargetUID,
+		Requester:       requesterOf(g.Requester),
 		Issuer:          g.Issuer,
 		IssuedAt:        g.IssuedAt.Unix(),
 		Expires:         g.Expires.Unix(),
@@ -114,20 +145,24 @@ func (s *KeySet) Sign(g Grant) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encoding clone grant: %w", err)
 	}
-	signed := tokenVersion + "." + s.active + "." + encoding.EncodeToString(body)
-	return signed + "." + encoding.EncodeToString(mac(s.keys[s.active], signed)), nil
-}
-
-func mac(key []byte, signed string) []byte {
-	h := hmac.New(sha256.New, key)
-	h.Write([]byte(signed))
-	return h.Sum(nil)
+	signed := tokenVersion + "." + keyID + "." + encoding.EncodeToString(body)
+	if len(signed) > maxTokenSize {
+		return "", fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidGrant, len(signed), maxTokenSize)
+	}
+	return signed + "." + encoding.EncodeToString(ed25519.Sign(key, []byte(signed))), nil
 }
 
 // Verify returns the grant of token if a key of the set signed it, it is
 // valid at now, and it is for want; otherwise an error that errors.Is one of
 // the ErrGrant errors.
 func (s *KeySet) Verify(token string, want Target, now time.Time) (Grant, error) {
+	return s.public.Verify(token, want, now)
+}
+
+// Verify returns the grant of token if a key of the set signed it, it is
+// valid at now (for a DataVolume, its creation), and it is for want;
+// otherwise an error that errors.Is one of the ErrGrant errors.
+func (s *PublicKeySet) Verify(token string, want Target, now time.Time) (Grant, error) {
 	g, err := s.open(token)
 	if err != nil {
 		return Grant{}, err
@@ -146,11 +181,15 @@ func (s *KeySet) Verify(token string, want Target, now time.Time) (Grant, error)
 		return Grant{}, fmt.Errorf("%w: grant for PersistentVolumeClaim %s/%s, not %s/%s",
 			ErrGrantWrongSource, g.SourceNamespace, g.SourceName, want.SourceNamespace, want.SourceName)
 	}
+	if g.SourceUID != "" && want.SourceUID != "" && g.SourceUID != want.SourceUID {
+		return Grant{}, fmt.Errorf("%w: grant for PersistentVolumeClaim %s/%s with UID %s, not UID %s",
+			ErrGrantWrongSource, g.SourceNamespace, g.SourceName, g.SourceUID, want.SourceUID)
+	}
 	return g, nil
 }
 
-// open checks the token's MAC and decodes its grant.
-func (s *KeySet) open(token string) (Grant, error) {
+// open checks the token's signature and decodes its grant.
+func (s *PublicKeySet) open(token string) (Grant, error) {
 	if token == "" {
 		return Grant{}, ErrGrantMissing
 	}
@@ -169,11 +208,11 @@ func (s *KeySet) open(token string) (Grant, error) {
 	if !ok {
 		return Grant{}, fmt.Errorf("%w: key id %q", ErrGrantUnknownKey, keyID)
 	}
-	gotMAC, err := encoding.DecodeString(signature)
+	sig, err := encoding.DecodeString(signature)
 	if err != nil {
 		return Grant{}, fmt.Errorf("%w: signature: %v", ErrGrantMalformed, err)
 	}
-	if !hmac.Equal(gotMAC, mac(key, version+"."+keyID+"."+body)) {
+	if !ed25519.Verify(key, []byte(version+"."+keyID+"."+body), sig) {
 		return Grant{}, fmt.Errorf("%w: key id %q", ErrGrantBadSignature, keyID)
 	}
 	decoded, err := encoding.DecodeString(body)
@@ -189,9 +228,11 @@ func (s *KeySet) open(token string) (Grant, error) {
 	g := Grant{
 		SourceNamespace: p.SourceNamespace,
 		SourceName:      p.SourceName,
+		SourceUID:       p.SourceUID,
 		TargetNamespace: p.TargetNamespace,
 		TargetName:      p.TargetName,
 		TargetUID:       p.TargetUID,
+		Requester:       requesterInfo(p.Requester),
 		Issuer:          p.Issuer,
 		IssuedAt:        time.Unix(p.IssuedAt, 0).UTC(),
 		Expires:         time.Unix(p.Expires, 0).UTC(),
@@ -200,4 +241,11 @@ func (s *KeySet) open(token string) (Grant, error) {
 		return Grant{}, fmt.Errorf("%w: %v", ErrGrantMalformed, err)
 	}
 	return g, nil
+}
+
+func requesterInfo(r *requester) user.Info {
+	if r == nil {
+		return nil
+	}
+	return r.info()
 }

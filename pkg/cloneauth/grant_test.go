@@ -3,6 +3,7 @@ package cloneauth
 import (
 	"bytes"
 	"encoding/base64"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -46,10 +47,48 @@ func TestGrantRoundTrip(t *testing.T) {
 	assert.DeepEqual(t, got, Grant{
 		SourceNamespace: "src", SourceName: "disk",
 		TargetNamespace: "dst", TargetName: "dv", TargetUID: "dv-uid",
-		Issuer:   "datavolume-apiserver",
-		IssuedAt: issued, Expires: issued.Add(10 * time.Minute),
+		Requester: alice,
+		Issuer:    "datavolume-apiserver",
+		IssuedAt:  issued, Expires: issued.Add(10 * time.Minute),
 	})
-	assert.Assert(t, strings.HasPrefix(token, "v1.a1."), token)
+	assert.Assert(t, strings.HasPrefix(token, "v2.a1."), token)
+}
+
+// The controller holds the public half only: it verifies, and cannot sign.
+func TestPublicKeysVerifyWhatTheKeySetSigned(t *testing.T) {
+	set := keySetOf(t, "a1", "a1")
+	token := sign(t, set, testGrant())
+	pems, err := set.Public().PEM()
+	assert.NilError(t, err)
+	dir := t.TempDir()
+	for id, data := range pems {
+		writeFile(t, filepath.Join(dir, id), data)
+	}
+	public, err := LoadPublicKeySet(dir)
+	assert.NilError(t, err)
+	got, err := public.Verify(token, grantTarget, issued)
+	assert.NilError(t, err)
+	assert.Equal(t, got.Requester.GetName(), "alice")
+	assert.DeepEqual(t, public.KeyIDs(), []string{"a1"})
+}
+
+func TestSourceUIDIsBound(t *testing.T) {
+	set := keySetOf(t, "a1", "a1")
+	g := testGrant()
+	g.SourceUID = "src-uid"
+	token := sign(t, set, g)
+	want := grantTarget
+	want.SourceUID = "src-uid"
+	_, err := set.Verify(token, want, issued)
+	assert.NilError(t, err)
+	// A claim of the same name made since is not the one the grant allows.
+	want.SourceUID = "another-claim"
+	_, err = set.Verify(token, want, issued)
+	assert.ErrorIs(t, err, ErrGrantWrongSource)
+	// A verifier that does not know the source's UID yet checks the rest.
+	want.SourceUID = ""
+	_, err = set.Verify(token, want, issued)
+	assert.NilError(t, err)
 }
 
 // field replaces the i-th dot-separated field of token.
@@ -62,11 +101,14 @@ func withField(token string, i int, value string) string {
 func TestVerifyRefuses(t *testing.T) {
 	set := keySetOf(t, "a1", "a1")
 	token := sign(t, set, testGrant())
-	forger := keySetOf(t, "a1", "a1")
-	forger.keys["a1"] = bytes.Repeat([]byte("f"), MinKeySize)
+	forger, err := NewKeySet("a1", map[string][]byte{"a1": bytes.Repeat([]byte("f"), MinKeySize)})
+	assert.NilError(t, err)
 	forged := sign(t, forger, testGrant())
 	tamperedPayload := base64.RawURLEncoding.EncodeToString([]byte(
-		`{"sourceNamespace":"secret","sourceName":"disk","targetNamespace":"dst","targetName":"dv","targetUID":"dv-uid","iat":1772366400,"exp":1772367000}`))
+		`{"sourceNamespace":"secret","sourceName":"disk","targetNamespace":"dst","targetName":"dv","targetUID":"dv-uid","requester":{"username":"alice"},"iat":1772366400,"exp":1772367000}`))
+	otherRequester := base64.RawURLEncoding.EncodeToString([]byte(
+		`{"sourceNamespace":"src","sourceName":"disk","targetNamespace":"dst","targetName":"dv","targetUID":"dv-uid","requester":{"username":"system:admin","groups":["system:masters"]},"iat":1772366400,"exp":1772367000}`))
+	v1 := "v1.a1." + strings.Split(token, ".")[2] + "." + strings.Split(token, ".")[3]
 	inAMinute := issued.Add(time.Minute)
 
 	for _, tc := range []struct {
@@ -77,9 +119,11 @@ func TestVerifyRefuses(t *testing.T) {
 		wantErr error
 	}{
 		{name: "empty token", token: "", wantErr: ErrGrantMissing},
-		{name: "too few fields", token: "v1.a1.payload", wantErr: ErrGrantMalformed},
+		{name: "too few fields", token: "v2.a1.payload", wantErr: ErrGrantMalformed},
 		{name: "too many fields", token: token + ".x", wantErr: ErrGrantMalformed},
-		{name: "other version", token: withField(token, 0, "v2"), wantErr: ErrGrantMalformed},
+		{name: "other version", token: withField(token, 0, "v3"), wantErr: ErrGrantMalformed},
+		{name: "an HMAC grant of v1", token: v1, wantErr: ErrGrantMalformed},
+		{name: "another requester", token: withField(token, 2, otherRequester), wantErr: ErrGrantBadSignature},
 		{name: "signature not base64", token: withField(token, 3, "!!"), wantErr: ErrGrantMalformed},
 		{name: "oversized", token: token + strings.Repeat("A", maxTokenSize), wantErr: ErrGrantMalformed},
 		{name: "unknown key", token: withField(token, 1, "b1"), wantErr: ErrGrantUnknownKey},
@@ -129,6 +173,7 @@ func TestSignRefusesIncompleteGrant(t *testing.T) {
 		{name: "no source namespace", spoil: func(g *Grant) { g.SourceNamespace = "" }},
 		{name: "no target", spoil: func(g *Grant) { g.TargetNamespace = "" }},
 		{name: "no target UID", spoil: func(g *Grant) { g.TargetUID = "" }},
+		{name: "no requester", spoil: func(g *Grant) { g.Requester = nil }},
 		{name: "no issue time", spoil: func(g *Grant) { g.IssuedAt = time.Time{} }},
 		{name: "expires when issued", spoil: func(g *Grant) { g.Expires = g.IssuedAt.Add(500 * time.Millisecond) }},
 	} {

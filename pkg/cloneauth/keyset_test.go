@@ -31,7 +31,7 @@ func TestKeyRotation(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Equal(t, overlap.ActiveKeyID(), "2026-02")
 	newToken := sign(t, overlap, testGrant())
-	assert.Assert(t, strings.HasPrefix(newToken, "v1.2026-02."), newToken)
+	assert.Assert(t, strings.HasPrefix(newToken, "v2.2026-02."), newToken)
 	_, err = overlap.Verify(oldToken, grantTarget, issued)
 	assert.NilError(t, err)
 
@@ -45,8 +45,19 @@ func TestKeyRotation(t *testing.T) {
 	assert.NilError(t, err)
 }
 
+// pemKey is a PEM PKCS#8 Ed25519 private key, as GenerateKey writes one.
+func pemKey(t *testing.T) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	assert.NilError(t, GenerateKey(dir, "k"))
+	data, err := os.ReadFile(filepath.Join(dir, "k"))
+	assert.NilError(t, err)
+	return data
+}
+
 func TestLoadKeySet(t *testing.T) {
-	key := bytes.Repeat([]byte("k"), MinKeySize)
+	key := pemKey(t)
+	raw := bytes.Repeat([]byte("k"), MinKeySize)
 	for _, tc := range []struct {
 		name       string
 		files      map[string][]byte // relative path → content
@@ -81,13 +92,13 @@ func TestLoadKeySet(t *testing.T) {
 			wantIDs:    []string{"only"},
 		},
 		{
-			name:    "short key refused",
-			files:   map[string][]byte{"a": key, "short": key[:MinKeySize-1]},
+			name:    "a raw (HMAC) key refused",
+			files:   map[string][]byte{"a": key, "raw": raw},
 			wantErr: ErrInvalidKey,
 		},
 		{
-			name:    "short single key refused",
-			files:   map[string][]byte{"short": key[:MinKeySize-1]},
+			name:    "a truncated single key refused",
+			files:   map[string][]byte{"short": key[:len(key)/2]},
 			path:    "short",
 			wantErr: ErrInvalidKey,
 		},
@@ -133,7 +144,7 @@ func TestLoadKeySet(t *testing.T) {
 
 func TestLoadKeySetFollowsSecretVolumeLinks(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "..2026_03_01", "k1"), bytes.Repeat([]byte("k"), MinKeySize))
+	writeFile(t, filepath.Join(dir, "..2026_03_01", "k1"), pemKey(t))
 	assert.NilError(t, os.Symlink("..2026_03_01", filepath.Join(dir, "..data")))
 	assert.NilError(t, os.Symlink(filepath.Join("..data", "k1"), filepath.Join(dir, "k1")))
 
@@ -151,7 +162,10 @@ func TestGenerateKey(t *testing.T) {
 	info, err := os.Stat(filepath.Join(dir, "k1"))
 	assert.NilError(t, err)
 	assert.Equal(t, info.Mode().Perm(), fs.FileMode(0o600))
-	assert.Equal(t, info.Size(), int64(MinKeySize))
+	set, err := LoadKeySet(filepath.Join(dir, "k1"))
+	assert.NilError(t, err, "a PEM Ed25519 private key")
+	assert.Equal(t, set.ActiveKeyID(), "k1")
+	_ = info
 	assert.ErrorIs(t, GenerateKey(dir, "k1"), fs.ErrExist)
 	assert.ErrorIs(t, GenerateKey(dir, "bad.id"), ErrInvalidKey)
 }

@@ -79,6 +79,14 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 	if err != nil {
 		return err
 	}
+	keySet, err := cloneauth.LoadKeySet(keysDir)
+	if err != nil {
+		return err
+	}
+	publicKeys, err := keySet.Public().PEM()
+	if err != nil {
+		return err
+	}
 	overlay := localOverlay{
 		Dir:  filepath.Join(c.cfg.Dir, "deploy"),
 		Base: filepath.Join(c.cfg.ArtifactsDir, "deploy"),
@@ -95,8 +103,10 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 		WebhookCert:    p.webhookServing.CertPEM,
 		WebhookKey:     p.webhookServing.KeyPEM,
 		CloneGrantKeys: keys,
-		AuditLogDir:    auditDir,
-		ClonerImage:    c.images["datavolume-cloner"],
+		// The controller's: it verifies grants and cannot sign them.
+		CloneGrantPublicKeys: publicKeys,
+		AuditLogDir:          auditDir,
+		ClonerImage:          c.images["datavolume-cloner"],
 		// Test registries listen on the node's address over plain HTTP.
 		InsecureRegistries: []string{c.nodeIP.String()},
 		ControllerArgs:     c.cfg.ControllerArgs,

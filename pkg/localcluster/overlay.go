@@ -22,7 +22,9 @@ type localOverlay struct {
 	APIServerCert, APIServerKey []byte // for datavolume-apiserver.datavolume-system.svc
 	WebhookCert, WebhookKey     []byte // for datavolume-webhook.datavolume-system.svc
 	CloneGrantKeys              map[string][]byte
-	AuditLogDir                 string
+	// CloneGrantPublicKeys are their public halves, for the controller.
+	CloneGrantPublicKeys map[string][]byte
+	AuditLogDir          string
 	// ClonerImage is the image datavolume-controller runs its Jobs with.
 	ClonerImage string
 	// InsecureRegistries are registry hosts the Jobs reach over plain HTTP.
@@ -99,6 +101,19 @@ generatorOptions:
 			return err
 		}
 		fmt.Fprintf(&b, "      - %s=%s\n", name, path)
+	}
+
+	// The controller verifies grants with the public keys only: a ConfigMap.
+	fmt.Fprintf(&b, "configMapGenerator:\n  - name: datavolume-clone-grant-public-keys\n    namespace: %s\n    files:\n", systemNamespace)
+	for _, name := range sortedKeys(o.CloneGrantPublicKeys) {
+		rel := filepath.Join("public", name)
+		if err := os.MkdirAll(filepath.Join(o.Dir, "public"), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(o.Dir, rel), o.CloneGrantPublicKeys[name], 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "      - %s=%s\n", name, rel)
 	}
 
 	ca := encodeBase64(o.CAPEM)

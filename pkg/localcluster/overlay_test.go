@@ -17,18 +17,19 @@ import (
 func TestLocalOverlay(t *testing.T) {
 	root := t.TempDir()
 	o := localOverlay{
-		Dir:                filepath.Join(root, "cluster", "deploy"),
-		Base:               filepath.Join(root, "repo", "artifacts", "deploy"),
-		Images:             map[string]string{"datavolume-apiserver": "datavolume.local/datavolume-apiserver:0123456789ab", "quay.io/coreos/etcd": "datavolume.local/etcd:ba9876543210"},
-		CAPEM:              []byte("CA PEM"),
-		APIServerCert:      []byte("apiserver cert"),
-		APIServerKey:       []byte("apiserver key"),
-		WebhookCert:        []byte("webhook cert"),
-		WebhookKey:         []byte("webhook key"),
-		CloneGrantKeys:     map[string][]byte{"key-1": []byte("0123456789abcdef0123456789abcdef")},
-		AuditLogDir:        "/host/audit",
-		ClonerImage:        "datavolume.local/datavolume-cloner:00aa",
-		InsecureRegistries: []string{"192.0.2.7"},
+		Dir:                  filepath.Join(root, "cluster", "deploy"),
+		Base:                 filepath.Join(root, "repo", "artifacts", "deploy"),
+		Images:               map[string]string{"datavolume-apiserver": "datavolume.local/datavolume-apiserver:0123456789ab", "quay.io/coreos/etcd": "datavolume.local/etcd:ba9876543210"},
+		CAPEM:                []byte("CA PEM"),
+		APIServerCert:        []byte("apiserver cert"),
+		APIServerKey:         []byte("apiserver key"),
+		WebhookCert:          []byte("webhook cert"),
+		WebhookKey:           []byte("webhook key"),
+		CloneGrantKeys:       map[string][]byte{"key-1": []byte("0123456789abcdef0123456789abcdef")},
+		CloneGrantPublicKeys: map[string][]byte{"key-1": []byte("PUBLIC KEY PEM")},
+		AuditLogDir:          "/host/audit",
+		ClonerImage:          "datavolume.local/datavolume-cloner:00aa",
+		InsecureRegistries:   []string{"192.0.2.7"},
 	}
 	assert.NilError(t, o.write())
 
@@ -46,6 +47,10 @@ func TestLocalOverlay(t *testing.T) {
 			Name, Namespace, Type string
 			Files                 []string
 		} `json:"secretGenerator"`
+		ConfigMapGenerator []struct {
+			Name, Namespace string
+			Files           []string
+		} `json:"configMapGenerator"`
 		Patches []struct {
 			Target map[string]string
 			Patch  string
@@ -76,6 +81,15 @@ func TestLocalOverlay(t *testing.T) {
 		"datavolume-webhook-tls/tls.key":    "webhook key",
 		"datavolume-clone-grant-keys/key-1": "0123456789abcdef0123456789abcdef",
 	})
+	// The controller gets the public keys only, in a ConfigMap.
+	assert.Assert(t, is.Len(k.ConfigMapGenerator, 1))
+	public := k.ConfigMapGenerator[0]
+	assert.Check(t, is.Equal(public.Name, "datavolume-clone-grant-public-keys"))
+	assert.Check(t, is.Equal(public.Namespace, "datavolume-system"))
+	assert.Check(t, is.DeepEqual(public.Files, []string{"key-1=public/key-1"}))
+	pub, err := os.ReadFile(filepath.Join(o.Dir, "public", "key-1"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(string(pub), "PUBLIC KEY PEM"))
 	info, err := os.Stat(filepath.Join(o.Dir, "secrets", "apiserver.key"))
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(info.Mode().Perm(), os.FileMode(0o600)))

@@ -61,6 +61,7 @@ type Options struct {
 	HonorWaitForFirstConsumer bool
 	VMTemplates               bool
 	TestCrashPoints           bool
+	CloneGrantPublicKeys      string
 	Workers                   int
 	ProgressEvery             time.Duration
 	ServeAddress              string
@@ -113,6 +114,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.VMTemplates, "vm-templates", o.VMTemplates,
 		"Create the DataVolumes of VirtualMachines' dataVolumeTemplates, as KubeVirt's virt-controller does: for clusters without KubeVirt. "+
 			"datavolume-apiserver must name this controller's ServiceAccount in --vm-template-creator, so that each clone is judged for the VM's ServiceAccount.")
+	fs.StringVar(&o.CloneGrantPublicKeys, "clone-grant-public-keys", o.CloneGrantPublicKeys,
+		"Directory of the Ed25519 public keys (PEM, file name = key id; a mounted ConfigMap) that verify the grants of cross-namespace clones; reloaded when it changes. "+
+			"Empty: cross-namespace clones wait.")
 	fs.BoolVar(&o.TestCrashPoints, "test-crash-points", false, "Tests only: end the process after the hand-over step a DataVolume's annotation "+controller.AnnTestCrashAfter+" names.")
 	_ = fs.MarkHidden("test-crash-points")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "DataVolumes synced at once.")
@@ -298,6 +302,15 @@ func (o *Options) runController(ctx context.Context, config *rest.Config, kube k
 		return err
 	}
 	cdiFactory := cdiinformers.NewSharedInformerFactory(cdi, 0)
+	var grants controller.GrantVerifier
+	if o.CloneGrantPublicKeys != "" {
+		keys, err := cloneauth.WatchPublicKeySet(ctx, o.CloneGrantPublicKeys, cloneauth.DefaultReloadEvery,
+			logr.FromContextOrDiscard(ctx).WithName("grant-keys"))
+		if err != nil {
+			return fmt.Errorf("loading clone grant public keys: %w", err)
+		}
+		grants = keys
+	}
 	c, err := controller.New(kube, cdi, scheme, recorder, controller.Informers{
 		DataVolumes:    cdiFactory.Cdi().V1beta1().DataVolumes(),
 		Claims:         kubeFactory.Core().V1().PersistentVolumeClaims(),
@@ -309,6 +322,7 @@ func (o *Options) runController(ctx context.Context, config *rest.Config, kube k
 		HonorWaitForFirstConsumer: o.HonorWaitForFirstConsumer,
 		ProgressEvery:             o.ProgressEvery,
 		CrashAfter:                o.crashAfter(),
+		Grants:                    grants,
 		// Uncached: a revoked permission stops a clone that has not started.
 		CloneAuthorizer: cloneauth.NewAuthorizer(kube.AuthorizationV1().SubjectAccessReviews(),
 			cloneauth.WithLogger(logr.FromContextOrDiscard(ctx).WithName("clone-check"))),
