@@ -86,6 +86,10 @@ func TestGrantKeyRotatesWithoutARestart(t *testing.T) {
 	})
 	waitFor(t, dst, name, "condition=Ready", 3*time.Minute)
 	assertImported(t, dst, name, imgs.raw)
-	grant := assertGrantVerifies(t, name, dst, src, "my-favorite-vm-disk")
+	// Signed by the new key (the cluster's key directory on this host has only the first).
+	dv := storedDataVolume(t, name, dst)
+	grant, err := set.Verify(dv.Annotations[cloneauth.GrantAnnotation], cloneauth.Target{Namespace: dst, Name: name, UID: dv.UID,
+		SourceNamespace: src, SourceName: "my-favorite-vm-disk"}, time.Now())
+	assert.NilError(t, err)
 	assert.Check(t, is.Equal(grant.Requester.GetName(), sa.name))
 }

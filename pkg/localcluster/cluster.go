@@ -89,6 +89,8 @@ type Cluster struct {
 	KubeAuditLog string
 	// APIServerURL is kube-apiserver's address on loopback.
 	APIServerURL string
+	// KubeEtcdURL is the client URL of kube-apiserver's etcd, on loopback.
+	KubeEtcdURL string
 
 	ca       *CA
 	pkiDir   string
@@ -173,6 +175,7 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 	etcdPort, etcdPeer := ports[0], ports[1]
+	c.KubeEtcdURL = "http://127.0.0.1:" + strconv.Itoa(etcdPort)
 	c.kubePort = ports[2]
 	c.APIServerURL = "https://127.0.0.1:" + strconv.Itoa(c.kubePort)
 
