@@ -71,7 +71,7 @@ E2E_ENV = DATAVOLUME_KUBE_BIN=$(KUBE_BIN) DATAVOLUME_ETCD=$(ETCD) DATAVOLUME_IMA
 
 .PHONY: bench
 bench: deps build images ## Benchmarks, each against a baseline measured in the same run, printed as ratios.
-	$(E2E_ENV) $(GO) test -tags e2e -run '^$$' -bench . -benchtime 1x -timeout 10m ./e2e/bench/
+	$(E2E_ENV) $(GO) test -tags e2e -run '^$$' -bench . -benchtime 1x -timeout 150m ./e2e/bench/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./pkg/webhook/...
 	hack/bench-cloner.sh
 

@@ -151,7 +151,7 @@ func BenchmarkImportCreateToReady(b *testing.B) {
 	var ours, theirs []timeline
 	for round := range *importRounds {
 		runOurs := func() error {
-			tl, err := importThroughDataVolume(ctx, kube, cdi, ns, fmt.Sprintf("dv-%d", round), url)
+			tl, err := importThroughDataVolume(ctx, kube, cdi, ns, fmt.Sprintf("dv-%d", round), url, "1Gi")
 			ours = append(ours, tl)
 			return err
 		}
@@ -206,13 +206,13 @@ func BenchmarkImportCreateToReady(b *testing.B) {
 }
 
 // importThroughDataVolume creates a DataVolume and polls until it is Ready.
-func importThroughDataVolume(ctx context.Context, kube kubernetes.Interface, cdi cdiclient.Interface, ns, name, url string) (timeline, error) {
+func importThroughDataVolume(ctx context.Context, kube kubernetes.Interface, cdi cdiclient.Interface, ns, name, url, size string) (timeline, error) {
 	dv := &v1beta1.DataVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: v1beta1.DataVolumeSpec{
 			Source: &v1beta1.DataVolumeSource{HTTP: &v1beta1.DataVolumeSourceHTTP{URL: url}},
 			Storage: &v1beta1.StorageSpec{Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
-				corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+				corev1.ResourceStorage: resource.MustParse(size)}}},
 		},
 	}
 	var tl timeline
