@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	batchinformers "k8s.io/client-go/informers/batch/v1"
@@ -65,6 +66,10 @@ type Options struct {
 	// CloneAuthorizer asks again, right before data moves, whether the
 	// grant's requester may still clone the source.
 	CloneAuthorizer CloneAuthorizer
+	// VirtualMachines finds the ServiceAccount of the VirtualMachine that
+	// controls a DataVolume, as KubeVirt finds it: its clone is re-checked
+	// for that account too. Nil, a VM-owned clone waits.
+	VirtualMachines VirtualMachines
 	// CrashAfter, for tests only, is called after each step of a volume's
 	// hand-over; the test's hook ends the process there.
 	CrashAfter func(dv *v1beta1.DataVolume, step string)
@@ -76,6 +81,13 @@ type Options struct {
 // errors.
 type GrantVerifier interface {
 	Verify(token string, want cloneauth.Target, at time.Time) (cloneauth.Grant, error)
+}
+
+// VirtualMachines reads a KubeVirt VirtualMachine's ServiceAccount.
+type VirtualMachines interface {
+	// ServiceAccountOf is the ServiceAccount of the VM namespace/name with
+	// uid; an error when there is no such VM.
+	ServiceAccountOf(ctx context.Context, namespace, name string, uid types.UID) (string, error)
 }
 
 // CloneAuthorizer decides a clone by SubjectAccessReview, as

@@ -34,10 +34,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apiserver/pkg/authentication/user"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
 	"github.com/datavolume/datavolume/pkg/apis/cdi/v1beta1"
 	"github.com/datavolume/datavolume/pkg/cloneauth"
+	"github.com/datavolume/datavolume/pkg/kubevirt"
 )
 
 const (
@@ -265,19 +267,49 @@ func (c *Controller) recheckPermission(ctx context.Context, o *observation, gran
 		TargetNamespace: o.dv.Namespace, TargetName: o.dv.Name}
 	decision, err := c.opts.CloneAuthorizer.Authorize(ctx, req)
 	log := logr.FromContextOrDiscard(ctx).WithValues("requester", userName(grant), "source", src.String(), "target", key)
+	who := quoteUser(grant)
+	if err == nil && decision.Allowed {
+		// A VirtualMachine's template: its ServiceAccount must be allowed
+		// too, as KubeVirt's admitter and the webhook require.
+		var account user.Info
+		account, err = c.vmServiceAccount(ctx, o.dv)
+		if err == nil && account != nil && account.GetName() != userName(grant) {
+			req.User = account
+			who = fmt.Sprintf("%q (the VirtualMachine's ServiceAccount)", account.GetName())
+			log = log.WithValues("serviceAccount", account.GetName())
+			decision, err = c.opts.CloneAuthorizer.Authorize(ctx, req)
+		}
+	}
 	if err == nil && decision.Allowed {
 		c.recheck.Forget(key)
 		log.Info("Clone permission confirmed before data moves", "via", decision.Via, "reason", decision.Reason)
 		return 0, true
 	}
 	message := fmt.Sprintf("%s may no longer clone %s: missing permission %s; the clone waits and starts once it is granted again",
-		quoteUser(grant), src, decision.Missing)
+		who, src, decision.Missing)
 	if err != nil {
-		message = fmt.Sprintf("the permission of %s to clone %s could not be checked (%v); the clone waits", quoteUser(grant), src, err)
+		message = fmt.Sprintf("the permission of %s to clone %s could not be checked (%v); the clone waits", who, src, err)
 	}
 	log.Info("Clone permission denied before data moves", "missing", decision.Missing, "reason", decision.Reason, "err", errString(err))
 	o.wait = &waiting{phase: v1beta1.CloneScheduled, reason: ReasonClonePermissionMissing, message: message}
 	return c.recheck.When(key), false
+}
+
+// vmServiceAccount is the ServiceAccount of the VirtualMachine that
+// controls dv, or nil when no VM does.
+func (c *Controller) vmServiceAccount(ctx context.Context, dv *v1beta1.DataVolume) (user.Info, error) {
+	ref := metav1.GetControllerOfNoCopy(dv)
+	if ref == nil || ref.Kind != "VirtualMachine" || !strings.HasPrefix(ref.APIVersion, kubevirt.Group+"/") {
+		return nil, nil
+	}
+	if c.opts.VirtualMachines == nil {
+		return nil, fmt.Errorf("this controller cannot read VirtualMachine %s/%s", dv.Namespace, ref.Name)
+	}
+	name, err := c.opts.VirtualMachines.ServiceAccountOf(ctx, dv.Namespace, ref.Name, ref.UID)
+	if err != nil {
+		return nil, err
+	}
+	return cloneauth.ServiceAccountUser(dv.Namespace, name), nil
 }
 
 func quoteUser(g cloneauth.Grant) string {

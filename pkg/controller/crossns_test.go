@@ -12,6 +12,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/authentication/user"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi/v1beta1"
@@ -266,3 +267,52 @@ func TestJobsInTheSourceNamespaceWakeTheirDataVolume(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// vmStub says every VM runs as the ServiceAccount "vm-runner".
+type vmStub struct{}
+
+func (vmStub) ServiceAccountOf(_ context.Context, namespace, name string, uid types.UID) (string, error) {
+	if name != "vm" || uid != "uid-vm" {
+		return "", fmt.Errorf("no VirtualMachine %s/%s with UID %s", namespace, name, uid)
+	}
+	return "vm-runner", nil
+}
+
+// byUser allows exactly the users named.
+type byUser struct {
+	allowed map[string]bool
+	asked   []string
+}
+
+func (a *byUser) Authorize(_ context.Context, req cloneauth.Request) (cloneauth.Decision, error) {
+	a.asked = append(a.asked, req.User.GetName())
+	if a.allowed[req.User.GetName()] {
+		return cloneauth.Decision{Allowed: true, Checked: true}, nil
+	}
+	return cloneauth.Decision{Checked: true, Missing: "create datavolumes.cdi.kubevirt.io/source in namespace \"src\""}, nil
+}
+
+// A template DataVolume that KubeVirt made (its requester virt-controller)
+// is re-checked for the VM's ServiceAccount too, as KubeVirt's admitter
+// and the webhook judge it.
+func TestVirtualMachineCloneIsRecheckedForItsServiceAccount(t *testing.T) {
+	dv := crossDV("copy", "good")
+	dv.OwnerReferences = []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: "vm", UID: "uid-vm", Controller: ptrTo(true)}}
+	auth := &byUser{allowed: map[string]bool{"alice": true}}
+	h, _ := newCrossHarness(t, dv, nil)
+	h.c.opts.CloneAuthorizer = auth
+	h.c.opts.VirtualMachines = vmStub{}
+	h.add(sourceClaim())
+
+	h.sync(dv)
+	got := h.dv("copy")
+	running := condition(got.Status, v1beta1.DataVolumeRunning)
+	assert.Equal(t, running.Reason, ReasonClonePermissionMissing)
+	assert.Assert(t, strings.Contains(running.Message, `"system:serviceaccount:ns:vm-runner" (the VirtualMachine's ServiceAccount) may no longer clone src/golden`), running.Message)
+	assert.DeepEqual(t, auth.asked, []string{"alice", "system:serviceaccount:ns:vm-runner"})
+	assert.Equal(t, len(h.actions("create", "jobs")), 0)
+
+	auth.allowed["system:serviceaccount:ns:vm-runner"] = true
+	h.sync(got)
+	assert.Equal(t, len(h.actions("create", "jobs")), 1)
+}

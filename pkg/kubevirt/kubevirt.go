@@ -5,11 +5,14 @@
 package kubevirt
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	sigsjson "sigs.k8s.io/json"
 )
 
@@ -115,4 +118,30 @@ func (vm *VirtualMachine) Template(name string) *DataVolumeTemplate {
 		}
 	}
 	return nil
+}
+
+// Reader reads VirtualMachines from the API.
+type Reader struct {
+	Client dynamic.Interface
+}
+
+// ServiceAccountOf is the ServiceAccount of the VM namespace/name, which
+// must have uid.
+func (r Reader) ServiceAccountOf(ctx context.Context, namespace, name string, uid types.UID) (string, error) {
+	obj, err := r.Client.Resource(VirtualMachines).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("reading VirtualMachine %s/%s: %w", namespace, name, err)
+	}
+	if obj.GetUID() != uid {
+		return "", fmt.Errorf("VirtualMachine %s/%s is another (UID %s, not %s)", namespace, name, obj.GetUID(), uid)
+	}
+	raw, err := obj.MarshalJSON()
+	if err != nil {
+		return "", err
+	}
+	vm, err := Decode(raw)
+	if err != nil {
+		return "", err
+	}
+	return vm.ServiceAccountName(), nil
 }

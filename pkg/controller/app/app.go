@@ -302,6 +302,10 @@ func (o *Options) runController(ctx context.Context, config *rest.Config, kube k
 		return err
 	}
 	cdiFactory := cdiinformers.NewSharedInformerFactory(cdi, 0)
+	dyn, err := dynamic.NewForConfig(config)
+	if err != nil {
+		return err
+	}
 	var grants controller.GrantVerifier
 	if o.CloneGrantPublicKeys != "" {
 		keys, err := cloneauth.WatchPublicKeySet(ctx, o.CloneGrantPublicKeys, cloneauth.DefaultReloadEvery,
@@ -323,6 +327,7 @@ func (o *Options) runController(ctx context.Context, config *rest.Config, kube k
 		ProgressEvery:             o.ProgressEvery,
 		CrashAfter:                o.crashAfter(),
 		Grants:                    grants,
+		VirtualMachines:           kubevirt.Reader{Client: dyn},
 		// Uncached: a revoked permission stops a clone that has not started.
 		CloneAuthorizer: cloneauth.NewAuthorizer(kube.AuthorizationV1().SubjectAccessReviews(),
 			cloneauth.WithLogger(logr.FromContextOrDiscard(ctx).WithName("clone-check"))),
@@ -335,10 +340,6 @@ func (o *Options) runController(ctx context.Context, config *rest.Config, kube k
 	}
 	var templates *vmtemplates.Controller
 	if o.VMTemplates {
-		dyn, err := dynamic.NewForConfig(config)
-		if err != nil {
-			return err
-		}
 		vmFactory := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 		templates, err = vmtemplates.New(cdi, recorder, vmFactory.ForResource(kubevirt.VirtualMachines), cdiFactory.Cdi().V1beta1().DataVolumes())
 		if err != nil {
