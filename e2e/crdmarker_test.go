@@ -54,7 +54,7 @@ spec:
         storage: 1Mi
 `, "create", "-n", ns, "-f", "-")
 	assert.Assert(t, err != nil, out)
-	assert.Check(t, is.Contains(out, "spec.source.http.url"))
+	assert.Check(t, is.Contains(err.Error()+out, "spec.source.http.url"))
 	create(t, ns, cloneYAML("marked", ns, ns, "missing", claimSize))
 	select {
 	case e := <-w.ResultChan():
