@@ -170,8 +170,8 @@ func cloneThroughDataVolume(ctx context.Context, kube kubernetes.Interface, cdi 
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: dst},
 		Spec: v1beta1.DataVolumeSpec{
 			Source: &v1beta1.DataVolumeSource{PVC: &v1beta1.DataVolumeSourcePVC{Namespace: src, Name: "golden"}},
-			Storage: &v1beta1.StorageSpec{Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
-				corev1.ResourceStorage: resource.MustParse("2Gi")}}},
+			// No size: the source's, filled in at create (the usual clone).
+			Storage: &v1beta1.StorageSpec{},
 		},
 	}
 	var tl timeline
