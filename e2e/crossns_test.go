@@ -421,3 +421,65 @@ func controllerRestarts(t *testing.T) int {
 	}
 	return total
 }
+
+// The fallback: a source namespace whose quota refuses the temporary claim
+// gets the mutual-TLS pair instead (clone-source there, clone-target here,
+// a CA of the clone's own), and so does a DataVolume that asks for it; both
+// byte-exact, and the certificates, the Service and the Jobs go after.
+func TestCrossNamespaceCloneOverTheNetwork(t *testing.T) {
+	t.Parallel()
+	src := restrictedNamespace(t, "nsrc")
+	dst := restrictedNamespace(t, "ndst")
+	imgs := sourceWithDisk(t, src)
+	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, src, dst)
+	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
+	assert.NilError(t, err, out)
+	sa := impersonated("system:serviceaccount:" + dst + ":default")
+	allowEdit(t, sa, dst)
+	eventually(t, 30*time.Second, func() error {
+		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
+			return errorf("RBAC does not allow the clone yet")
+		}
+		return nil
+	})
+	// Asked for.
+	asked := strings.Replace(dataVolume, "name: cloner-datavolume\n",
+		"name: asked\n  annotations:\n    datavolume.cdi.kubevirt.io/clone-strategy: network\n", 1)
+	out, err = sa.run(t, asked, "create", "-n", dst, "-f", "-")
+	assert.NilError(t, err, out)
+	waitFor(t, dst, "asked", "condition=Ready", 3*time.Minute)
+	assertImported(t, dst, "asked", imgs.raw)
+	assert.Check(t, is.Equal(kubectl(t, "get", "pvc", "asked", "-n", dst, "-o", "jsonpath={.metadata.annotations.datavolume\\.cdi\\.kubevirt\\.io/clone-path}"), "network"))
+
+	// Forced by a quota: the source namespace has room for no other claim.
+	out, err = kubectlIn(t, `apiVersion: v1
+kind: ResourceQuota
+metadata:
+  name: no-more-claims
+spec:
+  hard:
+    persistentvolumeclaims: "1"
+`, "create", "-n", src, "-f", "-")
+	assert.NilError(t, err, out)
+	eventually(t, 30*time.Second, func() error {
+		if used := kubectl(t, "get", "resourcequota", "no-more-claims", "-n", src, "-o", "jsonpath={.status.used.persistentvolumeclaims}"); used != "1" {
+			return errorf("quota not counted yet: %q", used)
+		}
+		return nil
+	})
+	out, err = sa.run(t, dataVolume, "create", "-n", dst, "-f", "-")
+	assert.NilError(t, err, out)
+	waitFor(t, dst, "cloner-datavolume", "condition=Ready", 3*time.Minute)
+	assertImported(t, dst, "cloner-datavolume", imgs.raw)
+	assert.Check(t, is.Equal(kubectl(t, "get", "pvc", "cloner-datavolume", "-n", dst, "-o", "jsonpath={.metadata.annotations.datavolume\\.cdi\\.kubevirt\\.io/clone-path}"), "network"))
+
+	assertNothingLeftIn(t, src)
+	eventually(t, time.Minute, func() error {
+		for _, ns := range []string{src, dst} {
+			if left := kubectl(t, "get", "secret,service,job", "-n", ns, "-l", "app.kubernetes.io/managed-by=datavolume-controller", "-o", "name"); left != "" {
+				return errorf("left in %s: %s", ns, left)
+			}
+		}
+		return nil
+	})
+}

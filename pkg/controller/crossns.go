@@ -118,6 +118,9 @@ func (c *Controller) syncCrossNamespace(ctx context.Context, o *observation, int
 	if o.foreignClaim {
 		return 0, nil
 	}
+	if madeForNetwork(o.claim) {
+		return c.syncNetworkClone(ctx, o, internal, nil)
+	}
 	if o.claim != nil {
 		return c.handOver(ctx, o)
 	}
@@ -195,9 +198,22 @@ func (c *Controller) syncCrossNamespace(ctx context.Context, o *observation, int
 		// Made for a source since replaced: start again.
 		return time.Second, c.deleteTmpClaim(ctx, o.dv, tmp)
 	}
+	if wantsNetwork(o.dv) && tmp == nil {
+		return c.syncNetworkClone(ctx, o, internal, source)
+	}
 	if tmp == nil {
-		if tmp, err = c.createTmpClaim(ctx, o, internal, source); err != nil || tmp == nil {
+		if tmp, err = c.createTmpClaim(ctx, o, internal, source); err != nil {
 			return 0, err
+		}
+		if tmp == nil && o.claimError != nil && o.claimError.reason == ReasonExceededQuota {
+			// The hand-over needs a claim in the source namespace; without
+			// room for it, the pair moves the data over the network.
+			logr.FromContextOrDiscard(ctx).Info("Source namespace refused the temporary claim; cloning over the network", "reason", o.claimError.message)
+			o.claimError = nil
+			return c.syncNetworkClone(ctx, o, internal, source)
+		}
+		if tmp == nil {
+			return 0, nil
 		}
 	}
 	if err := c.checkLive(ctx, o); err != nil {
@@ -599,6 +615,9 @@ func (c *Controller) cleanUpSourceNamespace(ctx context.Context, o *observation,
 		if err := c.deleteTmpClaim(ctx, dv, tmp); err != nil {
 			return err
 		}
+	}
+	if err := c.deleteNetwork(ctx, dv, src.Namespace); err != nil {
+		return err
 	}
 	if !o.handedOver {
 		// A volume left Retain mid-hand-over gets its policy back, and is
