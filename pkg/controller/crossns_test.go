@@ -316,3 +316,55 @@ func TestVirtualMachineCloneIsRecheckedForItsServiceAccount(t *testing.T) {
 	h.sync(got)
 	assert.Equal(t, len(h.actions("create", "jobs")), 1)
 }
+
+// Asked for the network, the clone runs as a pair: a clone-target Job here
+// behind a Service, a clone-source Job in the source namespace, a Secret
+// on each side from one CA; done, they go.
+func TestCrossNamespaceCloneOverTheNetworkRunsAPair(t *testing.T) {
+	ctx := context.Background()
+	dv := crossDV("copy", "good")
+	dv.Annotations[AnnCloneStrategy] = CloneStrategyNetwork
+	h, _ := newCrossHarness(t, dv, &authorizerStub{allowed: true})
+	h.add(sourceClaim())
+
+	h.sync(dv)
+	target, err := h.kube.CoreV1().PersistentVolumeClaims("ns").Get(ctx, "copy", metav1.GetOptions{})
+	assert.NilError(t, err)
+	assert.Equal(t, target.Annotations[annClonePath], CloneStrategyNetwork)
+	assert.Equal(t, target.Spec.VolumeName, "", "provisioned here, not handed over")
+	targetJob, err := h.kube.BatchV1().Jobs("ns").Get(ctx, targetJobName(dv), metav1.GetOptions{})
+	assert.NilError(t, err)
+	args := targetJob.Spec.Template.Spec.Containers[0].Args
+	assert.Equal(t, args[0], "clone-target")
+	assert.Assert(t, slices.Contains(args, "--target=/data/disk.img"), args)
+	for _, v := range targetJob.Spec.Template.Spec.Volumes {
+		assert.Assert(t, v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName == "copy", "the target mounts only its claim")
+	}
+	sourceJob, err := h.kube.BatchV1().Jobs("src").Get(ctx, sourceJobName(dv), metav1.GetOptions{})
+	assert.NilError(t, err)
+	args = sourceJob.Spec.Template.Spec.Containers[0].Args
+	assert.Equal(t, args[0], "clone-source")
+	assert.Assert(t, slices.Contains(args, "--target-address="+networkName(dv)+".ns.svc:8443"), args)
+	assert.Equal(t, len(sourceJob.OwnerReferences), 0)
+	for _, s := range []struct{ ns, name string }{{"ns", networkName(dv) + "-target"}, {"src", networkName(dv) + "-source"}} {
+		secret, err := h.kube.CoreV1().Secrets(s.ns).Get(ctx, s.name, metav1.GetOptions{})
+		assert.NilError(t, err)
+		assert.Assert(t, len(secret.Data["ca.crt"]) > 0 && len(secret.Data["tls.key"]) > 0)
+	}
+	_, err = h.kube.CoreV1().Services("ns").Get(ctx, networkName(dv), metav1.GetOptions{})
+	assert.NilError(t, err)
+
+	// Both done: Succeeded, and the certificates and the Service are gone.
+	targetJob.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+	sourceJob.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+	h.cache(targetJob)
+	h.cache(sourceJob)
+	target.Status.Phase = corev1.ClaimBound
+	h.cache(target)
+	h.sync(h.dv("copy"))
+	assert.Equal(t, h.dv("copy").Status.Phase, v1beta1.Succeeded)
+	_, err = h.kube.CoreV1().Secrets("src").Get(ctx, networkName(dv)+"-source", metav1.GetOptions{})
+	assert.ErrorContains(t, err, "not found")
+	_, err = h.kube.CoreV1().Services("ns").Get(ctx, networkName(dv), metav1.GetOptions{})
+	assert.ErrorContains(t, err, "not found")
+}
