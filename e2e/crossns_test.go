@@ -39,6 +39,34 @@ func seedCloneFiles(t *testing.T, src, dst string) (clusterRole, roleBinding, da
 	return read("datavolume-cloner.yaml"), read("allow-clone-to-user.yaml"), read("cloner-datavolume.yaml")
 }
 
+// seedClone is a cross-namespace clone set up as the seed says: two
+// restricted namespaces, the seed's ClusterRole and RoleBinding (renamed for
+// the test) letting the destination's ServiceAccount default clone from
+// the source namespace, and the seed's DataVolume to create as it.
+type seedClone struct {
+	src, dst                string
+	sa                      identity
+	roleBinding, dataVolume string
+}
+
+func newSeedClone(t *testing.T, prefix string) seedClone {
+	t.Helper()
+	s := seedClone{src: restrictedNamespace(t, prefix+"src"), dst: restrictedNamespace(t, prefix+"dst")}
+	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, s.src, s.dst)
+	s.roleBinding, s.dataVolume = roleBinding, dataVolume
+	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
+	assert.NilError(t, err, out)
+	s.sa = impersonated("system:serviceaccount:" + s.dst + ":default")
+	allowEdit(t, s.sa, s.dst)
+	eventually(t, 30*time.Second, func() error {
+		if !canCloneBySource(t, s.sa, s.src, "my-favorite-vm-disk") {
+			return errorf("RBAC does not allow the clone yet")
+		}
+		return nil
+	})
+	return s
+}
+
 // sourceWithDisk fills the seed's source claim, my-favorite-vm-disk, in src
 // by an import, and returns the image it holds.
 func sourceWithDisk(t *testing.T, src string) images {
@@ -79,21 +107,10 @@ func waitForReason(t *testing.T, ns, name, reason string) {
 // disk across namespaces; the bytes arrive, and nothing stays behind.
 func TestSeedCrossNamespaceCloneMovesTheBytes(t *testing.T) {
 	t.Parallel()
-	src := restrictedNamespace(t, "xsrc")
-	dst := restrictedNamespace(t, "xdst")
+	s := newSeedClone(t, "x")
+	src, dst, sa := s.src, s.dst, s.sa
 	imgs := sourceWithDisk(t, src)
-	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, src, dst)
-	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
-	assert.NilError(t, err, out)
-	sa := impersonated("system:serviceaccount:" + dst + ":default")
-	allowEdit(t, sa, dst)
-	eventually(t, 30*time.Second, func() error {
-		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
-			return errorf("RBAC does not allow the clone yet")
-		}
-		return nil
-	})
-	out, err = sa.run(t, dataVolume, "create", "-n", dst, "-f", "-")
+	out, err := sa.run(t, s.dataVolume, "create", "-n", dst, "-f", "-")
 	assert.NilError(t, err, out)
 
 	// The grant names who asked and the very claim cloned.
@@ -133,23 +150,12 @@ func TestSeedCrossNamespaceCloneMovesTheBytes(t *testing.T) {
 // clone resumes by itself.
 func TestRevokedCloneWaitsAndResumes(t *testing.T) {
 	t.Parallel()
-	src := restrictedNamespace(t, "rsrc")
-	dst := restrictedNamespace(t, "rdst")
+	s := newSeedClone(t, "r")
+	src, dst, sa := s.src, s.dst, s.sa
 	imgs := sourceWithDisk(t, src)
-	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, src, dst)
-	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
-	assert.NilError(t, err, out)
-	sa := impersonated("system:serviceaccount:" + dst + ":default")
-	allowEdit(t, sa, dst)
-	eventually(t, 30*time.Second, func() error {
-		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
-			return errorf("RBAC does not allow the clone yet")
-		}
-		return nil
-	})
 
 	// A VM stand-in writes to the source.
-	out, err = kubectlIn(t, `apiVersion: v1
+	out, err := kubectlIn(t, `apiVersion: v1
 kind: Pod
 metadata:
   name: vm
@@ -178,7 +184,7 @@ spec:
 	assert.NilError(t, err, out)
 	kubectl(t, "wait", "-n", src, "pod/vm", "--for=condition=Ready", "--timeout=2m")
 
-	out, err = sa.run(t, dataVolume, "create", "-n", dst, "-f", "-")
+	out, err = sa.run(t, s.dataVolume, "create", "-n", dst, "-f", "-")
 	assert.NilError(t, err, out)
 	waitForReason(t, dst, "cloner-datavolume", "CloneSourceInUse")
 
@@ -194,7 +200,7 @@ spec:
 	assert.Check(t, is.Equal(kubectl(t, "get", "job,pvc", "-n", src, "-l", "app.kubernetes.io/managed-by=datavolume-controller", "-o", "name"), ""))
 	assert.Check(t, is.Equal(kubectl(t, "get", "pvc", "-n", dst, "-o", "name"), ""))
 
-	out, err = kubectlIn(t, roleBinding, "create", "-f", "-")
+	out, err = kubectlIn(t, s.roleBinding, "create", "-f", "-")
 	assert.NilError(t, err, out)
 	waitFor(t, dst, "cloner-datavolume", "condition=Ready", 3*time.Minute)
 	assertImported(t, dst, "cloner-datavolume", imgs.raw)
@@ -205,21 +211,10 @@ spec:
 // pod starting) leaves nothing in either namespace.
 func TestCrossNamespaceCloneDeletedMidCopyLeavesNothing(t *testing.T) {
 	t.Parallel()
-	src := restrictedNamespace(t, "dsrc")
-	dst := restrictedNamespace(t, "ddst")
+	s := newSeedClone(t, "d")
+	src, dst, sa := s.src, s.dst, s.sa
 	sourceWithDisk(t, src)
-	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, src, dst)
-	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
-	assert.NilError(t, err, out)
-	sa := impersonated("system:serviceaccount:" + dst + ":default")
-	allowEdit(t, sa, dst)
-	eventually(t, 30*time.Second, func() error {
-		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
-			return errorf("RBAC does not allow the clone yet")
-		}
-		return nil
-	})
-	out, err = sa.run(t, dataVolume, "create", "-n", dst, "-f", "-")
+	out, err := sa.run(t, s.dataVolume, "create", "-n", dst, "-f", "-")
 	assert.NilError(t, err, out)
 	eventually(t, 2*time.Minute, func() error {
 		if kubectl(t, "get", "job", "-n", src, "-l", "app.kubernetes.io/managed-by=datavolume-controller", "-o", "name") == "" {
@@ -252,23 +247,13 @@ func TestCrossNamespaceCloneDeletedMidCopyLeavesNothing(t *testing.T) {
 // the VM: the seed's other lifecycle.
 func TestSeedVirtualMachineTemplateIsCloned(t *testing.T) {
 	t.Parallel()
-	src := restrictedNamespace(t, "vsrc")
-	dst := restrictedNamespace(t, "vdst")
+	s := newSeedClone(t, "v")
+	src, dst := s.src, s.dst
 	imgs := sourceWithDisk(t, src)
-	clusterRole, roleBinding, _ := seedCloneFiles(t, src, dst)
-	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
-	assert.NilError(t, err, out)
-	sa := impersonated("system:serviceaccount:" + dst + ":default")
-	eventually(t, 30*time.Second, func() error {
-		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
-			return errorf("RBAC does not allow the clone yet")
-		}
-		return nil
-	})
 	data, err := os.ReadFile(repoFile(t, "artifacts/examples/vm-dv-clone.yaml"))
 	assert.NilError(t, err)
 	vm := strings.NewReplacer(`namespace: "source-namespace"`, `namespace: "`+src+`"`, "storage: 2Gi", "storage: "+claimSize).Replace(string(data))
-	out, err = kubectlIn(t, vm, "create", "-n", dst, "-f", "-")
+	out, err := kubectlIn(t, vm, "create", "-n", dst, "-f", "-")
 	assert.NilError(t, err, out)
 
 	eventually(t, time.Minute, func() error {
@@ -333,8 +318,8 @@ spec:
 // reclaim policy (Retain) back.
 func TestSeedBlockCloneAcrossNamespaces(t *testing.T) {
 	t.Parallel()
-	src := restrictedNamespace(t, "bsrc")
-	dst := restrictedNamespace(t, "bdst")
+	s := newSeedClone(t, "b")
+	src, dst, sa := s.src, s.dst, s.sa
 	imgs := sourceWithDisk(t, src)
 	const size = 72 << 20 // no other test's Block claim fits it but its own
 	device, err := cluster.AddBlockVolume(testContext(t), dst+"-block", "72Mi")
@@ -342,21 +327,10 @@ func TestSeedBlockCloneAcrossNamespaces(t *testing.T) {
 	t.Cleanup(func() { _, _ = cluster.Kubectl(context.Background(), "", "delete", "pv", dst+"-block", "--wait=false") })
 	// Old data on the device must not show through.
 	assert.NilError(t, os.WriteFile(device, bytes.Repeat([]byte{0xa5}, size), 0))
-	clusterRole, roleBinding, _ := seedCloneFiles(t, src, dst)
-	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
-	assert.NilError(t, err, out)
-	sa := impersonated("system:serviceaccount:" + dst + ":default")
-	allowEdit(t, sa, dst)
-	eventually(t, 30*time.Second, func() error {
-		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
-			return errorf("RBAC does not allow the clone yet")
-		}
-		return nil
-	})
 	data, err := os.ReadFile(repoFile(t, "artifacts/examples/cloner-datavolume-block.yaml"))
 	assert.NilError(t, err)
 	dv := strings.NewReplacer(`"source-namespace"`, `"`+src+`"`, "storage: 2Gi", "storage: 72Mi").Replace(string(data))
-	out, err = sa.run(t, dv, "create", "-n", dst, "-f", "-")
+	out, err := sa.run(t, dv, "create", "-n", dst, "-f", "-")
 	assert.NilError(t, err, out)
 
 	waitFor(t, dst, "cloner-datavolume", "condition=Ready", 3*time.Minute)
@@ -374,24 +348,13 @@ func TestSeedBlockCloneAcrossNamespaces(t *testing.T) {
 // with nothing left in the source namespace. Not parallel: the crashes
 // would stall every other test's DataVolumes.
 func TestControllerKilledAtEachHandOverStep(t *testing.T) {
-	src := restrictedNamespace(t, "ksrc")
-	dst := restrictedNamespace(t, "kdst")
+	s := newSeedClone(t, "k")
+	src, dst, sa := s.src, s.dst, s.sa
 	imgs := sourceWithDisk(t, src)
-	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, src, dst)
-	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
-	assert.NilError(t, err, out)
-	sa := impersonated("system:serviceaccount:" + dst + ":default")
-	allowEdit(t, sa, dst)
-	eventually(t, 30*time.Second, func() error {
-		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
-			return errorf("RBAC does not allow the clone yet")
-		}
-		return nil
-	})
 	restartsBefore := controllerRestarts(t)
 	steps := []string{"retained", "target-created", "released", "rebound", "restored"}
 	for _, step := range steps {
-		manifest := strings.Replace(dataVolume, "name: cloner-datavolume\n",
+		manifest := strings.Replace(s.dataVolume, "name: cloner-datavolume\n",
 			"name: crash-"+step+"\n  annotations:\n    datavolume.cdi.kubevirt.io/test-crash-after: "+step+"\n", 1)
 		out, err := sa.run(t, manifest, "create", "-n", dst, "-f", "-")
 		assert.NilError(t, err, out)
@@ -428,24 +391,13 @@ func controllerRestarts(t *testing.T) int {
 // byte-exact, and the certificates, the Service and the Jobs go after.
 func TestCrossNamespaceCloneOverTheNetwork(t *testing.T) {
 	t.Parallel()
-	src := restrictedNamespace(t, "nsrc")
-	dst := restrictedNamespace(t, "ndst")
+	s := newSeedClone(t, "n")
+	src, dst, sa := s.src, s.dst, s.sa
 	imgs := sourceWithDisk(t, src)
-	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, src, dst)
-	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
-	assert.NilError(t, err, out)
-	sa := impersonated("system:serviceaccount:" + dst + ":default")
-	allowEdit(t, sa, dst)
-	eventually(t, 30*time.Second, func() error {
-		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
-			return errorf("RBAC does not allow the clone yet")
-		}
-		return nil
-	})
 	// Asked for.
-	asked := strings.Replace(dataVolume, "name: cloner-datavolume\n",
+	asked := strings.Replace(s.dataVolume, "name: cloner-datavolume\n",
 		"name: asked\n  annotations:\n    datavolume.cdi.kubevirt.io/clone-strategy: network\n", 1)
-	out, err = sa.run(t, asked, "create", "-n", dst, "-f", "-")
+	out, err := sa.run(t, asked, "create", "-n", dst, "-f", "-")
 	assert.NilError(t, err, out)
 	waitFor(t, dst, "asked", "condition=Ready", 3*time.Minute)
 	assertImported(t, dst, "asked", imgs.raw)
@@ -467,7 +419,7 @@ spec:
 		}
 		return nil
 	})
-	out, err = sa.run(t, dataVolume, "create", "-n", dst, "-f", "-")
+	out, err = sa.run(t, s.dataVolume, "create", "-n", dst, "-f", "-")
 	assert.NilError(t, err, out)
 	waitFor(t, dst, "cloner-datavolume", "condition=Ready", 3*time.Minute)
 	assertImported(t, dst, "cloner-datavolume", imgs.raw)

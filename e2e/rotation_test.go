@@ -54,27 +54,16 @@ func TestGrantKeyRotatesWithoutARestart(t *testing.T) {
 			"--type=merge", "-p", `{"stringData":{"active":"key-1"}}`)
 	})
 
-	src := restrictedNamespace(t, "ksrc")
-	dst := restrictedNamespace(t, "kdst")
+	s := newSeedClone(t, "k")
+	src, dst, sa := s.src, s.dst, s.sa
 	imgs := sourceWithDisk(t, src)
-	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, src, dst)
-	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
-	assert.NilError(t, err, out)
-	sa := impersonated("system:serviceaccount:" + dst + ":default")
-	allowEdit(t, sa, dst)
-	eventually(t, 30*time.Second, func() error {
-		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
-			return errorf("RBAC does not allow the clone yet")
-		}
-		return nil
-	})
 	// Each attempt is a new DataVolume, until one is signed with the new key.
 	attempt := 0
 	name := ""
 	eventually(t, 3*time.Minute, func() error {
 		attempt++
 		name = "rotated-" + strings.Repeat("x", attempt)
-		manifest := strings.Replace(dataVolume, "name: cloner-datavolume\n", "name: "+name+"\n", 1)
+		manifest := strings.Replace(s.dataVolume, "name: cloner-datavolume\n", "name: "+name+"\n", 1)
 		if out, err := sa.run(t, manifest, "create", "-n", dst, "-f", "-"); err != nil {
 			return errorf("%v: %s", err, out)
 		}

@@ -58,23 +58,12 @@ func tamperStoredGrant(t *testing.T, ns, name string, tamper func(string) string
 // CloneGrantInvalid, and nothing is made in either namespace.
 func TestTamperedGrantFailsTheCloneAndMovesNothing(t *testing.T) {
 	t.Parallel()
-	src := restrictedNamespace(t, "tsrc")
-	dst := restrictedNamespace(t, "tdst")
+	s := newSeedClone(t, "t")
+	src, dst, sa := s.src, s.dst, s.sa
 	// The source stays unbound, so the clone waits (CloneSourceNotBound)
 	// until the grant is changed under it.
 	createClaim(t, "my-favorite-vm-disk", src, claimSize, "", "")
-	clusterRole, roleBinding, dataVolume := seedCloneFiles(t, src, dst)
-	out, err := kubectlIn(t, clusterRole+"\n---\n"+roleBinding, "create", "-f", "-")
-	assert.NilError(t, err, out)
-	sa := impersonated("system:serviceaccount:" + dst + ":default")
-	allowEdit(t, sa, dst)
-	eventually(t, 30*time.Second, func() error {
-		if !canCloneBySource(t, sa, src, "my-favorite-vm-disk") {
-			return errorf("RBAC does not allow the clone yet")
-		}
-		return nil
-	})
-	out, err = sa.run(t, dataVolume, "create", "-n", dst, "-f", "-")
+	out, err := sa.run(t, s.dataVolume, "create", "-n", dst, "-f", "-")
 	assert.NilError(t, err, out)
 	waitForReason(t, dst, "cloner-datavolume", "CloneSourceNotBound")
 

@@ -19,7 +19,9 @@ import (
 	"encoding/pem"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -173,10 +175,8 @@ func (c *Controller) startPair(ctx context.Context, o *observation, internal *cd
 		pod.Labels = targetLabels
 		podSpec := &pod.Spec
 		// The target's own volumes only: the source is in another namespace.
-		podSpec.Volumes = withoutVolume(podSpec.Volumes, "source")
+		dropVolume(podSpec, "source")
 		ctr := &podSpec.Containers[0]
-		ctr.VolumeMounts = withoutMount(ctr.VolumeMounts, "source")
-		ctr.VolumeDevices = withoutDevice(ctr.VolumeDevices, "source")
 		ctr.Args = append([]string{"clone-target", "--listen=:" + strconv.Itoa(clonePort)}, withoutFlag(ctr.Args[1:], "--source=")...)
 		ctr.Args = append(ctr.Args, tlsArgs...)
 		ctr.Ports = append(ctr.Ports, corev1.ContainerPort{Name: "clone", ContainerPort: clonePort, Protocol: corev1.ProtocolTCP})
@@ -193,10 +193,8 @@ func (c *Controller) startPair(ctx context.Context, o *observation, internal *cd
 		job.Name, job.Namespace, job.OwnerReferences = sourceJobName(dv), src.Namespace, nil
 		job.Annotations = map[string]string{AnnDataVolume: dv.Namespace + "/" + dv.Name}
 		podSpec := &job.Spec.Template.Spec
-		podSpec.Volumes = withoutVolume(podSpec.Volumes, "target")
+		dropVolume(podSpec, "target")
 		ctr := &podSpec.Containers[0]
-		ctr.VolumeMounts = withoutMount(ctr.VolumeMounts, "target")
-		ctr.VolumeDevices = withoutDevice(ctr.VolumeDevices, "target")
 		ctr.Args = []string{"clone-source", "--source=" + sourcePath(o.plan.ContentType, source),
 			"--content-type=" + string(o.plan.ContentType), "--target-address=" + networkHost(dv) + ":" + strconv.Itoa(clonePort),
 			"--metrics-address=:" + strconv.Itoa(int(c.opts.Jobs.MetricsPort)), "--owner-uid=" + string(dv.UID)}
@@ -229,44 +227,19 @@ func addTLSVolume(pod *corev1.PodSpec, secret string) {
 	pod.Containers[0].VolumeMounts = append(pod.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "clone-tls", MountPath: cloneTLSPath, ReadOnly: true})
 }
 
-func withoutVolume(vs []corev1.Volume, name string) []corev1.Volume {
-	var out []corev1.Volume
-	for _, v := range vs {
-		if v.Name != name {
-			out = append(out, v)
-		}
+// dropVolume removes the volume name and its mounts from the pod: each of
+// the pair mounts only its own side.
+func dropVolume(pod *corev1.PodSpec, name string) {
+	pod.Volumes = slices.DeleteFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == name })
+	for i := range pod.Containers {
+		c := &pod.Containers[i]
+		c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == name })
+		c.VolumeDevices = slices.DeleteFunc(c.VolumeDevices, func(d corev1.VolumeDevice) bool { return d.Name == name })
 	}
-	return out
-}
-
-func withoutMount(ms []corev1.VolumeMount, name string) []corev1.VolumeMount {
-	var out []corev1.VolumeMount
-	for _, m := range ms {
-		if m.Name != name {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func withoutDevice(ds []corev1.VolumeDevice, name string) []corev1.VolumeDevice {
-	var out []corev1.VolumeDevice
-	for _, d := range ds {
-		if d.Name != name {
-			out = append(out, d)
-		}
-	}
-	return out
 }
 
 func withoutFlag(args []string, prefix string) []string {
-	var out []string
-	for _, a := range args {
-		if len(a) < len(prefix) || a[:len(prefix)] != prefix {
-			out = append(out, a)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(args), func(a string) bool { return strings.HasPrefix(a, prefix) })
 }
 
 // pairCertificates makes a CA, a server certificate for hosts and a client

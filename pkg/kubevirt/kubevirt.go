@@ -145,3 +145,11 @@ func (r Reader) ServiceAccountOf(ctx context.Context, namespace, name string, ui
 	}
 	return vm.ServiceAccountName(), nil
 }
+
+// Name is the VM's name, or its generateName prefix.
+func (vm *VirtualMachine) Name() string {
+	if vm.Metadata.Name != "" {
+		return vm.Metadata.Name
+	}
+	return vm.Metadata.GenerateName
+}

@@ -112,7 +112,7 @@ func (a *Admitter) authorizeClone(ctx context.Context, namespace string, vm *vir
 	if !p.IsCrossNamespace(namespace) {
 		return nil
 	}
-	serviceAccount := vm.serviceAccountName()
+	serviceAccount := vm.ServiceAccountName()
 	req := cloneauth.Request{
 		User:            cloneauth.ServiceAccountUser(namespace, serviceAccount),
 		SourceNamespace: p.CloneSource.Namespace,

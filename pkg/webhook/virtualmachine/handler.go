@@ -47,7 +47,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 
 	verdict, err := h.Admitter.Admit(ctx, namespace, vm, old)
 	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("admitting VirtualMachine %s/%s: %w", namespace, vm.name(), err))
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("admitting VirtualMachine %s/%s: %w", namespace, vm.Name(), err))
 	}
 	annotations := auditAnnotations(verdict.Clones)
 	switch {
@@ -55,10 +55,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Allowed("").WithWarnings(verdict.Warnings...).WithAuditAnnotations(annotations)
 	case len(verdict.Errors) == verdict.CloneDenials:
 		// Nothing wrong with the VM but a permission: 403, as for a DataVolume.
-		forbidden := apierrors.NewForbidden(virtualMachines, vm.name(), verdict.Errors.ToAggregate())
+		forbidden := apierrors.NewForbidden(virtualMachines, vm.Name(), verdict.Errors.ToAggregate())
 		return admission.Rejected(forbidden.ErrStatus).WithWarnings(verdict.Warnings...).WithAuditAnnotations(annotations)
 	default:
-		return admission.Invalid(schema.GroupKind{Group: virtualMachines.Group, Kind: "VirtualMachine"}, vm.name(), verdict.Errors).
+		return admission.Invalid(schema.GroupKind{Group: virtualMachines.Group, Kind: "VirtualMachine"}, vm.Name(), verdict.Errors).
 			WithWarnings(verdict.Warnings...).WithAuditAnnotations(annotations)
 	}
 }

@@ -287,8 +287,8 @@ func TestSeedVirtualMachinesDecode(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			vm, err := decodeVirtualMachine(webhooktest.JSON(t, manifest))
 			assert.NilError(t, err)
-			assert.Equal(t, vm.name(), name)
-			assert.Equal(t, vm.serviceAccountName(), "default")
+			assert.Equal(t, vm.Name(), name)
+			assert.Equal(t, vm.ServiceAccountName(), "default")
 			assert.Equal(t, len(vm.Spec.DataVolumeTemplates), 1)
 			spec, err := decoder.Spec(vm.Spec.DataVolumeTemplates[0].Spec)
 			assert.NilError(t, err)
