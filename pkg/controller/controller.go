@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -125,6 +126,9 @@ type Controller struct {
 	synced         []cache.InformerSynced
 
 	queue workqueue.TypedRateLimitingInterface[string]
+	// deletedJobs holds the UIDs of Jobs a DELETE was sent for, until the
+	// informer reports them gone.
+	deletedJobs sync.Map
 	// recheck spaces out the permission checks of a clone that waits for
 	// its requester to be allowed again.
 	recheck workqueue.TypedRateLimiter[string]
@@ -180,6 +184,14 @@ func New(kube kubernetes.Interface, cdiClient cdiclient.Interface, scheme *runti
 		}},
 		{inf.Claims.Informer(), c.ownerHandler()},
 		{inf.Jobs.Informer(), c.ownerHandler()},
+		{inf.Jobs.Informer(), cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if job, ok := obj.(*batchv1.Job); ok {
+				c.deletedJobs.Delete(job.UID)
+			}
+		}}},
 		{inf.Pods.Informer(), c.podHandler()},
 	}
 	for _, h := range handlers {
@@ -591,7 +603,7 @@ func (c *Controller) syncJob(ctx context.Context, o *observation, internal *cdi.
 		switch {
 		case job.Name == want && !done:
 			o.job = job
-		case job.DeletionTimestamp == nil && !(done && jobFinished(job, batchv1.JobFailed)):
+		case job.DeletionTimestamp == nil && !(done && jobFinished(job, batchv1.JobFailed)) && !c.deleted(job):
 			// A Job of an earlier attempt (before scratch), or a finished
 			// DataVolume's: it has nothing left to do.
 			if err := c.deleteJob(ctx, job); err != nil {
@@ -703,14 +715,14 @@ func (c *Controller) requireScratch(ctx context.Context, o *observation) error {
 // annotateClaim keeps CDI's pod annotations on the claim, written when the
 // pod's phase or restarts change.
 func (c *Controller) annotateClaim(ctx context.Context, o *observation, phase v1beta1.DataVolumePhase) error {
+	// Written at the end (and on a retry): a write per pod phase would
+	// cost every import one more update of its claim.
 	podPhase := ""
-	switch {
-	case phase == v1beta1.Succeeded:
+	switch phase {
+	case v1beta1.Succeeded:
 		podPhase = string(corev1.PodSucceeded)
-	case phase == v1beta1.Failed:
+	case v1beta1.Failed:
 		podPhase = string(corev1.PodFailed)
-	case o.pod != nil && o.pod.Status.Phase == corev1.PodRunning:
-		podPhase = string(corev1.PodRunning)
 	}
 	restarts := ""
 	if n := retries(o.job); n > 0 {
@@ -743,7 +755,17 @@ func (c *Controller) annotateClaim(ctx context.Context, o *observation, phase v1
 	return nil
 }
 
+// deleted says a delete of this Job was already sent: the cache has not
+// caught up with it yet, and a second DELETE would be one more write.
+func (c *Controller) deleted(job *batchv1.Job) bool {
+	_, ok := c.deletedJobs.Load(job.UID)
+	return ok
+}
+
 func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
+	if c.deleted(job) {
+		return nil
+	}
 	background := metav1.DeletePropagationBackground
 	err := c.kube.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
 		PropagationPolicy: &background,
@@ -752,6 +774,7 @@ func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting Job %s/%s: %w", job.Namespace, job.Name, err)
 	}
+	c.deletedJobs.Store(job.UID, struct{}{})
 	return nil
 }
 

@@ -165,6 +165,12 @@ func TestSyncImportsThroughAClaimAndAJob(t *testing.T) {
 	claim, err = h.kube.CoreV1().PersistentVolumeClaims("ns").Get(context.Background(), "disk", metav1.GetOptions{})
 	assert.NilError(t, err)
 	assert.Equal(t, claim.Annotations[AnnPodPhase], "Succeeded")
+	// Writes are counted (issue 16: ≤ 15 per DataVolume): the claim is
+	// annotated once, at the end; the Job deleted once, though the cache
+	// still has it.
+	assert.Equal(t, len(h.actions("update", "persistentvolumeclaims")), 1)
+	h.sync(dv)
+	assert.Equal(t, len(h.actions("delete", "jobs")), 1)
 	events := strings.Join(h.events(), "\n")
 	assert.Assert(t, strings.Contains(events, "Normal ImportScheduled Import into disk scheduled"), events)
 	assert.Assert(t, strings.Contains(events, "Normal ImportSucceeded Successfully imported into PVC disk"), events)

@@ -257,7 +257,8 @@ func podPhase(o *observation, w words, current v1beta1.DataVolumePhase) (v1beta1
 		case "ImagePullBackOff", "ErrImagePull", "InvalidImageName":
 			return w.scheduled, corev1.ConditionFalse, reasonImagePullFailed, "failed to pull image: " + status.Image
 		case "ContainerCreating", "PodInitializing":
-			return w.scheduled, corev1.ConditionFalse, reason, ""
+			// Every pod passes these: not worth a status write each.
+			return w.scheduled, corev1.ConditionFalse, "", ""
 		default:
 			return w.scheduled, corev1.ConditionFalse, reason, status.State.Waiting.Message
 		}
@@ -333,7 +334,9 @@ func eventsFor(o *observation, w words, old, st v1beta1.DataVolumeStatus) []even
 			events = append(events, event{corev1.EventTypeWarning, w.failedReason, msg})
 		}
 	}
+	// A claim waiting for its volume is every claim's first state: no Event.
 	if cur, was := findCondition(st.Conditions, v1beta1.DataVolumeBound), findCondition(old.Conditions, v1beta1.DataVolumeBound); cur != nil && cur.Reason != "" &&
+		cur.Reason != reasonPending && cur.Reason != reasonNotFound &&
 		(was == nil || was.Status != cur.Status || was.Reason != cur.Reason || was.Message != cur.Message) {
 		eventType := corev1.EventTypeNormal
 		if cur.Reason == ReasonResourceExists || cur.Reason == ReasonClaimNotValid || cur.Reason == ReasonExceededQuota || cur.Reason == reasonClaimLost {

@@ -184,5 +184,5 @@ func TestCloneWithoutSourceKeepsItsPhase(t *testing.T) {
 	st, events := desiredStatus(o)
 	assert.Equal(t, st.Phase, v1beta1.Pending)
 	assert.Equal(t, st.Progress, v1beta1.ProgressNotAvailable)
-	assert.DeepEqual(t, reasons(events), []string{"Normal NotFound", "Warning CloneWithoutSource"})
+	assert.DeepEqual(t, reasons(events), []string{"Warning CloneWithoutSource"})
 }
