@@ -14,6 +14,7 @@ import (
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
@@ -68,7 +69,7 @@ func (o *Options) cloneCheckClientConfig(base *rest.Config) *rest.Config {
 
 // cloneConfig builds the clone gate and the datavolumes/source describer on
 // kube, the clone checks' client.
-func (o *Options) cloneConfig(ctx context.Context, kube kubernetes.Interface, vms dynamic.Interface, log logr.Logger) (ExtraConfig, error) {
+func (o *Options) cloneConfig(ctx context.Context, kube kubernetes.Interface, vms dynamic.Interface, claims corelisters.PersistentVolumeClaimLister, log logr.Logger) (ExtraConfig, error) {
 	keys, err := cloneauth.WatchKeySet(ctx, o.CloneGrantKeys, cloneauth.DefaultReloadEvery, log.WithName("grant-keys"))
 	if err != nil {
 		return ExtraConfig{}, fmt.Errorf("loading clone grant keys: %w", err)
@@ -77,7 +78,7 @@ func (o *Options) cloneConfig(ctx context.Context, kube kubernetes.Interface, vm
 		cloneauth.WithTimeout(o.CloneCheckTimeout), cloneauth.WithLogger(log.WithName("clone")))
 	gate := &cloneGate{authorizer: authorizer, keys: keys, ttl: o.CloneGrantTTL, now: time.Now,
 		vmTemplates: newVMTemplateJudge(o.VMTemplateCreator, vms),
-		sourceUID:   claimUID(kube)}
+		sourceUID:   claimUID(claims)}
 	return ExtraConfig{
 		OnCreate: gate.onCreate,
 		Sources:  &sourceDescriber{kube: kube, authorizer: authorizer},
@@ -103,10 +104,11 @@ type grantSigner interface {
 	Sign(cloneauth.Grant) (string, error)
 }
 
-// claimUID reads a claim's UID with kube.
-func claimUID(kube kubernetes.Interface) func(ctx context.Context, namespace, name string) types.UID {
-	return func(ctx context.Context, namespace, name string) types.UID {
-		claim, err := kube.CoreV1().PersistentVolumeClaims(namespace).Get(ctx, name, metav1.GetOptions{})
+// claimUID reads a claim's UID from the cache; "" while the cache does not
+// have it (the controller then binds the claim it finds).
+func claimUID(claims corelisters.PersistentVolumeClaimLister) func(ctx context.Context, namespace, name string) types.UID {
+	return func(_ context.Context, namespace, name string) types.UID {
+		claim, err := claims.PersistentVolumeClaims(namespace).Get(name)
 		if err != nil {
 			return ""
 		}

@@ -165,7 +165,9 @@ func (o *Options) Config(ctx context.Context, log logr.Logger) (*Config, error) 
 	if err != nil {
 		return nil, fmt.Errorf("building the client of the clone checks: %w", err)
 	}
-	extra, err := o.cloneConfig(ctx, cloneChecks, vms, log)
+	// The source's UID for a grant, from a cache: no request per create.
+	claims := generic.SharedInformerFactory.Core().V1().PersistentVolumeClaims().Lister()
+	extra, err := o.cloneConfig(ctx, cloneChecks, vms, claims, log)
 	if err != nil {
 		return nil, err
 	}
