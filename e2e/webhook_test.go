@@ -346,8 +346,26 @@ spec:
 	out, err = kubectlIn(t, "", "label", "vm", "with-template", "-n", ns, "touched=yes")
 	assert.Check(t, err, out)
 
+	// A clone with its size is only validated; one whose spec.storage leaves
+	// the size out is first sized by the mutating webhook.
 	_, stderr, err := kubectlWithWarnings(t, cloneYAML("clone", ns, sourceNamespace, sourceClaim, "2Gi"), "create", "-f", "-")
 	assert.Check(t, err != nil, "a clone was admitted with the webhook down")
+	assert.Check(t, is.Contains(stderr, `failed calling webhook "datavolumes.validate.cdi.kubevirt.io"`))
+	unsized := `apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata:
+  name: unsized
+  namespace: ` + ns + `
+spec:
+  source:
+    pvc:
+      namespace: ` + sourceNamespace + `
+      name: ` + sourceClaim + `
+  storage:
+    accessModes: [ReadWriteOnce]
+`
+	_, stderr, err = kubectlWithWarnings(t, unsized, "create", "-f", "-")
+	assert.Check(t, err != nil, "an unsized clone was admitted with the webhook down")
 	assert.Check(t, is.Contains(stderr, `failed calling webhook "datavolumes.mutate.cdi.kubevirt.io"`))
 	_, stderr, err = kubectlWithWarnings(t, "", "patch", "vm", "with-template", "-n", ns, "--type=json",
 		"-p", `[{"op":"replace","path":"/spec/dataVolumeTemplates/0/spec/pvc/resources/requests/storage","value":"2Gi"}]`)

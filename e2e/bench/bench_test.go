@@ -233,8 +233,14 @@ func BenchmarkCreate(b *testing.B) {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // createNamespaces gives each path a namespace of its own, deleted (without
-// waiting) when the benchmark ends.
+// waiting) when the benchmark ends. It first waits until the namespaces of
+// the benchmarks before are gone: deleting their thousands of objects
+// (DataVolumes through datavolume-apiserver) would otherwise run during
+// this one's rounds.
 func createNamespaces(ctx context.Context, b *testing.B, paths []*path) error {
+	if err := waitForBenchNamespacesGone(ctx); err != nil {
+		return err
+	}
 	stamp := time.Now().UnixNano() % 1_000_000
 	for _, p := range paths {
 		p.ns = fmt.Sprintf("bench-%s-%d", p.name, stamp)
@@ -245,6 +251,29 @@ func createNamespaces(ctx context.Context, b *testing.B, paths []*path) error {
 			// Deleting thousands of objects is not what is measured: don't wait.
 			_, _ = cluster.Kubectl(context.Background(), "", "delete", "namespace", p.ns, "--wait=false")
 		})
+	}
+	return nil
+}
+
+// waitForBenchNamespacesGone waits until no namespace of an earlier
+// benchmark is still being deleted.
+func waitForBenchNamespacesGone(ctx context.Context) error {
+	var left []string
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		out, err := cluster.Kubectl(ctx, "", "get", "namespaces", "-o", "name")
+		if err != nil {
+			return false, nil
+		}
+		left = nil
+		for line := range strings.Lines(out) {
+			if name := strings.TrimSpace(strings.TrimPrefix(line, "namespace/")); strings.HasPrefix(name, "bench-") {
+				left = append(left, name)
+			}
+		}
+		return len(left) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the namespaces of earlier benchmarks to be deleted (left: %v): %w", left, err)
 	}
 	return nil
 }

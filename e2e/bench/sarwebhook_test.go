@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,13 +20,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
 // sarWebhook is CDI's shape of a clone check: a validating webhook, on
 // loopback here, that asks kube-apiserver one SubjectAccessReview per
 // create (create cdi.kubevirt.io datavolumes/source on the source claim, for
-// the requesting user) and allows or denies by it. Real CDI asks more. It is
+// the requesting user) and allows or denies by it, as a ServiceAccount.
+// Real CDI asks more. It is
 // registered for the bench.example.com DataVolumes of one namespace.
 type sarWebhook struct {
 	server  *httptest.Server
@@ -36,10 +39,42 @@ type sarWebhook struct {
 
 const sarWebhookLabel = "bench.datavolume.io/sar-webhook"
 
-func startSARWebhook(ctx context.Context, ns string) (_ *sarWebhook, err error) {
-	rc, err := clientcmd.BuildConfigFromFlags("", cluster.Kubeconfig)
+// sarWebhookAccount is who the webhook asks its reviews as: a ServiceAccount
+// allowed to (system:auth-delegator), as CDI's webhook and
+// datavolume-apiserver are, so that both paths' reviews take the same way
+// through kube-apiserver (token authentication, priority and fairness).
+const sarWebhookAccount = "bench-cdi-webhook"
+
+// serviceAccountConfig makes the ServiceAccount name in the default
+// namespace, lets it create SubjectAccessReviews, and returns a client
+// configuration with a token of it.
+func serviceAccountConfig(ctx context.Context, name string) (*rest.Config, error) {
+	manifest := fmt.Sprintf(`{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":%q,"namespace":"default"}}
+{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":%q},
+ "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"system:auth-delegator"},
+ "subjects":[{"kind":"ServiceAccount","name":%q,"namespace":"default"}]}`, name, name, name)
+	if _, err := cluster.Kubectl(ctx, manifest, "apply", "-f", "-"); err != nil {
+		return nil, err
+	}
+	token, err := cluster.Kubectl(ctx, "", "create", "token", name, "-n", "default", "--duration=2h")
+	if err != nil {
+		return nil, err
+	}
+	admin, err := clientcmd.BuildConfigFromFlags("", cluster.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	return &rest.Config{
+		Host:            admin.Host,
+		TLSClientConfig: rest.TLSClientConfig{CAData: admin.CAData, CAFile: admin.CAFile},
+		BearerToken:     strings.TrimSpace(token),
+	}, nil
+}
+
+func startSARWebhook(ctx context.Context, ns string) (_ *sarWebhook, err error) {
+	rc, err := serviceAccountConfig(ctx, sarWebhookAccount)
+	if err != nil {
+		return nil, err
 	}
 	// The baseline's own client is not what is compared: no limit on it.
 	rc.QPS, rc.Burst = -1, 0
