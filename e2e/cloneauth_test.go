@@ -5,6 +5,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -198,11 +200,18 @@ func storedDataVolume(t *testing.T, name, ns string) v1beta1.DataVolume {
 	return dv
 }
 
-// grantKeys are the keys datavolume-apiserver signs grants with: the
-// cluster generates them and hands them to its pod in a Secret.
-func grantKeys(t *testing.T) *cloneauth.KeySet {
+// clusterPublicKeys are the public keys the controller verifies grants
+// with, read from the cluster's ConfigMap: it also holds keys a rotation
+// (running beside other tests) added after the cluster started.
+func clusterPublicKeys(t *testing.T) *cloneauth.PublicKeySet {
 	t.Helper()
-	keys, err := cloneauth.LoadKeySet(cluster.CloneGrantKeysDir())
+	var cm corev1.ConfigMap
+	getJSON(t, &cm, "configmap", "datavolume-clone-grant-public-keys", "-n", "datavolume-system")
+	dir := t.TempDir()
+	for id, pem := range cm.Data {
+		assert.NilError(t, os.WriteFile(filepath.Join(dir, id), []byte(pem), 0o600))
+	}
+	keys, err := cloneauth.LoadPublicKeySet(dir)
 	assert.NilError(t, err)
 	return keys
 }
@@ -214,7 +223,7 @@ func assertGrantVerifies(t *testing.T, name, ns, sourceNamespace, claim string) 
 	dv := storedDataVolume(t, name, ns)
 	token := dv.Annotations[cloneauth.GrantAnnotation]
 	assert.Assert(t, token != "", "no grant on %s/%s: %v", ns, name, dv.Annotations)
-	keys := grantKeys(t)
+	keys := clusterPublicKeys(t)
 	want := cloneauth.Target{Namespace: ns, Name: name, UID: dv.UID, SourceNamespace: sourceNamespace, SourceName: claim}
 	grant, err := keys.Verify(token, want, time.Now())
 	assert.NilError(t, err)
