@@ -7,6 +7,9 @@
 // data is stored verbatim in guest order, as qemu-img convert writes it,
 // the download is streamed straight to the guest offsets, tables skipped.
 // Other qcow2 images are converted by qemu-img reading the source over NBD.
+// Every read at an offset that covers the header checked on the download
+// must return that header (ErrSourceInconsistent otherwise), so a server
+// cannot show qemu-img a header naming a backing or external data file.
 //
 // The pipeline overlaps its stages in goroutines: reading the source (and
 // hashing it when a checksum is given), decompressing, and writing. Raw
@@ -244,6 +247,9 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 	}
 	ra, ranged := p.rangeReads()
 	if ranged {
+		// qemu-img reads the image again, at offsets: it must open the
+		// header just checked, not whatever a range request returns.
+		ra = &checkedHead{r: ra, head: head}
 		plan, ok, err := p.qcow2Plan(ctx, ra, hdr.VirtualSize)
 		if err != nil {
 			return err
@@ -322,7 +328,7 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 func (p *pipeline) qcow2Plan(ctx context.Context, ra io.ReaderAt, virtualSize int64) ([]qcow2.Copy, bool, error) {
 	extents, err := qcow2.MapReaderAt(ctx, p.o.Log, ra, p.src.Size())
 	var truncated *qcow2.TruncatedError
-	if errors.As(err, &truncated) {
+	if errors.As(err, &truncated) || errors.Is(err, ErrSourceInconsistent) {
 		return nil, false, err
 	}
 	if err != nil {

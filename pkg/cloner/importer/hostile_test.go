@@ -1,0 +1,127 @@
+package importer_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"gotest.tools/v3/assert"
+
+	"github.com/datavolume/datavolume/pkg/cloner/httpsource"
+	"github.com/datavolume/datavolume/pkg/cloner/importer"
+	"github.com/datavolume/datavolume/pkg/cloner/internal/testenv"
+)
+
+// twoFaced serves download to plain GETs and, to range requests,
+// ranged(offset, length) of the same size: a server that shows the
+// importer one image and qemu-img another.
+func twoFaced(t *testing.T, download []byte, ranged func(off, n int64) []byte) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rng := r.Header.Get("Range")
+		if rng == "" {
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(download))
+			return
+		}
+		from, to, ok := strings.Cut(strings.TrimPrefix(rng, "bytes="), "-")
+		start, err1 := strconv.ParseInt(from, 10, 64)
+		end, err2 := strconv.ParseInt(to, 10, 64)
+		if !ok || err1 != nil || err2 != nil {
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(download))
+			return
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(ranged(start, end-start+1)))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/image.qcow2"
+}
+
+func importURL(t *testing.T, url string, o importer.Options) error {
+	t.Helper()
+	src, err := httpsource.New(httpsource.Options{URL: url, RetryWait: 10 * time.Millisecond, Retries: 1, Log: logr.Discard()})
+	assert.NilError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := src.Open(ctx)
+	if err != nil {
+		return err
+	}
+	o.ContentType = importer.KubeVirt
+	o.Log = logr.Discard()
+	return importer.Import(ctx, stream, o)
+}
+
+// padTo appends zeros up to n bytes (qemu ignores bytes past an image's
+// last cluster).
+func padTo(b []byte, n int) []byte { return append(b, make([]byte, n-len(b))...) }
+
+// A server that answers range requests with another qcow2 header than the
+// one the download showed (here: one naming a local secret as external
+// data file) must not get qemu-img to read that file into the volume: the
+// import fails, and the secret appears nowhere in the target directory.
+func TestImportQcow2RangeHeaderDiffers(t *testing.T) {
+	testenv.RequireTools(t, "qemu-img", "qemu-io")
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "token")
+	evil := filepath.Join(dir, "evil.qcow2")
+	good := filepath.Join(dir, "good.qcow2")
+	testenv.Shell(t, `
+		qemu-img create -q -f qcow2 -o data_file=`+secret+` `+evil+` 1M
+		qemu-io -f qcow2 -c 'write -P 0x11 0 256k' `+evil+` >/dev/null
+		qemu-img create -q -f qcow2 `+dir+`/plain.qcow2 1M
+		qemu-io -f qcow2 -c 'write -P 0x22 0 256k' `+dir+`/plain.qcow2 >/dev/null
+		qemu-img convert -c -O qcow2 `+dir+`/plain.qcow2 `+good)
+	// The importer pod's service account token, say.
+	token := bytes.Repeat([]byte("SECRET-TOKEN-0123456789abcdef\n"), 40000)[:1<<20]
+	assert.NilError(t, os.WriteFile(secret, token, 0o600))
+	evilBytes, err := os.ReadFile(evil)
+	assert.NilError(t, err)
+	goodBytes, err := os.ReadFile(good)
+	assert.NilError(t, err)
+	size := max(len(evilBytes), len(goodBytes))
+	evilBytes, goodBytes = padTo(evilBytes, size), padTo(goodBytes, size)
+
+	for _, tc := range []struct {
+		name   string
+		ranged func(off, n int64) []byte
+	}{
+		// The compressed image maps as "to be converted"; the large
+		// reads of the conversion then get the other header.
+		{"only-large-ranges", func(off, n int64) []byte {
+			if n >= 128<<10 {
+				return evilBytes
+			}
+			return goodBytes
+		}},
+		{"every-range", func(off, n int64) []byte { return evilBytes }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := twoFaced(t, goodBytes, tc.ranged)
+			target := filepath.Join(t.TempDir(), "disk.img")
+			err := importURL(t, url, importer.Options{Target: target, TargetSize: 4 << 20})
+			entries, _ := os.ReadDir(filepath.Dir(target))
+			for _, e := range entries {
+				data, err := os.ReadFile(filepath.Join(filepath.Dir(target), e.Name()))
+				assert.NilError(t, err)
+				assert.Assert(t, !bytes.Contains(data, []byte("SECRET-TOKEN")), "the secret was imported into %s", e.Name())
+			}
+			assert.ErrorIs(t, err, importer.ErrSourceInconsistent)
+			assert.ErrorContains(t, err, "header")
+			assertNothingLeft(t, filepath.Dir(target))
+		})
+	}
+
+	// The two faces agree: the image imports (the test server is sound).
+	url := twoFaced(t, goodBytes, func(off, n int64) []byte { return goodBytes })
+	target := filepath.Join(t.TempDir(), "disk.img")
+	assert.NilError(t, importURL(t, url, importer.Options{Target: target, TargetSize: 4 << 20}))
+	testenv.AssertSameDisk(t, target, testenv.RawOf(t, good))
+}
