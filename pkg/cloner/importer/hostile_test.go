@@ -3,6 +3,9 @@ package importer_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	"gotest.tools/v3/assert"
 
+	"github.com/datavolume/datavolume/pkg/cloner/checksum"
 	"github.com/datavolume/datavolume/pkg/cloner/httpsource"
 	"github.com/datavolume/datavolume/pkg/cloner/importer"
 	"github.com/datavolume/datavolume/pkg/cloner/internal/testenv"
@@ -124,4 +128,48 @@ func TestImportQcow2RangeHeaderDiffers(t *testing.T) {
 	target := filepath.Join(t.TempDir(), "disk.img")
 	assert.NilError(t, importURL(t, url, importer.Options{Target: target, TargetSize: 4 << 20}))
 	testenv.AssertSameDisk(t, target, testenv.RawOf(t, good))
+}
+
+// With a checksum, the qcow2 layout must come from the checksummed bytes:
+// a server whose download matches the checksum but whose range answers
+// carry altered L2 tables (the first data cluster unmapped, so it would
+// read as zeros) gets the import refused, or else the volume must be
+// exactly qemu-img's conversion of the downloaded file.
+func TestImportQcow2ChecksumCoversLayout(t *testing.T) {
+	testenv.RequireTools(t, "qemu-img")
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.raw")
+	image := filepath.Join(dir, "disk.qcow2")
+	testenv.WriteDisk(t, raw, 4<<20, 7)
+	testenv.Run(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, image)
+	real, err := os.ReadFile(image)
+	assert.NilError(t, err)
+	sum := sha256.Sum256(real)
+
+	be := binary.BigEndian
+	l1 := be.Uint64(real[40:])
+	l2 := be.Uint64(real[l1:]) & 0x00fffffffffffe00
+	assert.Assert(t, be.Uint64(real[l2:]) != 0, "guest cluster 0 holds data")
+	altered := bytes.Clone(real)
+	clear(altered[l2 : l2+8])
+
+	for _, scratch := range []bool{false, true} {
+		t.Run("scratch="+strconv.FormatBool(scratch), func(t *testing.T) {
+			url := twoFaced(t, real, func(off, n int64) []byte { return altered })
+			target := filepath.Join(t.TempDir(), "disk.img")
+			o := importer.Options{Target: target, TargetSize: 4 << 20}
+			o.Checksum, err = checksum.Parse("sha256:" + hex.EncodeToString(sum[:]))
+			assert.NilError(t, err)
+			if scratch {
+				o.ScratchDir = t.TempDir()
+			}
+			err := importURL(t, url, o)
+			if err == nil {
+				testenv.AssertSameDisk(t, target, raw)
+				return
+			}
+			assert.ErrorIs(t, err, importer.ErrSourceInconsistent)
+			assertNothingLeft(t, filepath.Dir(target))
+		})
+	}
 }
