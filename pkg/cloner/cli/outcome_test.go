@@ -16,6 +16,7 @@ import (
 	"github.com/datavolume/datavolume/pkg/cloner/archive"
 	"github.com/datavolume/datavolume/pkg/cloner/checksum"
 	"github.com/datavolume/datavolume/pkg/cloner/exitcode"
+	"github.com/datavolume/datavolume/pkg/cloner/format"
 	"github.com/datavolume/datavolume/pkg/cloner/httpsource"
 	"github.com/datavolume/datavolume/pkg/cloner/importer"
 	"github.com/datavolume/datavolume/pkg/cloner/qcow2"
@@ -47,6 +48,7 @@ func TestClassify(t *testing.T) {
 		{wrap(fmt.Errorf("%w: version 4", qcow2.ErrUnsupported)), 3, exitcode.ReasonUnsupportedFormat},
 		{wrap(registry.ErrNoDisk), 3, exitcode.ReasonUnsupportedFormat},
 		{wrap(fmt.Errorf("reading tar: %w", tar.ErrHeader)), 3, exitcode.ReasonUnsupportedFormat},
+		{wrap(fmt.Errorf("decompressing xz: %w", format.ErrMemoryLimit)), 3, exitcode.ReasonUnsupportedFormat},
 		{errArchiveIntoBlock, 3, exitcode.ReasonUnsupportedFormat},
 		{wrap(&httpsource.StatusError{Code: 404, Status: "404 Not Found"}), 1, exitcode.ReasonNotFound},
 		{wrap(&httpsource.StatusError{Code: 401, Status: "401 Unauthorized"}), 1, exitcode.ReasonUnauthorized},
