@@ -240,6 +240,8 @@ func (c *importCmd) run(ctx context.Context, e *env) error {
 		var src *httpsource.Source
 		src, err = httpsource.New(httpsource.Options{
 			URL: c.url, CAFile: c.caFile, Username: user, Password: pass, Header: header,
+			// A body whose end is not marked is whole if the checksum says so.
+			AcceptUnframed: o.Checksum != nil,
 			ConnectTimeout: c.connectTimeout, IdleTimeout: c.idleTimeout, Retries: c.retries, Log: e.log,
 		})
 		if err != nil {

@@ -1,7 +1,9 @@
 // Package httpsource downloads an image over HTTP or HTTPS: custom CA,
 // basic auth, extra request headers, a bounded number of redirects, connect
 // and idle timeouts, and retries of transient failures that resume with a
-// Range request where the server supports it. It can also serve random
+// Range request where the server supports it. A download succeeds only
+// when its end is known: Content-Length reached or the chunked terminator
+// read (or, with Options.AcceptUnframed, a checksum to verify). It can also serve random
 // reads through Range requests, which is how qcow2 images are converted
 // without scratch space.
 //
@@ -19,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -41,6 +44,12 @@ type Options struct {
 	// Authorization header here replaces it. Go drops Authorization and
 	// Cookie on a redirect to another host. Build it with ParseHeader.
 	Header http.Header
+
+	// AcceptUnframed accepts a body whose end only the server closing the
+	// connection marks (no Content-Length, not chunked), which a cut
+	// connection would look like too. Set it only when a checksum is
+	// verified over the whole download.
+	AcceptUnframed bool
 
 	MaxRedirects   int           // default 10
 	ConnectTimeout time.Duration // dial and TLS handshake; default 30s
@@ -78,6 +87,10 @@ type Source struct {
 
 // ErrTooManyRedirects reports a redirect chain longer than MaxRedirects.
 var ErrTooManyRedirects = errors.New("too many redirects")
+
+// ErrUnframed reports a body that ended with the connection, without a
+// Content-Length or chunked encoding to show it was whole.
+var ErrUnframed = errors.New("the server closed the connection without Content-Length or chunked encoding, so the download cannot be known to be complete (a checksum would make it acceptable)")
 
 // New checks the options and builds the HTTP client.
 func New(opts Options) (*Source, error) {
@@ -166,6 +179,7 @@ type Stream struct {
 	validator string
 	retries   int
 	pending   error
+	unframed  bool // the current body ends only when the connection does
 }
 
 // Open starts the download, retrying transient failures.
@@ -210,6 +224,9 @@ func (st *Stream) Read(p []byte) (int, error) {
 		st.pos += int64(n)
 		if err == io.EOF && st.size >= 0 && st.pos < st.size {
 			err = io.ErrUnexpectedEOF
+		}
+		if err == io.EOF && st.unframed && !st.src.opts.AcceptUnframed {
+			err = ErrUnframed
 		}
 		if err != nil && err != io.EOF {
 			err = st.watch.explain(err)
@@ -266,7 +283,15 @@ func (st *Stream) request() error {
 		return fmt.Errorf("unexpected HTTP status %s", resp.Status)
 	}
 	st.body, st.watch = resp.Body, watch
+	st.unframed = !framed(resp)
 	return nil
+}
+
+// framed tells whether a response body's end is marked, so that a cut
+// connection shows as an error (Go's client then returns
+// io.ErrUnexpectedEOF) rather than as the end of the body.
+func framed(resp *http.Response) bool {
+	return resp.ContentLength >= 0 || slices.Contains(resp.TransferEncoding, "chunked") || resp.ProtoMajor >= 2
 }
 
 // retry waits before the next attempt, or returns why there is none.
@@ -385,7 +410,7 @@ func Transient(err error) bool {
 	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid),
 		errors.As(err, &verify), errors.As(err, &recordHeader), errors.As(err, &alert):
 		return false
-	case errors.Is(err, ErrTooManyRedirects), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, ErrTooManyRedirects), errors.Is(err, ErrUnframed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return false
 	case errors.Is(err, errStalled), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
 		return true

@@ -53,6 +53,24 @@ func cutAfter(n int, w http.ResponseWriter, r *http.Request, ranges bool) {
 	serveFile(w, r)
 }
 
+// rawResponse takes over the connection, writes head (the status line
+// and headers, without the blank line) and body as they are, and closes.
+func rawResponse(w http.ResponseWriter, head string, body []byte) {
+	conn, buf, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	_, _ = buf.WriteString(head + "\r\n\r\n")
+	_, _ = buf.Write(body)
+	_ = buf.Flush()
+}
+
+// chunked encodes b as one chunk, without the terminating chunk.
+func chunked(b []byte) []byte {
+	return append(fmt.Appendf(nil, "%x\r\n", len(b)), append(b, "\r\n"...)...)
+}
+
 func download(t *testing.T, url string, o httpsource.Options) ([]byte, error) {
 	t.Helper()
 	o.URL = url
@@ -101,6 +119,40 @@ func TestDownload(t *testing.T) {
 			name:    "reset without Range support fails",
 			handler: func(_ int32, w http.ResponseWriter, r *http.Request) { cutAfter(1<<20, w, r, false) },
 			wantErr: "cannot resume",
+		},
+		{
+			name: "body ended by closing the connection fails",
+			handler: func(_ int32, w http.ResponseWriter, r *http.Request) {
+				rawResponse(w, "HTTP/1.1 200 OK\r\nConnection: close", payload[:1<<20])
+			},
+			wantErr: "at byte 1048576: the server closed the connection without Content-Length or chunked encoding",
+		},
+		{
+			name: "body ended by closing the connection, whole, still fails",
+			handler: func(_ int32, w http.ResponseWriter, r *http.Request) {
+				rawResponse(w, "HTTP/1.1 200 OK\r\nConnection: close", payload)
+			},
+			wantErr: "cannot be known to be complete",
+		},
+		{
+			name: "body ended by closing the connection is accepted when a checksum will tell",
+			handler: func(_ int32, w http.ResponseWriter, r *http.Request) {
+				rawResponse(w, "HTTP/1.1 200 OK\r\nConnection: close", payload)
+			},
+			opts: httpsource.Options{AcceptUnframed: true},
+		},
+		{
+			name: "chunked body cut before its terminator fails",
+			handler: func(_ int32, w http.ResponseWriter, r *http.Request) {
+				rawResponse(w, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", chunked(payload[:1<<20]))
+			},
+			wantErr: "at byte 1048576: unexpected EOF",
+		},
+		{
+			name: "chunked body with its terminator succeeds",
+			handler: func(_ int32, w http.ResponseWriter, r *http.Request) {
+				rawResponse(w, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", append(chunked(payload), "0\r\n\r\n"...))
+			},
 		},
 		{
 			name:    "404 fails at once",

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -171,5 +172,56 @@ func TestImportQcow2ChecksumCoversLayout(t *testing.T) {
 			assert.ErrorIs(t, err, importer.ErrSourceInconsistent)
 			assertNothingLeft(t, filepath.Dir(target))
 		})
+	}
+}
+
+// A download cut short is an error, not a smaller image, when the server
+// gave no Content-Length (the body ends with the connection) or sent a
+// chunked body without its terminator; on a block device nothing that
+// looks like the start of a disk is left behind.
+func TestImportCutShortDownloadFails(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.raw")
+	testenv.WriteDisk(t, raw, 4<<20, 3)
+	image, err := os.ReadFile(raw)
+	assert.NilError(t, err)
+	half := image[:2<<20]
+	for _, tc := range []struct {
+		name, head string
+		body       []byte
+		wantErr    string
+	}{
+		{"no-content-length", "HTTP/1.1 200 OK\r\nConnection: close", half, "without Content-Length or chunked encoding"},
+		{"chunked-without-terminator", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
+			append(fmt.Appendf(nil, "%x\r\n", len(half)), append(half, "\r\n"...)...), "unexpected EOF"},
+	} {
+		for _, block := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/block=%v", tc.name, block), func(t *testing.T) {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					conn, buf, err := w.(http.Hijacker).Hijack()
+					if err != nil {
+						return
+					}
+					defer conn.Close()
+					_, _ = buf.WriteString(tc.head + "\r\n\r\n")
+					_, _ = buf.Write(tc.body)
+					_ = buf.Flush()
+				}))
+				defer srv.Close()
+				target := filepath.Join(t.TempDir(), "disk.img")
+				if block {
+					target = testenv.BlockDevice(t, 4<<20)
+				}
+				err := importURL(t, srv.URL+"/disk.raw", importer.Options{Target: target, TargetSize: 4 << 20})
+				assert.ErrorContains(t, err, tc.wantErr)
+				if !block {
+					assertNothingLeft(t, filepath.Dir(target))
+					return
+				}
+				got, err := os.ReadFile(target)
+				assert.NilError(t, err)
+				assert.Assert(t, bytes.Equal(got[:1<<20], make([]byte, 1<<20)), "the first MiB of the block device is not zeroed")
+			})
+		}
 	}
 }
