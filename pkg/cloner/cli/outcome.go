@@ -60,7 +60,7 @@ func classify(err error) (int, exitcode.Reason) {
 		return exitcode.Retryable, byStatus(status.Code)
 	case errors.As(err, &regErr):
 		return exitcode.Retryable, byStatus(regErr.StatusCode)
-	case errors.Is(err, httpsource.ErrTooManyRedirects):
+	case errors.Is(err, httpsource.ErrTooManyRedirects), errors.Is(err, httpsource.ErrInsecureRedirect):
 		return exitcode.Retryable, exitcode.ReasonHTTPError
 	}
 	return exitcode.Retryable, exitcode.ReasonTransferFailed

@@ -41,8 +41,10 @@ type Options struct {
 	Username string
 	Password string
 	// Header is sent with every request, after basic auth: an
-	// Authorization header here replaces it. Go drops Authorization and
-	// Cookie on a redirect to another host. Build it with ParseHeader.
+	// Authorization header here replaces it. Like basic auth, it goes to
+	// the URL's host only: a redirect to another host or port gets
+	// neither (the values may come from a Secret). Build it with
+	// ParseHeaderLine.
 	Header http.Header
 
 	// AcceptUnframed accepts a body whose end only the server closing the
@@ -51,7 +53,7 @@ type Options struct {
 	// verified over the whole download.
 	AcceptUnframed bool
 
-	MaxRedirects   int           // default 10
+	MaxRedirects   int           // default 5; never from https to http
 	ConnectTimeout time.Duration // dial and TLS handshake; default 30s
 	IdleTimeout    time.Duration // no bytes for this long counts as a failure; default 60s
 	Retries        int           // attempts after a transient failure; default 5
@@ -62,7 +64,7 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.MaxRedirects == 0 {
-		o.MaxRedirects = 10
+		o.MaxRedirects = 5
 	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 30 * time.Second
@@ -87,6 +89,9 @@ type Source struct {
 
 // ErrTooManyRedirects reports a redirect chain longer than MaxRedirects.
 var ErrTooManyRedirects = errors.New("too many redirects")
+
+// ErrInsecureRedirect reports a redirect from https to plain http.
+var ErrInsecureRedirect = errors.New("redirect from https to http refused")
 
 // ErrUnframed reports a body that ended with the connection, without a
 // Content-Length or chunked encoding to show it was whole.
@@ -135,14 +140,50 @@ func New(opts Options) (*Source, error) {
 	}
 	client := &http.Client{
 		Transport: transport,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) > opts.MaxRedirects {
-				return fmt.Errorf("%w: stopped after %d", ErrTooManyRedirects, opts.MaxRedirects)
-			}
-			return nil
-		},
 	}
-	return &Source{opts: opts, url: u, client: client}, nil
+	s := &Source{opts: opts, url: u, client: client}
+	client.CheckRedirect = s.checkRedirect
+	return s, nil
+}
+
+// checkRedirect bounds the chain, refuses a downgrade to plain http, and
+// strips the credentials from a request to another host than the URL's:
+// Go's client would pass Authorization to another port or a subdomain,
+// and every other header anywhere.
+func (s *Source) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > s.opts.MaxRedirects {
+		return fmt.Errorf("%w: stopped after %d", ErrTooManyRedirects, s.opts.MaxRedirects)
+	}
+	if prev := via[len(via)-1].URL; prev.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("%w: %s redirected to %s", ErrInsecureRedirect, Safe(prev), Safe(req.URL))
+	}
+	if !sameHost(s.url, req.URL) {
+		req.Header.Del("Authorization")
+		for name := range s.opts.Header {
+			req.Header.Del(name)
+		}
+	}
+	return nil
+}
+
+// sameHost tells whether b is on a's host and port, or is a's host
+// upgraded from http to https on the default ports.
+func sameHost(a, b *url.URL) bool {
+	if !strings.EqualFold(a.Hostname(), b.Hostname()) {
+		return false
+	}
+	pa, pb := port(a), port(b)
+	return pa == pb || (a.Scheme == "http" && pa == "80" && b.Scheme == "https" && pb == "443")
+}
+
+func port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if u.Scheme == "https" {
+		return "443"
+	}
+	return "80"
 }
 
 // String is the URL without credentials or query, for logs and errors.
@@ -410,7 +451,7 @@ func Transient(err error) bool {
 	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid),
 		errors.As(err, &verify), errors.As(err, &recordHeader), errors.As(err, &alert):
 		return false
-	case errors.Is(err, ErrTooManyRedirects), errors.Is(err, ErrUnframed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, ErrTooManyRedirects), errors.Is(err, ErrInsecureRedirect), errors.Is(err, ErrUnframed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return false
 	case errors.Is(err, errStalled), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
 		return true
