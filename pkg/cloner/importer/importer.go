@@ -24,6 +24,7 @@ package importer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -252,7 +253,8 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 	if ranged {
 		// qemu-img reads the image again, at offsets: it must open the
 		// header just checked, not whatever a range request returns.
-		ra = &checkedHead{r: ra, head: head}
+		// (A copy: Peek's bytes are only valid until the next read.)
+		ra = &checkedHead{r: ra, head: bytes.Clone(head)}
 		// The map is read at offsets too: the stream proves those reads
 		// returned its own bytes, so the layout is that of the image
 		// downloaded (and checksummed).
