@@ -19,6 +19,8 @@
 // Each package returns typed errors for the failures that decide what the
 // controller does (errors.Is/As: sink.ErrTooLarge, checksum.ErrMismatch,
 // archive.ErrUnsafeEntry, qcow2.ErrUnsafe/ErrInvalid/ErrUnsupported,
-// importer.ErrUnsupportedFormat/ErrNeedsScratch, httpsource.StatusError,
-// ...); cli maps them to exit codes and reasons in one place.
+// importer.ErrUnsupportedFormat/ErrNeedsScratch/ErrSourceInconsistent,
+// format.ErrMemoryLimit, httpsource.StatusError/ErrUnframed/
+// ErrInsecureRedirect, ...); cli maps them to exit codes and reasons in
+// one place.
 package cloner

@@ -6,7 +6,10 @@
 // On top of that, entries are refused, with an error naming them, when
 // their path is absolute or contains "..", when they pass through a
 // symlink, when a symlink or hard link points outside the volume, and when
-// they are device nodes, FIFOs or other special files. Regular file data is
+// they are device nodes, FIFOs or other special files. Once every entry is
+// in place, each symlink is resolved again as the kernel would, through
+// the other links (x/y -> .., then z -> x/y/../..), and the archive is
+// refused if one leads out of the volume. Regular file data is
 // bounded by the volume size. Only Commit moves the staged entries into
 // place, so a failed extraction leaves nothing that looks finished.
 package archive
@@ -20,6 +23,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/go-logr/logr"
@@ -86,13 +90,14 @@ func (x *Extraction) extract(ctx context.Context, r io.Reader, maxBytes int64) e
 	tr := tar.NewReader(r)
 	buf := make([]byte, 1<<20)
 	var total int64
+	var links []linkEntry // every symlink made, checked again at the end
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			return nil
+			return checkLinks(ctx, root, links)
 		}
 		if err != nil {
 			return fmt.Errorf("reading tar: %w", err)
@@ -135,6 +140,7 @@ func (x *Extraction) extract(ctx context.Context, r io.Reader, maxBytes int64) e
 			if err := root.Symlink(hdr.Linkname, name); err != nil {
 				return fmt.Errorf("creating symlink %q: %w", name, err)
 			}
+			links = append(links, linkEntry{name: name, archiveName: hdr.Name})
 		case tar.TypeLink:
 			target, err := entryName(hdr.Linkname)
 			if err != nil {
@@ -222,6 +228,96 @@ func checkSymlink(name, target string) error {
 	resolved := path.Join(path.Dir(name), target)
 	if resolved != "." && !filepath.IsLocal(resolved) {
 		return fmt.Errorf("symlink to %q points out of the volume", target)
+	}
+	return nil
+}
+
+type linkEntry struct {
+	name        string // cleaned, relative to the root
+	archiveName string // as the archive spells it, for errors
+}
+
+// maxLinkHops is how many symlinks one resolution may follow, as Linux's
+// path walk allows (beyond it, ELOOP).
+const maxLinkHops = 40
+
+// checkLinks resolves every symlink of the finished tree as the kernel
+// would, link after link, and refuses one that leads out of the root: a
+// link's target is checked lexically when it is made, but a link made
+// earlier or later can turn "x/y/../.." into a path above the root.
+func checkLinks(ctx context.Context, root *os.Root, links []linkEntry) error {
+	for _, l := range links {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fi, err := root.Lstat(l.name)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			continue // replaced by a later entry
+		}
+		target, err := root.Readlink(l.name)
+		if err != nil {
+			return fmt.Errorf("reading symlink %q: %w", l.name, err)
+		}
+		if err := resolveInside(root, path.Dir(l.name), target); err != nil {
+			return refuse(l.archiveName, fmt.Errorf("symlink to %q %w", target, err))
+		}
+	}
+	return nil
+}
+
+// resolveInside walks target from the directory dir (both relative to the
+// root) as the kernel resolves a path: a component naming a symlink is
+// replaced by the link's target, ".." climbs one directory. It fails when
+// the walk climbs above the root, meets an absolute link, or follows more
+// than maxLinkHops links. Past a component that does not exist, or is not
+// a directory, the rest is walked lexically (the kernel would stop there).
+func resolveInside(root *os.Root, dir, target string) error {
+	var at []string // the directories walked into, below the root
+	if dir != "." {
+		at = strings.Split(dir, "/")
+	}
+	todo := strings.Split(target, "/")
+	hops := 0
+	lexical := false
+	for len(todo) > 0 {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(at) == 0 {
+				return errors.New("resolves out of the volume")
+			}
+			at = at[:len(at)-1]
+			continue
+		}
+		if lexical {
+			at = append(at, c)
+			continue
+		}
+		p := path.Join(append(slices.Clone(at), c)...)
+		fi, err := root.Lstat(p)
+		switch {
+		case err != nil || (!fi.IsDir() && fi.Mode()&os.ModeSymlink == 0):
+			lexical = true
+			at = append(at, c)
+		case fi.Mode()&os.ModeSymlink != 0:
+			hops++
+			if hops > maxLinkHops {
+				return errors.New("resolves through too many levels of symbolic links")
+			}
+			next, err := root.Readlink(p)
+			if err != nil {
+				return fmt.Errorf("reading symlink %q: %w", p, err)
+			}
+			if path.IsAbs(next) {
+				return fmt.Errorf("resolves through %q to the absolute path %q", p, next)
+			}
+			todo = append(strings.Split(next, "/"), todo...)
+		default:
+			at = append(at, c)
+		}
 	}
 	return nil
 }

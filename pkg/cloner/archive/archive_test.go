@@ -123,6 +123,23 @@ func TestExtractRefused(t *testing.T) {
 			{name: "up", typ: tar.TypeSymlink, link: "."},
 			{name: "up/x", typ: tar.TypeSymlink, link: "../y"},
 		}, wantErr: `path goes through symlink "up"`},
+		{name: "symlink through symlink to dot-dot", entries: []entry{
+			{name: "x/y", typ: tar.TypeSymlink, link: ".."},
+			{name: "z", typ: tar.TypeSymlink, link: "x/y/../.."},
+		}, wantErr: `"z": symlink to "x/y/../.." resolves out of the volume`},
+		{name: "symlink made to escape by a later one", entries: []entry{
+			{name: "z", typ: tar.TypeSymlink, link: "x/y/../.."},
+			{name: "x/y", typ: tar.TypeSymlink, link: ".."},
+		}, wantErr: `"z": symlink to "x/y/../.." resolves out of the volume`},
+		{name: "symlink chain of three", entries: []entry{
+			{name: "b/c", typ: tar.TypeSymlink, link: ".."},
+			{name: "a", typ: tar.TypeSymlink, link: "b/c"},
+			{name: "d/e", typ: tar.TypeSymlink, link: "../a/.."},
+		}, wantErr: `"d/e": symlink to "../a/.." resolves out of the volume`},
+		{name: "symlink loop", entries: []entry{
+			{name: "l1", typ: tar.TypeSymlink, link: "l2"},
+			{name: "l2", typ: tar.TypeSymlink, link: "l1/x"},
+		}, wantErr: "too many levels of symbolic links"},
 		{name: "hard link out", entries: []entry{{name: "h", typ: tar.TypeLink, link: "/etc/shadow"}}, wantErr: "absolute paths are not allowed"},
 		{name: "hard link dot-dot", entries: []entry{{name: "h", typ: tar.TypeLink, link: "../../etc/shadow"}}, wantErr: `paths with ".." are not allowed`},
 		{name: "hard link to missing", entries: []entry{{name: "h", typ: tar.TypeLink, link: "nothing"}}, wantErr: "not a file extracted earlier"},
@@ -168,6 +185,7 @@ func FuzzExtract(f *testing.F) {
 	f.Add(makeTar(f, entry{name: "../x", body: "x"}))
 	f.Add(makeTar(f, entry{name: "l", typ: tar.TypeSymlink, link: "/"}, entry{name: "l/x", body: "x"}))
 	f.Add(makeTar(f, entry{name: "h", typ: tar.TypeLink, link: "../../x"}))
+	f.Add(makeTar(f, entry{name: "x/y", typ: tar.TypeSymlink, link: ".."}, entry{name: "z", typ: tar.TypeSymlink, link: "x/y/../.."}))
 	f.Add([]byte("not a tar"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		parent := t.TempDir()
@@ -181,9 +199,17 @@ func FuzzExtract(f *testing.F) {
 		entries, err := os.ReadDir(parent)
 		assert.NilError(t, err)
 		assert.Equal(t, len(entries), 1, "something was written outside the volume")
+		staging := filepath.Join(vol, archive.StagingName)
 		for _, p := range listTree(t, vol) {
-			if _, target, isLink := strings.Cut(p, " -> "); isLink {
-				assert.Assert(t, !filepath.IsAbs(target), "absolute symlink %s", p)
+			name, target, isLink := strings.Cut(p, " -> ")
+			if !isLink {
+				continue
+			}
+			assert.Assert(t, !filepath.IsAbs(target), "absolute symlink %s", p)
+			// The kernel resolves every link inside the extracted tree.
+			if got, err := filepath.EvalSymlinks(filepath.Join(vol, name)); err == nil {
+				rel, err := filepath.Rel(staging, got)
+				assert.Assert(t, err == nil && filepath.IsLocal(rel) || rel == ".", "symlink %s resolves to %s", p, got)
 			}
 		}
 	})

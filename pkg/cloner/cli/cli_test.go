@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +60,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"import", "--url", "http://x/", "--target", dir + "/disk.img", "--target-size", "lots"}, "want a quantity such as 10Gi"},
 		{[]string{"import", "--url", "http://x/", "--target", dir + "/d", "--checksum", "crc:00"}, `checksum algorithm "crc"`},
 		{[]string{"import", "--url", "docker://r/x", "--target", dir, "--content-type", "archive"}, "archive content cannot be imported from a registry"},
-		{[]string{"upload-server", "--tls-cert", "c", "--tls-key", "k", "--target", dir, "--content-type", "archive"}, "archive content cannot be uploaded"},
+		{[]string{"upload-server", "--tls-cert", "c", "--tls-key", "k", "--client-ca", "ca", "--target", dir, "--content-type", "archive"}, "archive content cannot be uploaded"},
+		{[]string{"upload-server", "--tls-cert", "c", "--tls-key", "k", "--target", dir + "/disk.img"}, "--client-ca is required"},
 		{[]string{"clone-source", "--source", "x", "--target-address", "h:1"}, "clones use mutual TLS"},
 		{[]string{"clone", "--target", dir + "/disk.img"}, "--source is required"},
 		{[]string{"clone", "--source", dir, "--target", dir + "/disk.img"}, "is a directory: give the disk image file"},
@@ -210,4 +212,33 @@ func assertSucceeded(t *testing.T, progressFile string) {
 	assert.NilError(t, json.Unmarshal(data, &snap))
 	assert.Equal(t, snap.Phase, "Succeeded")
 	assert.Equal(t, snap.Percent, "100.00%")
+}
+
+// A server that ends the body by closing the connection (no
+// Content-Length, not chunked) cannot show the download is whole: the
+// import fails unless --checksum tells.
+func TestImportUnframedBodyNeedsChecksum(t *testing.T) {
+	raw := filepath.Join(t.TempDir(), "disk.raw")
+	testenv.WriteDisk(t, raw, 1<<20, 12)
+	image, err := os.ReadFile(raw)
+	assert.NilError(t, err)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+		_, _ = buf.Write(image)
+		_ = buf.Flush()
+	}))
+	defer srv.Close()
+	vol := t.TempDir()
+	target := filepath.Join(vol, "disk.img")
+	r := runCLI("import", "--url", srv.URL+"/disk.raw", "--target", target, "--retries", "1")
+	assert.Assert(t, r.code != 0)
+	assert.Assert(t, strings.Contains(r.stderr, "cannot be known to be complete"), r.stderr)
+	r = runCLI("import", "--url", srv.URL+"/disk.raw", "--target", target, "--target-size", "1Mi", "--checksum", testenv.SHA256(t, raw))
+	assert.Equal(t, r.code, 0, "stderr: %s", r.stderr)
+	testenv.AssertSameDisk(t, target, raw)
 }

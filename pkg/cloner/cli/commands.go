@@ -240,6 +240,8 @@ func (c *importCmd) run(ctx context.Context, e *env) error {
 		var src *httpsource.Source
 		src, err = httpsource.New(httpsource.Options{
 			URL: c.url, CAFile: c.caFile, Username: user, Password: pass, Header: header,
+			// A body whose end is not marked is whole if the checksum says so.
+			AcceptUnframed: o.Checksum != nil,
 			ConnectTimeout: c.connectTimeout, IdleTimeout: c.idleTimeout, Retries: c.retries, Log: e.log,
 		})
 		if err != nil {
@@ -256,11 +258,12 @@ func (c *importCmd) run(ctx context.Context, e *env) error {
 
 type uploadCmd struct {
 	targetFlags
-	listen   string
-	tlsCert  string
-	tlsKey   string
-	clientCA string
-	scratch  string
+	listen      string
+	tlsCert     string
+	tlsKey      string
+	clientCA    string
+	scratch     string
+	idleTimeout time.Duration
 }
 
 func (c *uploadCmd) summary() string {
@@ -273,14 +276,18 @@ func (c *uploadCmd) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.listen, "listen", ":8443", "address to serve HTTPS on")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "server certificate (PEM)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "server key (PEM)")
-	fs.StringVar(&c.clientCA, "client-ca", "", "if set, require client certificates signed by this CA (the upload proxy's)")
+	fs.StringVar(&c.clientCA, "client-ca", "", "CA (PEM) the clients' certificates must be signed by (the upload proxy's); required")
 	c.targetFlags.addFlags(fs)
 	fs.StringVar(&c.scratch, "scratch", "", "scratch directory, needed for qcow2 uploads")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "an upload whose client sends nothing for this long fails, freeing the server for another")
 }
 
 func (c *uploadCmd) validate() error {
 	if c.tlsCert == "" || c.tlsKey == "" {
 		return errors.New("--tls-cert and --tls-key are required")
+	}
+	if c.clientCA == "" {
+		return errors.New("--client-ca is required: only the upload proxy, with a certificate it signed, may upload")
 	}
 	if err := c.targetFlags.validate(); err != nil {
 		return err
@@ -301,9 +308,12 @@ func (c *uploadCmd) run(ctx context.Context, e *env) error {
 		return fmt.Errorf("listening: %w", err)
 	}
 	e.log.Info("waiting for an upload", "address", l.Addr().String(), "target", c.target)
-	srv := upload.New(importer.Options{
-		ContentType: importer.ContentType(c.contentType), Target: c.target, TargetSize: c.targetSize.bytes,
-		ScratchDir: c.scratch, Progress: e.progress, Log: e.log,
+	srv := upload.New(upload.Options{
+		Import: importer.Options{
+			ContentType: importer.ContentType(c.contentType), Target: c.target, TargetSize: c.targetSize.bytes,
+			ScratchDir: c.scratch, Progress: e.progress, Log: e.log,
+		},
+		IdleTimeout: c.idleTimeout,
 	})
 	return upload.Serve(ctx, l, cfg, srv)
 }

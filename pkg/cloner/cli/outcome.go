@@ -10,6 +10,7 @@ import (
 	"github.com/datavolume/datavolume/pkg/cloner/archive"
 	"github.com/datavolume/datavolume/pkg/cloner/checksum"
 	"github.com/datavolume/datavolume/pkg/cloner/exitcode"
+	"github.com/datavolume/datavolume/pkg/cloner/format"
 	"github.com/datavolume/datavolume/pkg/cloner/httpsource"
 	"github.com/datavolume/datavolume/pkg/cloner/importer"
 	"github.com/datavolume/datavolume/pkg/cloner/qcow2"
@@ -59,7 +60,7 @@ func classify(err error) (int, exitcode.Reason) {
 		return exitcode.Retryable, byStatus(status.Code)
 	case errors.As(err, &regErr):
 		return exitcode.Retryable, byStatus(regErr.StatusCode)
-	case errors.Is(err, httpsource.ErrTooManyRedirects):
+	case errors.Is(err, httpsource.ErrTooManyRedirects), errors.Is(err, httpsource.ErrInsecureRedirect):
 		return exitcode.Retryable, exitcode.ReasonHTTPError
 	}
 	return exitcode.Retryable, exitcode.ReasonTransferFailed
@@ -72,7 +73,7 @@ func isNeedsScratch(err error) bool {
 func isUnsupportedFormat(err error) bool {
 	for _, target := range []error{
 		errArchiveIntoBlock, importer.ErrUnsupportedFormat, qcow2.ErrInvalid, qcow2.ErrUnsupported,
-		registry.ErrNoDisk, tar.ErrHeader,
+		registry.ErrNoDisk, tar.ErrHeader, format.ErrMemoryLimit,
 	} {
 		if errors.Is(err, target) {
 			return true

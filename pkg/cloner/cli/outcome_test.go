@@ -16,6 +16,7 @@ import (
 	"github.com/datavolume/datavolume/pkg/cloner/archive"
 	"github.com/datavolume/datavolume/pkg/cloner/checksum"
 	"github.com/datavolume/datavolume/pkg/cloner/exitcode"
+	"github.com/datavolume/datavolume/pkg/cloner/format"
 	"github.com/datavolume/datavolume/pkg/cloner/httpsource"
 	"github.com/datavolume/datavolume/pkg/cloner/importer"
 	"github.com/datavolume/datavolume/pkg/cloner/qcow2"
@@ -47,6 +48,7 @@ func TestClassify(t *testing.T) {
 		{wrap(fmt.Errorf("%w: version 4", qcow2.ErrUnsupported)), 3, exitcode.ReasonUnsupportedFormat},
 		{wrap(registry.ErrNoDisk), 3, exitcode.ReasonUnsupportedFormat},
 		{wrap(fmt.Errorf("reading tar: %w", tar.ErrHeader)), 3, exitcode.ReasonUnsupportedFormat},
+		{wrap(fmt.Errorf("decompressing xz: %w", format.ErrMemoryLimit)), 3, exitcode.ReasonUnsupportedFormat},
 		{errArchiveIntoBlock, 3, exitcode.ReasonUnsupportedFormat},
 		{wrap(&httpsource.StatusError{Code: 404, Status: "404 Not Found"}), 1, exitcode.ReasonNotFound},
 		{wrap(&httpsource.StatusError{Code: 401, Status: "401 Unauthorized"}), 1, exitcode.ReasonUnauthorized},
@@ -55,7 +57,8 @@ func TestClassify(t *testing.T) {
 		{wrap(&httpsource.StatusError{Code: 410, Status: "410 Gone"}), 1, exitcode.ReasonHTTPError},
 		{wrap(&transport.Error{StatusCode: http.StatusNotFound}), 1, exitcode.ReasonNotFound},
 		{wrap(&transport.Error{StatusCode: http.StatusUnauthorized}), 1, exitcode.ReasonUnauthorized},
-		{wrap(fmt.Errorf("%w: stopped after 10", httpsource.ErrTooManyRedirects)), 1, exitcode.ReasonHTTPError},
+		{wrap(fmt.Errorf("%w: stopped after 5", httpsource.ErrTooManyRedirects)), 1, exitcode.ReasonHTTPError},
+		{wrap(fmt.Errorf("%w: a to b", httpsource.ErrInsecureRedirect)), 1, exitcode.ReasonHTTPError},
 		{wrap(syscall.ECONNREFUSED), 1, exitcode.ReasonTransferFailed},
 		{wrap(io.ErrUnexpectedEOF), 1, exitcode.ReasonTransferFailed},
 		{wrap(context.Canceled), 1, exitcode.ReasonTransferFailed},

@@ -3,6 +3,9 @@ package format_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
 	"io"
 	"os/exec"
 	"testing"
@@ -138,4 +141,44 @@ func TestXzStreams(t *testing.T) {
 
 	_, err = decode([]byte{0xfd, '7', 'z', 'X', 'Z', 0, 'n', 'o', 't', ' ', 'x', 'z'})
 	assert.ErrorContains(t, err, "decompressing xz:")
+}
+
+// xzHugeDictionary is an .xz stream whose one block asks for an LZMA2
+// dictionary of dictCode (37: 1.5 GiB, 40: 4 GiB - 1), followed by data
+// that would only be read once the dictionary is allocated.
+func xzHugeDictionary(dictCode byte) []byte {
+	le := binary.LittleEndian
+	flags := []byte{0x00, 0x01} // CRC32 check
+	out := []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+	out = append(out, flags...)
+	out = le.AppendUint32(out, crc32.ChecksumIEEE(flags))
+	// Block header: 12 bytes (size byte 2), one filter, LZMA2 (0x21) with
+	// one property byte, padding, CRC32.
+	block := []byte{0x02, 0x00, 0x21, 0x01, dictCode, 0x00, 0x00, 0x00}
+	out = append(out, block...)
+	out = le.AppendUint32(out, crc32.ChecksumIEEE(block))
+	// An LZMA2 chunk: uncompressed, 4 bytes, with a dictionary reset.
+	return append(out, 0x01, 0x00, 0x03, 'd', 'a', 't', 'a', 0x00)
+}
+
+// A crafted stream whose header asks for a dictionary far beyond any xz
+// preset is refused before the decoder allocates it, with an error that
+// says why.
+func TestXzMemoryLimit(t *testing.T) {
+	for _, code := range []byte{37, 40} {
+		r, err := format.Decompress(context.Background(), format.Xz, bytes.NewReader(xzHugeDictionary(code)))
+		assert.NilError(t, err)
+		_, err = io.ReadAll(r)
+		r.Close()
+		assert.ErrorIs(t, err, format.ErrMemoryLimit)
+		assert.ErrorContains(t, err, "dictionary needs more than the 128 MiB allowed")
+	}
+	// The same stream with a 64 MiB dictionary (code 28, as xz -9) is
+	// within the limit: it decodes (its data is made up, so it ends
+	// with an error about the data, not the memory).
+	r, err := format.Decompress(context.Background(), format.Xz, bytes.NewReader(xzHugeDictionary(28)))
+	assert.NilError(t, err)
+	defer r.Close()
+	_, err = io.ReadAll(r)
+	assert.Assert(t, !errors.Is(err, format.ErrMemoryLimit), "%v", err)
 }

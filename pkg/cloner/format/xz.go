@@ -7,13 +7,13 @@ package format
 
 // dv_xz_new starts a threaded .xz decoder as xz(1) -d does: concatenated
 // streams, errors reported as soon as a thread finds them.
-static lzma_ret dv_xz_new(lzma_stream *s, uint32_t threads, uint64_t memlimit_threading) {
+static lzma_ret dv_xz_new(lzma_stream *s, uint32_t threads, uint64_t memlimit_threading, uint64_t memlimit_stop) {
 	lzma_mt mt = {0};
 	mt.flags = LZMA_CONCATENATED | LZMA_FAIL_FAST;
 	mt.threads = threads;
 	mt.timeout = 0;
 	mt.memlimit_threading = memlimit_threading;
-	mt.memlimit_stop = UINT64_MAX;
+	mt.memlimit_stop = memlimit_stop;
 	lzma_stream init = LZMA_STREAM_INIT;
 	*s = init;
 	return lzma_stream_decoder_mt(s, &mt);
@@ -54,6 +54,16 @@ import (
 // thread, so the cloner's peak RSS stays far under its 256 MiB budget.
 const xzThreadsMemory = 128 << 20
 
+// XzMemoryLimit bounds the decoder's memory even in one thread: a stream's
+// block header chooses the dictionary size, up to 4 GiB, and the decoder
+// allocates it before any data. Every xz preset (-9e: a 64 MiB dictionary,
+// 65 MiB to decode) fits.
+const XzMemoryLimit = 128 << 20
+
+// ErrMemoryLimit reports a compressed stream that needs more memory to
+// decode than the cloner grants it (an xz dictionary over XzMemoryLimit).
+var ErrMemoryLimit = errors.New("decoding needs too much memory")
+
 // xzInput is how much compressed data one call into liblzma takes.
 const xzInput = 1 << 20
 
@@ -78,7 +88,7 @@ func newXZ(ctx context.Context, r io.Reader) (io.ReadCloser, error) {
 		return nil, errors.New("decompressing xz: out of memory")
 	}
 	threads := max(runtime.GOMAXPROCS(0), 1)
-	if ret := C.dv_xz_new(stream, C.uint32_t(threads), C.uint64_t(xzThreadsMemory)); ret != C.LZMA_OK {
+	if ret := C.dv_xz_new(stream, C.uint32_t(threads), C.uint64_t(xzThreadsMemory), C.uint64_t(XzMemoryLimit)); ret != C.LZMA_OK {
 		C.free(unsafe.Pointer(stream))
 		return nil, fmt.Errorf("decompressing xz: starting the decoder: %s", lzmaError(ret))
 	}
@@ -125,6 +135,13 @@ func (x *xzReader) Read(p []byte) (int, error) {
 			}
 		case ret == C.LZMA_BUF_ERROR && !finish:
 			// No progress without more input: read some.
+		case ret == C.LZMA_MEMLIMIT_ERROR:
+			x.err = fmt.Errorf("decompressing xz: %w: the stream's dictionary needs more than the %d MiB allowed (every preset up to xz -9e fits: recompress with one)",
+				ErrMemoryLimit, XzMemoryLimit>>20)
+			if produced > 0 {
+				return produced, nil
+			}
+			return 0, x.err
 		default:
 			x.err = fmt.Errorf("decompressing xz: %s", lzmaError(ret))
 			if produced > 0 {

@@ -1,7 +1,9 @@
 // Package httpsource downloads an image over HTTP or HTTPS: custom CA,
 // basic auth, extra request headers, a bounded number of redirects, connect
 // and idle timeouts, and retries of transient failures that resume with a
-// Range request where the server supports it. It can also serve random
+// Range request where the server supports it. A download succeeds only
+// when its end is known: Content-Length reached or the chunked terminator
+// read (or, with Options.AcceptUnframed, a checksum to verify). It can also serve random
 // reads through Range requests, which is how qcow2 images are converted
 // without scratch space.
 //
@@ -19,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -38,11 +41,19 @@ type Options struct {
 	Username string
 	Password string
 	// Header is sent with every request, after basic auth: an
-	// Authorization header here replaces it. Go drops Authorization and
-	// Cookie on a redirect to another host. Build it with ParseHeader.
+	// Authorization header here replaces it. Like basic auth, it goes to
+	// the URL's host only: a redirect to another host or port gets
+	// neither (the values may come from a Secret). Build it with
+	// ParseHeaderLine.
 	Header http.Header
 
-	MaxRedirects   int           // default 10
+	// AcceptUnframed accepts a body whose end only the server closing the
+	// connection marks (no Content-Length, not chunked), which a cut
+	// connection would look like too. Set it only when a checksum is
+	// verified over the whole download.
+	AcceptUnframed bool
+
+	MaxRedirects   int           // default 5; never from https to http
 	ConnectTimeout time.Duration // dial and TLS handshake; default 30s
 	IdleTimeout    time.Duration // no bytes for this long counts as a failure; default 60s
 	Retries        int           // attempts after a transient failure; default 5
@@ -53,7 +64,7 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.MaxRedirects == 0 {
-		o.MaxRedirects = 10
+		o.MaxRedirects = 5
 	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 30 * time.Second
@@ -78,6 +89,13 @@ type Source struct {
 
 // ErrTooManyRedirects reports a redirect chain longer than MaxRedirects.
 var ErrTooManyRedirects = errors.New("too many redirects")
+
+// ErrInsecureRedirect reports a redirect from https to plain http.
+var ErrInsecureRedirect = errors.New("redirect from https to http refused")
+
+// ErrUnframed reports a body that ended with the connection, without a
+// Content-Length or chunked encoding to show it was whole.
+var ErrUnframed = errors.New("the server closed the connection without Content-Length or chunked encoding, so the download cannot be known to be complete (a checksum would make it acceptable)")
 
 // New checks the options and builds the HTTP client.
 func New(opts Options) (*Source, error) {
@@ -122,14 +140,50 @@ func New(opts Options) (*Source, error) {
 	}
 	client := &http.Client{
 		Transport: transport,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) > opts.MaxRedirects {
-				return fmt.Errorf("%w: stopped after %d", ErrTooManyRedirects, opts.MaxRedirects)
-			}
-			return nil
-		},
 	}
-	return &Source{opts: opts, url: u, client: client}, nil
+	s := &Source{opts: opts, url: u, client: client}
+	client.CheckRedirect = s.checkRedirect
+	return s, nil
+}
+
+// checkRedirect bounds the chain, refuses a downgrade to plain http, and
+// strips the credentials from a request to another host than the URL's:
+// Go's client would pass Authorization to another port or a subdomain,
+// and every other header anywhere.
+func (s *Source) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > s.opts.MaxRedirects {
+		return fmt.Errorf("%w: stopped after %d", ErrTooManyRedirects, s.opts.MaxRedirects)
+	}
+	if prev := via[len(via)-1].URL; prev.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("%w: %s redirected to %s", ErrInsecureRedirect, Safe(prev), Safe(req.URL))
+	}
+	if !sameHost(s.url, req.URL) {
+		req.Header.Del("Authorization")
+		for name := range s.opts.Header {
+			req.Header.Del(name)
+		}
+	}
+	return nil
+}
+
+// sameHost tells whether b is on a's host and port, or is a's host
+// upgraded from http to https on the default ports.
+func sameHost(a, b *url.URL) bool {
+	if !strings.EqualFold(a.Hostname(), b.Hostname()) {
+		return false
+	}
+	pa, pb := port(a), port(b)
+	return pa == pb || (a.Scheme == "http" && pa == "80" && b.Scheme == "https" && pb == "443")
+}
+
+func port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if u.Scheme == "https" {
+		return "443"
+	}
+	return "80"
 }
 
 // String is the URL without credentials or query, for logs and errors.
@@ -166,6 +220,7 @@ type Stream struct {
 	validator string
 	retries   int
 	pending   error
+	unframed  bool // the current body ends only when the connection does
 }
 
 // Open starts the download, retrying transient failures.
@@ -210,6 +265,9 @@ func (st *Stream) Read(p []byte) (int, error) {
 		st.pos += int64(n)
 		if err == io.EOF && st.size >= 0 && st.pos < st.size {
 			err = io.ErrUnexpectedEOF
+		}
+		if err == io.EOF && st.unframed && !st.src.opts.AcceptUnframed {
+			err = ErrUnframed
 		}
 		if err != nil && err != io.EOF {
 			err = st.watch.explain(err)
@@ -266,7 +324,15 @@ func (st *Stream) request() error {
 		return fmt.Errorf("unexpected HTTP status %s", resp.Status)
 	}
 	st.body, st.watch = resp.Body, watch
+	st.unframed = !framed(resp)
 	return nil
+}
+
+// framed tells whether a response body's end is marked, so that a cut
+// connection shows as an error (Go's client then returns
+// io.ErrUnexpectedEOF) rather than as the end of the body.
+func framed(resp *http.Response) bool {
+	return resp.ContentLength >= 0 || slices.Contains(resp.TransferEncoding, "chunked") || resp.ProtoMajor >= 2
 }
 
 // retry waits before the next attempt, or returns why there is none.
@@ -385,7 +451,7 @@ func Transient(err error) bool {
 	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid),
 		errors.As(err, &verify), errors.As(err, &recordHeader), errors.As(err, &alert):
 		return false
-	case errors.Is(err, ErrTooManyRedirects), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, ErrTooManyRedirects), errors.Is(err, ErrInsecureRedirect), errors.Is(err, ErrUnframed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return false
 	case errors.Is(err, errStalled), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
 		return true

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,6 +52,24 @@ func cutAfter(n int, w http.ResponseWriter, r *http.Request, ranges bool) {
 		return
 	}
 	serveFile(w, r)
+}
+
+// rawResponse takes over the connection, writes head (the status line
+// and headers, without the blank line) and body as they are, and closes.
+func rawResponse(w http.ResponseWriter, head string, body []byte) {
+	conn, buf, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	_, _ = buf.WriteString(head + "\r\n\r\n")
+	_, _ = buf.Write(body)
+	_ = buf.Flush()
+}
+
+// chunked encodes b as one chunk, without the terminating chunk.
+func chunked(b []byte) []byte {
+	return append(fmt.Appendf(nil, "%x\r\n", len(b)), append(b, "\r\n"...)...)
 }
 
 func download(t *testing.T, url string, o httpsource.Options) ([]byte, error) {
@@ -101,6 +120,40 @@ func TestDownload(t *testing.T) {
 			name:    "reset without Range support fails",
 			handler: func(_ int32, w http.ResponseWriter, r *http.Request) { cutAfter(1<<20, w, r, false) },
 			wantErr: "cannot resume",
+		},
+		{
+			name: "body ended by closing the connection fails",
+			handler: func(_ int32, w http.ResponseWriter, r *http.Request) {
+				rawResponse(w, "HTTP/1.1 200 OK\r\nConnection: close", payload[:1<<20])
+			},
+			wantErr: "at byte 1048576: the server closed the connection without Content-Length or chunked encoding",
+		},
+		{
+			name: "body ended by closing the connection, whole, still fails",
+			handler: func(_ int32, w http.ResponseWriter, r *http.Request) {
+				rawResponse(w, "HTTP/1.1 200 OK\r\nConnection: close", payload)
+			},
+			wantErr: "cannot be known to be complete",
+		},
+		{
+			name: "body ended by closing the connection is accepted when a checksum will tell",
+			handler: func(_ int32, w http.ResponseWriter, r *http.Request) {
+				rawResponse(w, "HTTP/1.1 200 OK\r\nConnection: close", payload)
+			},
+			opts: httpsource.Options{AcceptUnframed: true},
+		},
+		{
+			name: "chunked body cut before its terminator fails",
+			handler: func(_ int32, w http.ResponseWriter, r *http.Request) {
+				rawResponse(w, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", chunked(payload[:1<<20]))
+			},
+			wantErr: "at byte 1048576: unexpected EOF",
+		},
+		{
+			name: "chunked body with its terminator succeeds",
+			handler: func(_ int32, w http.ResponseWriter, r *http.Request) {
+				rawResponse(w, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", append(chunked(payload), "0\r\n\r\n"...))
+			},
 		},
 		{
 			name:    "404 fails at once",
@@ -339,4 +392,86 @@ func TestErrorsNameHostNotSecrets(t *testing.T) {
 			assert.Assert(t, !strings.Contains(err.Error(), secret), "%s in %v", secret, err)
 		}
 	}
+}
+
+// TestRedirectRules: at most five redirects by default, never from https
+// to http, and credentials (basic auth, an Authorization header, every
+// extra header, which may come from a Secret) go to the source's host
+// only, not to a host a redirect names.
+func TestRedirectRules(t *testing.T) {
+	header := http.Header{"Authorization": {"Bearer b3arer-Value"}, "X-Token": {"t0ken-Value"}}
+	seen := func(r *http.Request) string {
+		user, pass, _ := r.BasicAuth()
+		return fmt.Sprintf("auth=%q user=%q pass=%q x-token=%q", r.Header.Get("Authorization"), user, pass, r.Header.Get("X-Token"))
+	}
+
+	t.Run("at most five by default", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var n int
+			_, _ = fmt.Sscanf(r.URL.Path, "/hop%d", &n)
+			if n > 0 {
+				http.Redirect(w, r, fmt.Sprintf("/hop%d", n-1), http.StatusFound)
+				return
+			}
+			serveFile(w, r)
+		}))
+		defer srv.Close()
+		got, err := download(t, srv.URL+"/hop5", httpsource.Options{})
+		assert.NilError(t, err)
+		assert.Assert(t, bytes.Equal(got, payload))
+		_, err = download(t, srv.URL+"/hop6", httpsource.Options{})
+		assert.ErrorIs(t, err, httpsource.ErrTooManyRedirects)
+		assert.ErrorContains(t, err, "stopped after 5")
+	})
+
+	t.Run("never from https to http", func(t *testing.T) {
+		var plainCalls atomic.Int32
+		plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			plainCalls.Add(1)
+			serveFile(w, r)
+		}))
+		defer plain.Close()
+		tlsSrv := testenv.FileServer(t, t.TempDir(), func(http.Handler) http.Handler {
+			return http.RedirectHandler(plain.URL+"/disk.img", http.StatusFound)
+		})
+		_, err := download(t, tlsSrv.URL+"/disk.img", httpsource.Options{CAFile: tlsSrv.CAFile, Username: tlsSrv.Username, Password: tlsSrv.Password})
+		assert.ErrorIs(t, err, httpsource.ErrInsecureRedirect)
+		assert.ErrorContains(t, err, "redirect from https to http")
+		assert.Equal(t, plainCalls.Load(), int32(0), "the http server was never asked")
+	})
+
+	t.Run("credentials stay with the source host", func(t *testing.T) {
+		var other atomic.Value
+		otherSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			other.Store(seen(r))
+			serveFile(w, r)
+		}))
+		defer otherSrv.Close()
+		var source []string
+		var mu sync.Mutex
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			source = append(source, r.URL.Path+" "+seen(r))
+			mu.Unlock()
+			switch r.URL.Path {
+			case "/disk.img": // to the same host first, then away
+				http.Redirect(w, r, "/moved", http.StatusFound)
+			case "/moved":
+				// 127.0.0.1 on another port: another server.
+				http.Redirect(w, r, otherSrv.URL+"/disk.img", http.StatusFound)
+			}
+		}))
+		defer srv.Close()
+		got, err := download(t, srv.URL+"/disk.img", httpsource.Options{Username: "u", Password: "basic-Pass", Header: header})
+		assert.NilError(t, err)
+		assert.Assert(t, bytes.Equal(got, payload))
+		want := `auth="Bearer b3arer-Value" user="" pass="" x-token="t0ken-Value"`
+		assert.DeepEqual(t, source, []string{"/disk.img " + want, "/moved " + want})
+		assert.Equal(t, other.Load(), `auth="" user="" pass="" x-token=""`)
+
+		// Basic auth alone (no Authorization header given).
+		_, err = download(t, srv.URL+"/disk.img", httpsource.Options{Username: "u", Password: "basic-Pass"})
+		assert.NilError(t, err)
+		assert.Equal(t, other.Load(), `auth="" user="" pass="" x-token=""`)
+	})
 }

@@ -7,6 +7,12 @@
 // data is stored verbatim in guest order, as qemu-img convert writes it,
 // the download is streamed straight to the guest offsets, tables skipped.
 // Other qcow2 images are converted by qemu-img reading the source over NBD.
+// Every read at an offset that covers the header checked on the download
+// must return that header (ErrSourceInconsistent otherwise), so a server
+// cannot show qemu-img a header naming a backing or external data file.
+// The reads the map was made from are also proven against the download as
+// it streams (digests compared), the whole of it when a checksum is given:
+// the layout used is then that of the checksummed bytes.
 //
 // The pipeline overlaps its stages in goroutines: reading the source (and
 // hashing it when a checksum is given), decompressing, and writing. Raw
@@ -18,6 +24,7 @@ package importer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -244,12 +251,20 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 	}
 	ra, ranged := p.rangeReads()
 	if ranged {
-		plan, ok, err := p.qcow2Plan(ctx, ra, hdr.VirtualSize)
+		// qemu-img reads the image again, at offsets: it must open the
+		// header just checked, not whatever a range request returns.
+		// (A copy: Peek's bytes are only valid until the next read.)
+		ra = &checkedHead{r: ra, head: bytes.Clone(head)}
+		// The map is read at offsets too: the stream proves those reads
+		// returned its own bytes, so the layout is that of the image
+		// downloaded (and checksummed).
+		reads := &rangeLog{r: ra}
+		plan, ok, err := p.qcow2Plan(ctx, reads, hdr.VirtualSize)
 		if err != nil {
 			return err
 		}
 		if ok {
-			return p.qcow2Stream(ctx, r, disk, plan, hdr.VirtualSize)
+			return p.qcow2Stream(ctx, reads.matcher(r), disk, plan, hdr.VirtualSize)
 		}
 	}
 	if ranged && p.hash == nil {
@@ -322,7 +337,7 @@ func (p *pipeline) qcow2(ctx context.Context, r io.Reader, head []byte) error {
 func (p *pipeline) qcow2Plan(ctx context.Context, ra io.ReaderAt, virtualSize int64) ([]qcow2.Copy, bool, error) {
 	extents, err := qcow2.MapReaderAt(ctx, p.o.Log, ra, p.src.Size())
 	var truncated *qcow2.TruncatedError
-	if errors.As(err, &truncated) {
+	if errors.As(err, &truncated) || errors.Is(err, ErrSourceInconsistent) {
 		return nil, false, err
 	}
 	if err != nil {
@@ -341,8 +356,10 @@ func (p *pipeline) qcow2Plan(ctx context.Context, ra io.ReaderAt, virtualSize in
 
 // qcow2Stream copies the image's data runs from the sequential download
 // (r, at offset 0 of the image file) to their guest offsets, skipping the
-// tables between them, and stops reading after the last run.
-func (p *pipeline) qcow2Stream(ctx context.Context, r io.Reader, disk *sink.Disk, plan []qcow2.Copy, virtualSize int64) error {
+// tables between them, and stops reading after the last run. r fails when
+// the bytes it passes differ from those the plan was mapped from; with a
+// checksum it reads, and so checks, the whole file.
+func (p *pipeline) qcow2Stream(ctx context.Context, r *matchReader, disk *sink.Disk, plan []qcow2.Copy, virtualSize int64) error {
 	var end int64
 	if n := len(plan); n > 0 {
 		end = plan[n-1].Host + plan[n-1].Length
@@ -381,7 +398,14 @@ func (p *pipeline) qcow2Stream(ctx context.Context, r io.Reader, disk *sink.Disk
 	}
 	if p.hash != nil {
 		// The checksum covers the whole file: read the rest, then compare,
-		// before anything is committed.
+		// before anything is committed. Every table the map was read from
+		// must be among the bytes checksummed.
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return fmt.Errorf("reading source: %w", err)
+		}
+		if err := r.checkAll(); err != nil {
+			return err
+		}
 		if err := p.finishDownload(); err != nil {
 			return err
 		}

@@ -6,7 +6,9 @@
 //	POST|PUT /v1beta1/upload   (also /v1alpha1/upload) body: the image, any supported format
 //	GET      /healthz
 //
-// One upload runs at a time (another gets 503). A failed upload can be
+// Only clients with a certificate the configured CA signed are served. One
+// upload runs at a time (another gets 503); one whose client sends nothing
+// for the idle timeout fails and frees the slot. A failed upload can be
 // retried; the server reports completion after the first success.
 package upload
 
@@ -18,6 +20,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -26,9 +29,19 @@ import (
 	"github.com/datavolume/datavolume/pkg/cloner/sink"
 )
 
+// Options configures the upload server.
+type Options struct {
+	// Import says what to import where.
+	Import importer.Options
+	// IdleTimeout ends an upload whose client sends nothing for this
+	// long, so that it does not hold the one upload slot; default 60s.
+	IdleTimeout time.Duration
+}
+
 // Server imports the first successful upload.
 type Server struct {
 	opts     importer.Options
+	idle     time.Duration
 	busy     sync.Mutex
 	doneOnce sync.Once
 	done     chan struct{}
@@ -36,8 +49,11 @@ type Server struct {
 }
 
 // New returns a server that imports uploads with the given options.
-func New(o importer.Options) *Server {
-	s := &Server{opts: o, done: make(chan struct{}), mux: http.NewServeMux()}
+func New(o Options) *Server {
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 60 * time.Second
+	}
+	s := &Server{opts: o.Import, idle: o.IdleTimeout, done: make(chan struct{}), mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	for _, p := range []string{"/v1beta1/upload", "/v1alpha1/upload"} {
 		s.mux.HandleFunc("POST "+p, s.upload)
@@ -71,7 +87,8 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.busy.Unlock()
 	s.opts.Log.Info("upload started", "remote", r.RemoteAddr, "contentLength", r.ContentLength)
-	err := importer.Import(r.Context(), &body{ReadCloser: r.Body, size: r.ContentLength}, s.opts)
+	in := &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.idle}
+	err := importer.Import(r.Context(), &body{ReadCloser: in, size: r.ContentLength}, s.opts)
 	if err != nil {
 		s.opts.Log.Error(err, "upload failed")
 		code := http.StatusInternalServerError
@@ -86,13 +103,45 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	s.doneOnce.Do(func() { close(s.done) })
 }
 
+// errStalled: the client sent nothing for the idle timeout.
+var errStalled = errors.New("upload stalled")
+
+// idleBody fails a read that waits longer than idle for the client: the
+// connection's read deadline moves forward before every read.
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if err := b.rc.SetReadDeadline(time.Now().Add(b.idle)); err != nil {
+		return 0, fmt.Errorf("setting the upload's read deadline: %w", err)
+	}
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w: the client sent nothing for %s", errStalled, b.idle)
+	}
+	return n, err
+}
+
+// ErrNoClientAuth: the TLS configuration does not require client
+// certificates, so anyone who reaches the server could write the volume.
+var ErrNoClientAuth = errors.New("the upload server requires client certificates (--client-ca)")
+
 // Serve serves HTTPS on l until an upload has been imported (then it
-// returns nil, after the response went out) or ctx is done.
+// returns nil, after the response went out) or ctx is done. tlsConfig
+// must require and verify client certificates.
 func Serve(ctx context.Context, l net.Listener, tlsConfig *tls.Config, s *Server) error {
+	if tlsConfig == nil || tlsConfig.ClientAuth != tls.RequireAndVerifyClientCert || tlsConfig.ClientCAs == nil {
+		return ErrNoClientAuth
+	}
 	srv := &http.Server{
 		Handler:           s,
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 30 * time.Second,
+		// Between requests; an upload's body has its own idle timeout.
+		IdleTimeout: 2 * time.Minute,
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(l, "", "") }()
