@@ -11,6 +11,7 @@ import (
 	"github.com/datavolume/datavolume/pkg/apis/cdi/v1beta1"
 	"github.com/datavolume/datavolume/pkg/cloner/exitcode"
 	"github.com/datavolume/datavolume/pkg/plan"
+	"github.com/datavolume/datavolume/pkg/redact"
 )
 
 // Condition reasons and messages, CDI's words where CDI has them: tools and
@@ -405,10 +406,15 @@ func terminationSummary(pod *corev1.Pod) *exitcode.Termination {
 		return nil
 	}
 	msg := strings.TrimSpace(terminated.Message)
+	// The message goes to the DataVolume's conditions and events: a URL in
+	// it (a library's error, or a log line when the cloner wrote no summary)
+	// loses its credentials and query string first.
 	if s, err := exitcode.Parse(msg); err == nil {
+		s.Message = redact.URLsIn(s.Message)
 		return &s
 	}
-	return &exitcode.Termination{Outcome: exitcode.Failed, ExitCode: int(terminated.ExitCode), Reason: exitcode.Reason(terminated.Reason), Message: lastLine(msg)}
+	return &exitcode.Termination{Outcome: exitcode.Failed, ExitCode: int(terminated.ExitCode), Reason: exitcode.Reason(terminated.Reason),
+		Message: redact.URLsIn(lastLine(msg))}
 }
 
 func lastLine(s string) string {

@@ -177,6 +177,18 @@ func TestTerminationSummaryFallsBackToTheLogTail(t *testing.T) {
 	assert.Equal(t, s.Message, "killed")
 }
 
+// The cloner's message reaches the DataVolume's conditions and events, which
+// every reader of the DataVolume sees: a URL in it (a library's error, a log
+// line when the cloner could not write its summary) keeps no credentials and
+// no query string.
+func TestTerminationSummaryRedactsURLs(t *testing.T) {
+	s := terminationSummary(failedPod("j", 3, `{"outcome":"Failed","exitCode":3,"reason":"SourceUnavailable",`+
+		`"message":"pulling registry.example/d:1: GET https://blobs.example/sha256:ab?X-Amz-Signature=s3cr3t: unexpected status code 403"}`))
+	assert.Equal(t, s.Message, "pulling registry.example/d:1: GET https://blobs.example/sha256:ab unexpected status code 403")
+	s = terminationSummary(failedPod("j", 1, `Get "http://user:s3cr3t@images.example/d.img?token=s3cr3t": EOF`))
+	assert.Equal(t, s.Message, `Get "http://images.example/d.img": EOF`)
+}
+
 func TestCloneWithoutSourceKeepsItsPhase(t *testing.T) {
 	dv := cloneDV("copy", "missing")
 	o := observe(dv)

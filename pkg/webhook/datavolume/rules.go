@@ -33,8 +33,24 @@ type Verdict struct {
 
 // Check runs every rule on a spec of a DataVolume in namespace; fldPath is
 // where the spec sits in the admitted object. The error is a failed lookup.
+// It reads a clone's source claim: call it only for a requester already
+// allowed to clone it (see CheckSource).
 func (r *Rules) Check(ctx context.Context, namespace string, spec *cdi.DataVolumeSpec, fldPath *field.Path) (Verdict, error) {
-	verdict := Verdict{Errors: validation.ValidateDataVolumeSpec(spec, fldPath)}
+	verdict, err := r.CheckSource(ctx, namespace, spec, fldPath)
+	if err != nil {
+		return Verdict{}, err
+	}
+	verdict.Errors = append(validation.ValidateDataVolumeSpec(spec, fldPath), verdict.Errors...)
+	return verdict, nil
+}
+
+// CheckSource runs the rules that read a clone's source claim: whether it
+// exists, its size and volume mode, and the pods using it. What it reports
+// describes the claim, so it may only run once the requester is known to be
+// allowed to clone it; a refused requester learns nothing of the source.
+// A spec that is not a clone passes.
+func (r *Rules) CheckSource(ctx context.Context, namespace string, spec *cdi.DataVolumeSpec, fldPath *field.Path) (Verdict, error) {
+	var verdict Verdict
 	p := plan.At(namespace, spec, fldPath)
 	target := p.Target
 	if !p.IsClone() || target == nil {

@@ -25,6 +25,9 @@ type Dependencies struct {
 	FilesystemOverhead plan.FilesystemOverhead
 	// Ready reports whether the listers' caches have synced.
 	Ready func() bool
+	// Limit wraps every admission endpoint, not the health checks (the
+	// server's bound on requests in flight); nil, none.
+	Limit func(http.Handler) http.Handler
 	Log   logr.Logger
 }
 
@@ -38,7 +41,11 @@ func New(deps Dependencies) http.Handler {
 	}
 	decoder := datavolume.NewDecoder()
 	admit := func(name string, handler admission.Handler) http.Handler {
-		return whenReady(deps.Ready, &admission.Webhook{Handler: handler, Log: deps.Log.WithName(name)})
+		admitting := whenReady(deps.Ready, &admission.Webhook{Handler: handler, Log: deps.Log.WithName(name)})
+		if deps.Limit != nil {
+			return deps.Limit(admitting)
+		}
+		return admitting
 	}
 
 	mux := http.NewServeMux()

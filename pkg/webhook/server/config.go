@@ -111,7 +111,7 @@ func (c *Config) Run(ctx context.Context) error {
 		cloneauth.WithTimeout(subjectAccessReviewTimeout), cloneauth.WithLogger(log.WithName("cloneauth")))
 
 	var ready atomic.Bool
-	handler := endpoints.New(endpoints.Dependencies{
+	handler := c.routes(endpoints.Dependencies{
 		Claims:             claims.Lister(),
 		Pods:               pods.Lister(),
 		AuthorizeClone:     authorizer.Authorize,
@@ -141,21 +141,40 @@ func (c *Config) Run(ctx context.Context) error {
 		}
 		defer stopMetrics()
 	}
-	return c.serve(ctx, log, handler)
-}
-
-// serve runs the HTTPS server until ctx is done or it fails.
-func (c *Config) serve(ctx context.Context, log logr.Logger, handler http.Handler) error {
 	address := net.JoinHostPort(c.options.BindAddress, strconv.Itoa(c.options.Port))
 	listener, err := net.Listen("tcp", address)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", address, err)
 	}
-	server := &http.Server{
+	return c.serve(ctx, log, listener, handler)
+}
+
+// routes are the webhook's endpoints, the admission ones within
+// --max-requests-inflight.
+func (c *Config) routes(deps endpoints.Dependencies) http.Handler {
+	deps.Limit = newInFlightLimit(c.options.MaxRequestsInFlight, c.options.MaxRequestsInFlightWait, deps.Log.WithName("inflight")).wrap
+	return endpoints.New(deps)
+}
+
+// newHTTPServer is the HTTPS server of handler, with the options' time
+// limits: a client that sends its request slowly, or never finishes it, is
+// cut off (they apply to HTTP/2 streams too), and the TLS handshake is
+// bounded by the shortest of them.
+func (c *Config) newHTTPServer(handler http.Handler) *http.Server {
+	return &http.Server{
 		Handler:           handler,
 		TLSConfig:         newTLSConfig(c.certificate),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: c.options.ReadHeaderTimeout,
+		ReadTimeout:       c.options.ReadTimeout,
+		WriteTimeout:      c.options.WriteTimeout,
+		IdleTimeout:       c.options.IdleTimeout,
 	}
+}
+
+// serve runs the HTTPS server on listener until ctx is done or it fails.
+func (c *Config) serve(ctx context.Context, log logr.Logger, listener net.Listener, handler http.Handler) error {
+	address := listener.Addr().String()
+	server := c.newHTTPServer(handler)
 	served := make(chan error, 1)
 	go func() { served <- server.ServeTLS(listener, "", "") }()
 	log.Info("Serving admission webhooks", "address", listener.Addr().String())

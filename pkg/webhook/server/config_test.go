@@ -37,8 +37,10 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	assert.NilError(t, err)
 	client := fake.NewClientset(webhooktest.BoundClaim("src", "disk", "2Gi"))
 	client.PrependReactor("create", "subjectaccessreviews", allowServiceAccount("system:serviceaccount:target:default"))
+	options := *NewOptions()
+	options.BindAddress, options.Port, options.MetricsBindAddress = "127.0.0.1", freePort(t), ""
 	config := &Config{
-		options:     Options{BindAddress: "127.0.0.1", Port: freePort(t), FilesystemOverhead: 0.055},
+		options:     options,
 		client:      client,
 		cloneChecks: client,
 		certificate: certificate,

@@ -9,9 +9,23 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
 	_ "k8s.io/component-base/metrics/prometheus/restclient" // rest_client_* metrics, the rate limiter's wait among them
 )
+
+// refusedRequests counts the admission requests answered 429 because
+// --max-requests-inflight were already being served.
+var refusedRequests = metrics.NewCounter(&metrics.CounterOpts{
+	Namespace:      "datavolume_webhook",
+	Name:           "requests_refused_total",
+	Help:           "Admission requests answered 429 Too Many Requests because the server was serving --max-requests-inflight already.",
+	StabilityLevel: metrics.ALPHA,
+})
+
+func init() {
+	legacyregistry.MustRegister(refusedRequests)
+}
 
 // serveMetrics serves the legacy registry at /metrics over plain HTTP on
 // address until ctx is done or stop is called. Among the metrics is

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -33,7 +34,43 @@ type Options struct {
 	// MetricsBindAddress is where /metrics is served over plain HTTP
 	// (host:port); empty turns it off.
 	MetricsBindAddress string
+
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout bound what
+	// a client may hold a connection for: its request's headers, its whole
+	// request, the request with its answer, and the wait for the next
+	// request on a kept-alive connection. See the Default constants.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	// MaxRequestsInFlight bounds the admission requests served at once; one
+	// more waits up to MaxRequestsInFlightWait for a slot, then is answered
+	// 429 with Retry-After (see inFlightLimit).
+	MaxRequestsInFlight     int
+	MaxRequestsInFlightWait time.Duration
 }
+
+// The HTTPS server's limits. kube-apiserver sends a review of at most a few
+// MiB over the cluster network in well under a second and gives the whole
+// call timeoutSeconds (10 in artifacts/, 30 at most), so:
+//   - headers within 5 s and the whole request within 10 s: a client that
+//     dribbles them (slowloris) is cut off at that point;
+//   - the answer within 30 s of the headers, the longest timeoutSeconds
+//     kube-apiserver allows (a VM's clone check asks at most two
+//     SubjectAccessReviews of 4 s each);
+//   - an idle kept-alive connection closed after 120 s, longer than
+//     client-go's 90 s idle timeout, so that kube-apiserver closes it first
+//     and never sends a review on a connection this server is closing;
+//   - 100 admission requests at once (each holds at most one 7 MiB body),
+//     one more waiting at most 1 s for a slot.
+const (
+	DefaultReadHeaderTimeout       = 5 * time.Second
+	DefaultReadTimeout             = 10 * time.Second
+	DefaultWriteTimeout            = 30 * time.Second
+	DefaultIdleTimeout             = 120 * time.Second
+	DefaultMaxRequestsInFlight     = 100
+	DefaultMaxRequestsInFlightWait = time.Second
+)
 
 // The clone checks' client limits, as datavolume-apiserver's: client-go's
 // defaults (5 a second, 10 at once) had VirtualMachine creates with
@@ -55,6 +92,13 @@ func NewOptions() *Options {
 		CloneCheckQPS:      DefaultCloneCheckQPS,
 		CloneCheckBurst:    DefaultCloneCheckBurst,
 		MetricsBindAddress: "127.0.0.1:8080",
+
+		ReadHeaderTimeout:       DefaultReadHeaderTimeout,
+		ReadTimeout:             DefaultReadTimeout,
+		WriteTimeout:            DefaultWriteTimeout,
+		IdleTimeout:             DefaultIdleTimeout,
+		MaxRequestsInFlight:     DefaultMaxRequestsInFlight,
+		MaxRequestsInFlightWait: DefaultMaxRequestsInFlightWait,
 	}
 }
 
@@ -74,6 +118,19 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
 		"host:port to serve Prometheus metrics on, over plain HTTP at /metrics (client-go's rest_client_* among them); empty turns it off. "+
 			"The default is reachable from inside the pod only (kubectl port-forward).")
+	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", o.ReadHeaderTimeout,
+		"Time a client has to send a request's headers (and the TLS handshake); a slower one is disconnected.")
+	fs.DurationVar(&o.ReadTimeout, "read-timeout", o.ReadTimeout,
+		"Time a client has to send a whole request, body included; a slower one is cut off. Keep it within the webhooks' timeoutSeconds.")
+	fs.DurationVar(&o.WriteTimeout, "write-timeout", o.WriteTimeout,
+		"Time from a request's headers to the end of its answer; at least --read-timeout. Keep it at least the webhooks' timeoutSeconds.")
+	fs.DurationVar(&o.IdleTimeout, "idle-timeout", o.IdleTimeout,
+		"Time a kept-alive connection may wait for its next request; above the API server's own idle timeout (90s) so it closes first.")
+	fs.IntVar(&o.MaxRequestsInFlight, "max-requests-inflight", o.MaxRequestsInFlight,
+		"Admission requests served at once; one more waits up to --max-requests-inflight-wait, then is answered 429 with Retry-After, "+
+			"which the API server retries within the webhook's timeoutSeconds. Health checks are not counted.")
+	fs.DurationVar(&o.MaxRequestsInFlightWait, "max-requests-inflight-wait", o.MaxRequestsInFlightWait,
+		"How long an admission request past --max-requests-inflight waits for a slot before it is answered 429; 0 answers at once.")
 }
 
 // Validate reports every flag that is wrong.
@@ -96,6 +153,26 @@ func (o *Options) Validate() error {
 	}
 	if o.CloneCheckBurst <= 0 {
 		errs = append(errs, fmt.Errorf("--clone-check-burst must be positive, not %d", o.CloneCheckBurst))
+	}
+	for _, timeout := range []struct {
+		flag  string
+		value time.Duration
+	}{
+		{"--read-header-timeout", o.ReadHeaderTimeout}, {"--read-timeout", o.ReadTimeout},
+		{"--write-timeout", o.WriteTimeout}, {"--idle-timeout", o.IdleTimeout},
+	} {
+		if timeout.value <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, not %s: without it a slow client holds a connection for ever", timeout.flag, timeout.value))
+		}
+	}
+	if o.ReadTimeout > 0 && o.WriteTimeout > 0 && o.WriteTimeout < o.ReadTimeout {
+		errs = append(errs, fmt.Errorf("--write-timeout %s is shorter than --read-timeout %s: a request read in time could not be answered", o.WriteTimeout, o.ReadTimeout))
+	}
+	if o.MaxRequestsInFlight <= 0 {
+		errs = append(errs, fmt.Errorf("--max-requests-inflight must be positive, not %d", o.MaxRequestsInFlight))
+	}
+	if o.MaxRequestsInFlightWait < 0 {
+		errs = append(errs, fmt.Errorf("--max-requests-inflight-wait must not be negative, not %s", o.MaxRequestsInFlightWait))
 	}
 	if o.MetricsBindAddress != "" {
 		if err := validateHostPort(o.MetricsBindAddress); err != nil {

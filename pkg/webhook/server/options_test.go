@@ -2,6 +2,7 @@ package server
 
 import (
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 	"gotest.tools/v3/assert"
@@ -15,18 +16,30 @@ func TestOptionsFlags(t *testing.T) {
 		"--tls-cert-file=/certs/tls.crt", "--tls-private-key-file=/certs/tls.key",
 		"--bind-address=127.0.0.1", "--port=9443", "--kubeconfig=/kube/config", "--filesystem-overhead=0.1",
 		"--clone-check-qps=50.5", "--clone-check-burst=75", "--metrics-bind-address=:9090",
+		"--read-header-timeout=2s", "--read-timeout=3s", "--write-timeout=20s", "--idle-timeout=95s",
+		"--max-requests-inflight=7", "--max-requests-inflight-wait=250ms",
 	}))
 	assert.DeepEqual(t, *options, Options{
 		TLSCertFile: "/certs/tls.crt", TLSPrivateKeyFile: "/certs/tls.key",
 		BindAddress: "127.0.0.1", Port: 9443, Kubeconfig: "/kube/config", FilesystemOverhead: 0.1,
 		CloneCheckQPS: 50.5, CloneCheckBurst: 75, MetricsBindAddress: ":9090",
+		ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 20 * time.Second, IdleTimeout: 95 * time.Second,
+		MaxRequestsInFlight: 7, MaxRequestsInFlightWait: 250 * time.Millisecond,
 	})
 	assert.NilError(t, options.Validate())
 }
 
 func TestOptionsDefaults(t *testing.T) {
 	assert.DeepEqual(t, *NewOptions(), Options{BindAddress: "0.0.0.0", Port: 8443, FilesystemOverhead: 0.055,
-		CloneCheckQPS: DefaultCloneCheckQPS, CloneCheckBurst: DefaultCloneCheckBurst, MetricsBindAddress: "127.0.0.1:8080"})
+		CloneCheckQPS: DefaultCloneCheckQPS, CloneCheckBurst: DefaultCloneCheckBurst, MetricsBindAddress: "127.0.0.1:8080",
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxRequestsInFlight: 100, MaxRequestsInFlightWait: time.Second})
+	// The answer may take as long as the longest timeoutSeconds kube-apiserver
+	// allows a webhook; an idle connection outlives client-go's 90 s, so the
+	// client closes it first.
+	assert.Assert(t, DefaultWriteTimeout >= 30*time.Second)
+	assert.Assert(t, DefaultIdleTimeout > 90*time.Second)
+	assert.Assert(t, DefaultReadTimeout <= 10*time.Second)
 	// Far above client-go's 5 a second and 10 at once, which had VirtualMachine
 	// clone checks queue (issue 15), and finite.
 	assert.Assert(t, DefaultCloneCheckQPS >= 500)
@@ -71,6 +84,16 @@ func TestOptionsValidate(t *testing.T) {
 			`--metrics-bind-address: "localhost" is not an IP address`},
 		{"metrics on port zero", func(o *Options) { o.MetricsBindAddress = "127.0.0.1:0" },
 			`--metrics-bind-address: port "0" is not between 1 and 65535`},
+		{"zero read header timeout", func(o *Options) { o.ReadHeaderTimeout = 0 },
+			"--read-header-timeout must be positive, not 0s: without it a slow client holds a connection for ever"},
+		{"negative idle timeout", func(o *Options) { o.IdleTimeout = -time.Second },
+			"--idle-timeout must be positive, not -1s: without it a slow client holds a connection for ever"},
+		{"write timeout shorter than read timeout", func(o *Options) { o.ReadTimeout, o.WriteTimeout = 10*time.Second, 5*time.Second },
+			"--write-timeout 5s is shorter than --read-timeout 10s: a request read in time could not be answered"},
+		{"no requests in flight", func(o *Options) { o.MaxRequestsInFlight = 0 }, "--max-requests-inflight must be positive, not 0"},
+		{"no wait for a slot", func(o *Options) { o.MaxRequestsInFlightWait = 0 }, ""},
+		{"negative wait for a slot", func(o *Options) { o.MaxRequestsInFlightWait = -time.Second },
+			"--max-requests-inflight-wait must not be negative, not -1s"},
 		{"every error at once", func(o *Options) { o.TLSCertFile, o.Port = "", 0 },
 			"--tls-cert-file and --tls-private-key-file are required: the API server calls webhooks over HTTPS only\n--port 0 is not between 1 and 65535"},
 	}

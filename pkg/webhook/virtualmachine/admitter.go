@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
+	"github.com/datavolume/datavolume/pkg/apis/cdi/validation"
 	"github.com/datavolume/datavolume/pkg/cloneauth"
 	"github.com/datavolume/datavolume/pkg/plan"
 	"github.com/datavolume/datavolume/pkg/webhook/datavolume"
@@ -71,17 +72,22 @@ func (a *Admitter) admitTemplate(ctx context.Context, namespace string, vm *virt
 			BadValue: field.OmitValueType{}, Detail: fmt.Sprintf("cannot be read as a DataVolume spec: %v", err)})
 		return nil
 	}
-	rules, err := a.Rules.Check(ctx, namespace, spec, specPath)
-	if err != nil {
-		return fmt.Errorf("checking %s: %w", path, err)
-	}
-	verdict.Errors = append(verdict.Errors, rules.Errors...)
-	verdict.Warnings = append(verdict.Warnings, rules.Warnings...)
+	verdict.Errors = append(verdict.Errors, validation.ValidateDataVolumeSpec(spec, specPath)...)
 
+	// Authorize first: what the source rules find (whether the claim exists,
+	// its size and volume mode, the pods using it) is for a service account
+	// allowed to clone it, not for one that is refused.
 	if denial := a.authorizeClone(ctx, namespace, vm, index, template.Metadata.Name, spec, specPath, verdict); denial != nil {
 		verdict.Errors = append(verdict.Errors, denial)
 		verdict.CloneDenials++
+		return nil
 	}
+	source, err := a.Rules.CheckSource(ctx, namespace, spec, specPath)
+	if err != nil {
+		return fmt.Errorf("checking %s against its source: %w", path, err)
+	}
+	verdict.Errors = append(verdict.Errors, source.Errors...)
+	verdict.Warnings = append(verdict.Warnings, source.Warnings...)
 	return nil
 }
 
@@ -131,12 +137,15 @@ func (a *Admitter) authorizeClone(ctx context.Context, namespace string, vm *vir
 	return field.Forbidden(specPath.Child("source", "pvc"), denialDetail(req, serviceAccount, decision))
 }
 
-// denialDetail spells out who may not clone what, and what is missing.
+// denialDetail spells out who may not clone what, and which permission to
+// ask for. It names only what the VM itself names: nothing about the source
+// claim, whether it exists included, is told to a refused requester.
 func denialDetail(req cloneauth.Request, serviceAccount string, decision cloneauth.Decision) string {
 	detail := fmt.Sprintf("service account %s/%s may not clone the PersistentVolumeClaim %s/%s into namespace %s",
 		req.TargetNamespace, serviceAccount, req.SourceNamespace, req.SourceName, req.TargetNamespace)
 	if decision.Missing != "" {
-		detail += "; it needs " + decision.Missing
+		detail += fmt.Sprintf("; it needs %s; ask an administrator for a RoleBinding in namespace %s that grants it to the service account",
+			decision.Missing, req.SourceNamespace)
 	}
 	if decision.Reason != "" {
 		detail += " (" + decision.Reason + ")"

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"gotest.tools/v3/assert"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/datavolume/datavolume/pkg/cloneauth"
@@ -53,7 +53,8 @@ func TestAdmitCrossNamespaceClone(t *testing.T) {
 		wantAskedUser: defaultSA,
 		wantMessage: `virtualmachines.kubevirt.io "vm-dv-clone" is forbidden: spec.dataVolumeTemplates[0].spec.source.pvc: Forbidden: ` +
 			`service account vm-ns/default may not clone the PersistentVolumeClaim source-namespace/my-favorite-vm-disk into namespace vm-ns; ` +
-			`it needs create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace`,
+			`it needs create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace; ` +
+			`ask an administrator for a RoleBinding in namespace source-namespace that grants it to the service account`,
 		wantAnnotations: map[string]string{
 			"decision":       "deny",
 			"reason":         "missing permission create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace",
@@ -82,7 +83,8 @@ func TestAdmitCrossNamespaceClone(t *testing.T) {
 		wantAskedUser: clonerSA,
 		wantMessage: `virtualmachines.kubevirt.io "vm" is forbidden: spec.dataVolumeTemplates[0].spec.source.pvc: Forbidden: ` +
 			`service account vm-ns/cloner may not clone the PersistentVolumeClaim source-namespace/my-favorite-vm-disk into namespace vm-ns; ` +
-			`it needs create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace`,
+			`it needs create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace; ` +
+			`ask an administrator for a RoleBinding in namespace source-namespace that grants it to the service account`,
 		wantAnnotations: map[string]string{
 			"decision":       "deny",
 			"reason":         "missing permission create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace",
@@ -250,8 +252,12 @@ func TestAdmitSeveralClonesAnnotatesEach(t *testing.T) {
 		"decision.2": "deny", "reason.2": "missing permission create datavolumes/source (cdi.kubevirt.io) in namespace src-b",
 		"source.2": "src-b/disk", "target.2": "vm-ns/from-b", "serviceaccount.2": "vm-ns/default",
 	})
-	// Every template's source is missing: each gets its warning.
-	assert.Equal(t, len(resp.Warnings), 3, cmp.Diff(nil, resp.Warnings))
+	// Every template's source is missing: the templates whose clone may go
+	// ahead are warned of it; the refused one learns nothing of its source.
+	assert.DeepEqual(t, resp.Warnings, []string{
+		`spec.dataVolumeTemplates[0].spec.source.pvc: the source PersistentVolumeClaim "vm-ns/local-disk" does not exist yet; the clone waits until it does`,
+		`spec.dataVolumeTemplates[1].spec.source.pvc: the source PersistentVolumeClaim "src-a/disk" does not exist yet; the clone waits until it does`,
+	})
 }
 
 func TestAdmitUpdateChecksOnlyNewOrChangedTemplates(t *testing.T) {
@@ -271,9 +277,20 @@ func TestAdmitUpdateChecksOnlyNewOrChangedTemplates(t *testing.T) {
 		resp := handler.Handle(context.Background(), vmRequest(t, admissionv1.Update, "v1alpha3", resized, seedCloneVM))
 		assert.Assert(t, !resp.Allowed)
 		assert.Equal(t, len(authorizer.asked), 1)
+		// Refused: the source's size (9Gi) is not told.
+		assert.Equal(t, resp.Result.Code, int32(http.StatusForbidden))
+		assert.Equal(t, resp.Result.Message, `virtualmachines.kubevirt.io "vm-dv-clone" is forbidden: `+
+			`spec.dataVolumeTemplates[0].spec.source.pvc: Forbidden: service account vm-ns/default may not clone the PersistentVolumeClaim source-namespace/my-favorite-vm-disk into namespace vm-ns; `+
+			`it needs create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace; ask an administrator for a RoleBinding in namespace source-namespace that grants it to the service account`)
+		assert.Equal(t, len(resp.Warnings), 0, "warnings: %q", resp.Warnings)
+	})
+	t.Run("a changed template whose clone is allowed is checked against its source", func(t *testing.T) {
+		allowing := &fakeAuthorizer{allowed: map[string]string{defaultSA + " source-namespace/my-favorite-vm-disk": rbacAllow}}
+		handler := newHandler(t, allowing.authorize, webhooktest.BoundClaim("source-namespace", "my-favorite-vm-disk", "9Gi"))
+		resized := strings.Replace(seedCloneVM, "storage: 2Gi", "storage: 3Gi", 1)
+		resp := handler.Handle(context.Background(), vmRequest(t, admissionv1.Update, "v1alpha3", resized, seedCloneVM))
 		assert.DeepEqual(t, causes(resp), []string{
 			`spec.dataVolumeTemplates[0].spec.pvc.resources.requests.storage: Invalid value: "3Gi": must be at least the size of the source PersistentVolumeClaim "source-namespace/my-favorite-vm-disk" (9Gi)`,
-			`spec.dataVolumeTemplates[0].spec.source.pvc: Forbidden: service account vm-ns/default may not clone the PersistentVolumeClaim source-namespace/my-favorite-vm-disk into namespace vm-ns; it needs create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace`,
 		})
 	})
 	t.Run("delete is allowed", func(t *testing.T) {
@@ -329,6 +346,92 @@ func TestHandlerRefusesWhatItCannotRead(t *testing.T) {
 			resp := handler.Handle(context.Background(), req)
 			assert.Assert(t, !resp.Allowed)
 			assert.Equal(t, resp.Result.Code, int32(http.StatusBadRequest))
+		})
+	}
+}
+
+// archiveCloneTemplate clones source-namespace/secret-disk as an archive
+// into a 1Gi Filesystem claim: against a 5Gi Block source in use by a pod it
+// breaks every rule that reads the source (size, volume mode, pods).
+const archiveCloneTemplate = `
+  - metadata: {name: disk}
+    spec:
+      contentType: archive
+      source: {pvc: {namespace: source-namespace, name: secret-disk}}
+      pvc: {accessModes: [ReadWriteOnce], volumeMode: Filesystem, resources: {requests: {storage: 1Gi}}}
+`
+
+// sourceStates are the states of source-namespace/secret-disk a requester
+// without permission must not be able to tell apart.
+func sourceStates() map[string][]runtime.Object {
+	return map[string][]runtime.Object{
+		"absent":           nil,
+		"filesystem 5Gi":   {webhooktest.BoundClaim("source-namespace", "secret-disk", "5Gi")},
+		"pending request":  {webhooktest.BoundClaim("source-namespace", "secret-disk", "7Gi", webhooktest.Unbound)},
+		"block 5Gi in use": {webhooktest.BoundClaim("source-namespace", "secret-disk", "5Gi", webhooktest.BlockMode), webhooktest.PodUsing("source-namespace", "virt-launcher-secret-vm", "secret-disk", corev1.PodRunning)},
+	}
+}
+
+// A refused clone tells the requester that it is refused and which
+// permission to ask for, nothing about the source claim: whatever the claim's
+// state, or whether it exists, the answer is the same, and neither its
+// message nor its warnings mention a size, a volume mode or a pod.
+func TestDeniedCloneLearnsNothingAboutTheSource(t *testing.T) {
+	manifest := vmWithTemplates(archiveCloneTemplate, "")
+	const wantMessage = `virtualmachines.kubevirt.io "vm" is forbidden: spec.dataVolumeTemplates[0].spec.source.pvc: Forbidden: ` +
+		`service account vm-ns/default may not clone the PersistentVolumeClaim source-namespace/secret-disk into namespace vm-ns; ` +
+		`it needs create datavolumes/source (cdi.kubevirt.io) in namespace source-namespace; ` +
+		`ask an administrator for a RoleBinding in namespace source-namespace that grants it to the service account`
+	for state, objects := range sourceStates() {
+		t.Run(state, func(t *testing.T) {
+			authorizer := &fakeAuthorizer{}
+			resp := newHandler(t, authorizer.authorize, objects...).Handle(context.Background(), vmRequest(t, admissionv1.Create, "v1", manifest, ""))
+
+			assert.Assert(t, !resp.Allowed)
+			assert.Equal(t, resp.Result.Code, int32(http.StatusForbidden))
+			assert.Equal(t, resp.Result.Message, wantMessage)
+			assert.Assert(t, resp.Result.Details == nil || len(resp.Result.Details.Causes) == 0, "details: %+v", resp.Result.Details)
+			assert.Equal(t, len(resp.Warnings), 0, "warnings: %q", resp.Warnings)
+			for _, text := range append([]string{resp.Result.Message, string(resp.Result.Reason)}, causes(resp)...) {
+				for _, secret := range []string{"Gi", "Block", "Filesystem", "volume mode", "in use", "pod ", "virt-launcher", "exist"} {
+					assert.Assert(t, !strings.Contains(text, secret), "%q leaks %q about the source", text, secret)
+				}
+			}
+			assert.Equal(t, len(authorizer.asked), 1)
+		})
+	}
+}
+
+// An allowed clone is checked against its source as before.
+func TestAllowedCloneIsCheckedAgainstItsSource(t *testing.T) {
+	manifest := vmWithTemplates(archiveCloneTemplate, "")
+	allowed := map[string]string{defaultSA + " source-namespace/secret-disk": rbacAllow}
+	tests := []struct {
+		state        string
+		wantCauses   []string
+		wantWarnings []string
+	}{{
+		state:        "absent",
+		wantWarnings: []string{`spec.dataVolumeTemplates[0].spec.source.pvc: the source PersistentVolumeClaim "source-namespace/secret-disk" does not exist yet; the clone waits until it does`},
+	}, {
+		state:      "filesystem 5Gi",
+		wantCauses: []string{`spec.dataVolumeTemplates[0].spec.pvc.resources.requests.storage: Invalid value: "1Gi": must be at least the size of the source PersistentVolumeClaim "source-namespace/secret-disk" (5Gi)`},
+	}, {
+		state: "block 5Gi in use",
+		wantCauses: []string{
+			`spec.dataVolumeTemplates[0].spec.pvc.volumeMode: Invalid value: "Filesystem": contentType archive cannot be cloned across volume modes: the source PersistentVolumeClaim "source-namespace/secret-disk" is Block`,
+			`spec.dataVolumeTemplates[0].spec.pvc.resources.requests.storage: Invalid value: "1Gi": must be at least 5418Mi: the source PersistentVolumeClaim "source-namespace/secret-disk" is a Block volume of 5Gi, and a Filesystem volume loses 5.5% of its size to filesystem overhead`,
+		},
+		wantWarnings: []string{`spec.dataVolumeTemplates[0].spec.source.pvc: the source PersistentVolumeClaim "source-namespace/secret-disk" is in use by pod virt-launcher-secret-vm; the clone waits until it is released (power off the VM using it)`},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.state, func(t *testing.T) {
+			authorizer := &fakeAuthorizer{allowed: allowed}
+			resp := newHandler(t, authorizer.authorize, sourceStates()[tt.state]...).Handle(context.Background(), vmRequest(t, admissionv1.Create, "v1", manifest, ""))
+			assert.Equal(t, resp.Allowed, len(tt.wantCauses) == 0, "result: %+v", resp.Result)
+			assert.DeepEqual(t, causes(resp), tt.wantCauses)
+			assert.DeepEqual(t, resp.Warnings, tt.wantWarnings)
+			assert.Equal(t, len(authorizer.asked), 1)
 		})
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
 	"github.com/datavolume/datavolume/pkg/apis/cdi/matrix"
 	"github.com/datavolume/datavolume/pkg/plan"
+	"github.com/datavolume/datavolume/pkg/redact"
 )
 
 // checksumHexLen is the hex digest length of each supported checksum algorithm.
@@ -122,9 +123,7 @@ func checkEndpoint(contentType cdi.DataVolumeContentType, endpoint matrix.Endpoi
 
 func validateHTTP(h *cdi.DataVolumeSourceHTTP, contentType cdi.DataVolumeContentType, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
-	if _, err := parseURL(h.URL, "http", "https"); err != nil {
-		allErrs = append(allErrs, field.Invalid(fldPath.Child("url"), h.URL, err.Error()))
-	}
+	allErrs = append(allErrs, validateURL(h.URL, fldPath, "http", "https")...)
 	if h.SecretRef != "" {
 		allErrs = append(allErrs, validateObjectName(h.SecretRef, fldPath.Child("secretRef"))...)
 	}
@@ -150,9 +149,7 @@ func validateHTTP(h *cdi.DataVolumeSourceHTTP, contentType cdi.DataVolumeContent
 
 func validateRegistry(r *cdi.DataVolumeSourceRegistry, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
-	if _, err := parseURL(r.URL, "docker", "oci-archive"); err != nil {
-		allErrs = append(allErrs, field.Invalid(fldPath.Child("url"), r.URL, err.Error()))
-	}
+	allErrs = append(allErrs, validateURL(r.URL, fldPath, "docker", "oci-archive")...)
 	switch r.PullMethod {
 	case "", cdi.RegistryPullPod, cdi.RegistryPullNode:
 	default:
@@ -190,6 +187,29 @@ func validateObjectName(name string, fldPath *field.Path) field.ErrorList {
 		allErrs = append(allErrs, field.Invalid(fldPath, name, msg))
 	}
 	return allErrs
+}
+
+// validateURL checks the url of the source at fldPath: one of the schemes,
+// and no credentials in it. Credentials go in the Secret named by the
+// source's secretRef: in the URL they would be stored, shown to whoever may
+// read the DataVolume and written to the audit log. An error shows the URL
+// redacted (pkg/redact), never its user information or query string.
+func validateURL(raw string, fldPath *field.Path, schemes ...string) field.ErrorList {
+	urlPath := fldPath.Child("url")
+	u, err := parseURL(raw, schemes...)
+	switch {
+	case err != nil:
+		var shown any = redact.URL(raw)
+		if shown == redact.Unparsable {
+			shown = field.OmitValueType{} // nothing of it can be shown safely
+		}
+		return field.ErrorList{field.Invalid(urlPath, shown, err.Error())}
+	case u.User != nil:
+		return field.ErrorList{field.Invalid(urlPath, redact.ParsedURL(u), fmt.Sprintf(
+			"must not carry credentials (user:password@): put them in a Secret (keys accessKeyId and secretKey) "+
+				"in the DataVolume's namespace and name it in %s", fldPath.Child("secretRef")))}
+	}
+	return nil
 }
 
 // parseURL checks that raw is an absolute URL with one of the schemes and,

@@ -8,9 +8,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
+	"github.com/datavolume/datavolume/pkg/apis/cdi/install"
 )
 
 func claim(size string, mode corev1.PersistentVolumeMode) *corev1.PersistentVolumeClaimSpec {
@@ -222,4 +225,76 @@ func TestURLErrorsDoNotRepeatCredentials(t *testing.T) {
 	errs := ValidateDataVolumeSpec(&spec, field.NewPath("spec"))
 	assert.Equal(t, len(errs), 1)
 	assert.Check(t, !strings.Contains(errs[0].Detail, "secret"), errs[0].Detail)
+}
+
+// Credentials belong in a Secret named by secretRef: a URL carrying them
+// would be stored, shown to everyone who may read the DataVolume and written
+// to the audit log. The refusal points to secretRef and repeats neither the
+// password nor a query string (a presigned URL's signature).
+func TestURLsWithCredentialsAreRefused(t *testing.T) {
+	tests := []struct {
+		name   string
+		source *cdi.DataVolumeSource
+		want   string
+	}{{
+		name:   "http user and password",
+		source: httpSource("https://user:hunter2@images.example/disk.img?X-Amz-Signature=sig0"),
+		want: `spec.source.http.url: Invalid value: "https://images.example/disk.img": must not carry credentials (user:password@): ` +
+			`put them in a Secret (keys accessKeyId and secretKey) in the DataVolume's namespace and name it in spec.source.http.secretRef`,
+	}, {
+		name:   "http token as user",
+		source: httpSource("http://hunter2@images.example/disk.img"),
+		want: `spec.source.http.url: Invalid value: "http://images.example/disk.img": must not carry credentials (user:password@): ` +
+			`put them in a Secret (keys accessKeyId and secretKey) in the DataVolume's namespace and name it in spec.source.http.secretRef`,
+	}, {
+		name:   "registry user and password",
+		source: &cdi.DataVolumeSource{Registry: &cdi.DataVolumeSourceRegistry{URL: "docker://user:hunter2@registry.example/disk:1"}},
+		want: `spec.source.registry.url: Invalid value: "docker://registry.example/disk:1": must not carry credentials (user:password@): ` +
+			`put them in a Secret (keys accessKeyId and secretKey) in the DataVolume's namespace and name it in spec.source.registry.secretRef`,
+	}, {
+		name:   "a bad scheme is not echoed with its credentials or query",
+		source: httpSource("ftp://user:hunter2@images.example/disk.img?token=sig0"),
+		want:   `spec.source.http.url: Invalid value: "ftp://images.example/disk.img": scheme must be http or https`,
+	}, {
+		name:   "an unparsable URL is not echoed at all",
+		source: httpSource("http://user:hunter2@h/%zz?token=sig0"),
+		want:   `spec.source.http.url: Invalid value: not a URL: invalid URL escape "%zz"`,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := cdi.DataVolumeSpec{Source: tt.source, PVC: claim("1Gi", "")}
+			errs := ValidateDataVolumeSpec(&spec, field.NewPath("spec"))
+			assert.Assert(t, len(errs) > 0, "accepted")
+			assert.Equal(t, errs.ToAggregate().Error(), tt.want)
+			for _, secret := range []string{"hunter2", "sig0"} {
+				assert.Check(t, !strings.Contains(errs.ToAggregate().Error(), secret), "the error repeats %q", secret)
+			}
+		})
+	}
+	t.Run("a presigned URL without user information is accepted", func(t *testing.T) {
+		spec := cdi.DataVolumeSpec{Source: httpSource("https://bucket.s3.example/disk.img?X-Amz-Signature=sig0"), PVC: claim("1Gi", "")}
+		assert.Equal(t, len(ValidateDataVolumeSpec(&spec, field.NewPath("spec"))), 0)
+	})
+}
+
+// A v1alpha1 DataVolume is validated as the internal one it converts to:
+// its http and registry URLs are refused with credentials too.
+func TestV1alpha1URLsWithCredentialsAreRefused(t *testing.T) {
+	scheme := runtime.NewScheme()
+	install.Install(scheme)
+	decoder := serializer.NewCodecFactory(scheme).UniversalDecoder()
+	for source, path := range map[string]string{
+		`{"http": {"url": "https://user:hunter2@images.example/disk.img"}}`: "spec.source.http.url",
+		`{"registry": {"url": "docker://user:hunter2@registry.example/d"}}`: "spec.source.registry.url",
+	} {
+		t.Run(path, func(t *testing.T) {
+			manifest := `{"apiVersion": "cdi.kubevirt.io/v1alpha1", "kind": "DataVolume", "metadata": {"name": "dv", "namespace": "ns"},
+				"spec": {"source": ` + source + `, "pvc": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}`
+			obj, _, err := decoder.Decode([]byte(manifest), nil, nil)
+			assert.NilError(t, err)
+			errs := ValidateDataVolume(obj.(*cdi.DataVolume))
+			assert.DeepEqual(t, errorsOf(errs), []string{"FieldValueInvalid " + path})
+			assert.Check(t, !strings.Contains(errs.ToAggregate().Error(), "hunter2"), errs.ToAggregate().Error())
+		})
+	}
 }
