@@ -32,6 +32,8 @@ func TestDataVolumeCRDMarkerServesNothing(t *testing.T) {
 	// datavolumes/source).
 	resources := kubectl(t, "get", "--raw", "/apis/cdi.kubevirt.io/v1beta1")
 	assert.Check(t, is.Contains(resources, `"datavolumes/source"`))
+	// kubectl explain reads our OpenAPI, not the marker's open schema.
+	assert.Check(t, is.Contains(kubectl(t, "explain", "datavolume.spec.source.pvc"), "Namespace of the source claim"))
 
 	ns := namespace(t, "marker")
 	// A watch, as KubeVirt's DataVolume informer opens one.

@@ -127,6 +127,12 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 	if err := waitFor(ctx, "cdi.kubevirt.io through the aggregator", 90*time.Second, c.procs, httpOK(adminHTTP, discovery)); err != nil {
 		return c.diagnosed(ctx, err)
 	}
+	// kube-aggregator lists an APIService's OpenAPI v3 (what kubectl explain
+	// reads) some seconds after it serves its discovery.
+	openAPI := c.APIServerURL + "/openapi/v3/apis/cdi.kubevirt.io/v1beta1"
+	if err := waitFor(ctx, "cdi.kubevirt.io's OpenAPI through the aggregator", 90*time.Second, c.procs, httpOK(adminHTTP, openAPI)); err != nil {
+		return c.diagnosed(ctx, err)
+	}
 	// Each API server picks the webhook configurations up from its
 	// informers; until both call the webhook, objects would be admitted
 	// without it.
