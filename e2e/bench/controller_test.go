@@ -220,21 +220,7 @@ func importThroughDataVolume(ctx context.Context, kube kubernetes.Interface, cdi
 	if _, err := cdi.CdiV1beta1().DataVolumes(ns).Create(ctx, dv, metav1.CreateOptions{}); err != nil {
 		return tl, err
 	}
-	return tl, pollTimeline(ctx, kube, ns, name, "importer-"+name, &tl, func() (bool, error) {
-		got, err := cdi.CdiV1beta1().DataVolumes(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		if got.Status.Phase == v1beta1.Failed {
-			return false, fmt.Errorf("DataVolume %s failed: %v", name, got.Status.Conditions)
-		}
-		for _, c := range got.Status.Conditions {
-			if c.Type == v1beta1.DataVolumeReady && c.Status == corev1.ConditionTrue {
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	return tl, pollTimeline(ctx, kube, ns, name, "importer-"+name, &tl, dataVolumeReady(ctx, cdi, ns, name))
 }
 
 // importThroughJob is the baseline: the claim and the Job a user would
@@ -272,24 +258,7 @@ func importThroughJob(ctx context.Context, kube kubernetes.Interface, ns, name, 
 	if _, err := kube.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
 		return tl, err
 	}
-	return tl, pollTimeline(ctx, kube, ns, name, job.Name, &tl, func() (bool, error) {
-		got, err := kube.BatchV1().Jobs(ns).Get(ctx, job.Name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		for _, c := range got.Status.Conditions {
-			if c.Status != corev1.ConditionTrue {
-				continue
-			}
-			switch c.Type {
-			case batchv1.JobComplete:
-				return true, nil
-			case batchv1.JobFailed:
-				return false, fmt.Errorf("job %s failed: %s", job.Name, c.Message)
-			}
-		}
-		return false, nil
-	})
+	return tl, pollTimeline(ctx, kube, ns, name, job.Name, &tl, jobDone(ctx, kube, ns, job.Name))
 }
 
 // pollTimeline polls every 100 ms, noting when the claim, the Job and its
@@ -515,4 +484,45 @@ func controllerPeakRSS() int64 {
 		}
 	}
 	return peak
+}
+
+// jobDone polls a Job: done when Complete, an error when Failed.
+func jobDone(ctx context.Context, kube kubernetes.Interface, ns, name string) func() (bool, error) {
+	return func() (bool, error) {
+		got, err := kube.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range got.Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				continue
+			}
+			switch c.Type {
+			case batchv1.JobComplete:
+				return true, nil
+			case batchv1.JobFailed:
+				return false, fmt.Errorf("job %s failed: %s", name, c.Message)
+			}
+		}
+		return false, nil
+	}
+}
+
+// dataVolumeReady polls a DataVolume: done when Ready, an error when Failed.
+func dataVolumeReady(ctx context.Context, cdi cdiclient.Interface, ns, name string) func() (bool, error) {
+	return func() (bool, error) {
+		got, err := cdi.CdiV1beta1().DataVolumes(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		if got.Status.Phase == v1beta1.Failed {
+			return false, fmt.Errorf("DataVolume %s failed: %v", name, got.Status.Conditions)
+		}
+		for _, c := range got.Status.Conditions {
+			if c.Type == v1beta1.DataVolumeReady && c.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
 }

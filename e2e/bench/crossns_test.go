@@ -312,21 +312,7 @@ func cloneThroughDataVolume(ctx context.Context, kube kubernetes.Interface, cdi 
 	if overNetwork {
 		ns, claim, job = dst, name, "clone-target-"+name
 	}
-	return tl, pollTimeline(ctx, kube, ns, claim, job, &tl, func() (bool, error) {
-		got, err := cdi.CdiV1beta1().DataVolumes(dst).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		if got.Status.Phase == v1beta1.Failed {
-			return false, fmt.Errorf("DataVolume %s failed: %v", name, got.Status.Conditions)
-		}
-		for _, c := range got.Status.Conditions {
-			if c.Type == v1beta1.DataVolumeReady && c.Status == corev1.ConditionTrue {
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	return tl, pollTimeline(ctx, kube, ns, claim, job, &tl, dataVolumeReady(ctx, cdi, dst, name))
 }
 
 // cloneThroughJob is the baseline: a claim and one pod copying the source
@@ -368,22 +354,5 @@ func cloneThroughJob(ctx context.Context, kube kubernetes.Interface, golden *cor
 	if _, err := kube.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
 		return tl, err
 	}
-	return tl, pollTimeline(ctx, kube, ns, name, job.Name, &tl, func() (bool, error) {
-		got, err := kube.BatchV1().Jobs(ns).Get(ctx, job.Name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		for _, c := range got.Status.Conditions {
-			if c.Status != corev1.ConditionTrue {
-				continue
-			}
-			switch c.Type {
-			case batchv1.JobComplete:
-				return true, nil
-			case batchv1.JobFailed:
-				return false, fmt.Errorf("job %s failed: %s", job.Name, c.Message)
-			}
-		}
-		return false, nil
-	})
+	return tl, pollTimeline(ctx, kube, ns, name, job.Name, &tl, jobDone(ctx, kube, ns, job.Name))
 }
