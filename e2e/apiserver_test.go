@@ -399,3 +399,20 @@ spec:
         storage: 1Gi
 `
 }
+
+// Deleting a namespace deletes its DataVolumes and ends: kube-controller-
+// manager's namespace deleter lists and deletes them through the aggregator
+// asking for protobuf first, which the DataVolume types do not have.
+func TestNamespaceWithDataVolumesIsDeleted(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t, "deleted")
+	create(t, ns, cloneYAML("waits", ns, ns, "missing", claimSize))
+	kubectl(t, "delete", "namespace", ns, "--wait=false")
+	eventually(t, 2*time.Minute, func() error {
+		out, err := cluster.Kubectl(testContext(t), "", "get", "namespace", ns, "-o", `jsonpath={.status.conditions[?(@.type=="NamespaceDeletionContentFailure")].message}`)
+		if err != nil && strings.Contains(err.Error()+out, "NotFound") {
+			return nil
+		}
+		return errorf("namespace %s still there: %s %v", ns, out, err)
+	})
+}

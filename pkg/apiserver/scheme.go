@@ -17,6 +17,23 @@ var (
 	Codecs = serializer.NewCodecFactory(Scheme)
 )
 
+// withoutProtobuf is the DataVolume group's serializer: JSON and YAML only.
+// The DataVolume types have no protobuf encoding, and kube-controller-
+// manager's namespace deleter asks for protobuf first; offered, it fails on
+// every DataVolumeList and leaves every namespace of the cluster
+// Terminating (kubernetes/kubernetes#86666). Not offered, it gets JSON.
+type withoutProtobuf struct{ serializer.CodecFactory }
+
+func (s withoutProtobuf) SupportedMediaTypes() []runtime.SerializerInfo {
+	var infos []runtime.SerializerInfo
+	for _, info := range s.CodecFactory.SupportedMediaTypes() {
+		if info.MediaType != runtime.ContentTypeProtobuf {
+			infos = append(infos, info)
+		}
+	}
+	return infos
+}
+
 func init() {
 	install.Install(Scheme)
 	// Options types (ListOptions, DeleteOptions, ...) and Status live in the
