@@ -248,6 +248,10 @@ func podPhase(o *observation, w words, current v1beta1.DataVolumePhase) (v1beta1
 			phase = w.scheduled
 		}
 		return phase, corev1.ConditionFalse, reasonError, failureMessage(o)
+	case pod.Status.Phase == corev1.PodSucceeded || (status != nil && status.State.Terminated != nil && status.State.Terminated.ExitCode == 0):
+		// Done, and the Job controller has not said Complete yet: still in
+		// progress (not back to scheduled), so nothing is written meanwhile.
+		return w.inProgress, corev1.ConditionTrue, reasonPodRunning, ""
 	case status != nil && status.State.Running != nil:
 		if o.plan.Command == plan.CommandUpload && !status.Ready {
 			return w.scheduled, corev1.ConditionFalse, "", ""

@@ -61,6 +61,18 @@ func TestImportPhasesFollowTheJob(t *testing.T) {
 	assert.Equal(t, condition(st, v1beta1.DataVolumeReady).Reason, "TransferRunning")
 	assert.DeepEqual(t, reasons(events), []string{"Normal ImportInProgress"})
 
+	// The pod is done before the Job says so: nothing to write, no phase
+	// back to ImportScheduled.
+	dv.Status = st
+	o = observe(dv)
+	done := runningPod("importer-disk")
+	done.Status.Phase = corev1.PodSucceeded
+	done.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}
+	o.claim, o.job, o.pod = claim, jobWith("importer-disk"), done
+	finishing, events := desiredStatus(o)
+	assert.DeepEqual(t, finishing, st)
+	assert.Equal(t, len(events), 0)
+
 	// The Job completes.
 	dv.Status = st
 	o = observe(dv)
