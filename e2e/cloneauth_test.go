@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -370,8 +371,10 @@ metadata:
 	assert.Check(t, is.Equal(got[cloneauth.AuditSource], seedSource+"/"+seedClaim))
 	assert.Check(t, is.Equal(got[cloneauth.AuditTarget], seedDestination+"/cloner-datavolume"))
 
-	// Revocation: once RBAC no longer allows it, the very next create is
-	// denied: nothing in datavolume-apiserver remembers the earlier allow.
+	// Revocation: once RBAC no longer allows it, creates are denied as soon
+	// as the clone check's cached answer expires (10 s). A create admitted
+	// before that moves no data: the controller asks again, uncached
+	// (TestRevokedCloneWaitsAndResumes).
 	kubectl(t, "delete", "-f", repoFile(t, "artifacts/examples/allow-clone-to-user.yaml"))
 	eventually(t, 30*time.Second, func() error {
 		if canCloneBySource(t, sa, seedSource, seedClaim) {
@@ -379,8 +382,20 @@ metadata:
 		}
 		return nil
 	})
-	out, err = cloneAs(t, sa, "after-revoke", seedDestination, seedSource, seedClaim)
-	assertCloneForbidden(t, out, err, seedServiceAcct, "after-revoke", seedDestination, seedSource, seedClaim)
+	revoked := time.Now()
+	attempt := 0
+	eventually(t, 30*time.Second, func() error {
+		attempt++
+		name := fmt.Sprintf("after-revoke-%d", attempt)
+		out, err = cloneAs(t, sa, name, seedDestination, seedSource, seedClaim)
+		if err == nil {
+			_, _ = cluster.Kubectl(testContext(t), "", "delete", "dv", name, "-n", seedDestination, "--wait=false")
+			return errorf("admitted %s after the revocation (cached for up to 10 s)", name)
+		}
+		assertCloneForbidden(t, out, err, seedServiceAcct, name, seedDestination, seedSource, seedClaim)
+		return nil
+	})
+	assert.Check(t, time.Since(revoked) < 15*time.Second, "denied only after %s", time.Since(revoked))
 	src, err = cloneSource(t, sa, seedSource, seedClaim)
 	assert.Check(t, is.ErrorContains(err, "Forbidden"), "%+v", src)
 }

@@ -47,24 +47,10 @@ const (
 	DefaultCloneCheckBurst int     = 4000
 )
 
-// cloneCheckUserAgentSuffix tells the clone checks apart from the server's
-// other requests in kube-apiserver's audit log.
-const cloneCheckUserAgentSuffix = " clone-check"
-
-// cloneCheckClientConfig is base with the clone checks' own limits: the
-// clone checks get a client of their own, so nothing else this server asks
-// (informers, delegated authorization) shares their limiter, and they share
-// no other's.
+// cloneCheckClientConfig is base with the clone checks' own limits
+// (cloneauth.ClientConfig).
 func (o *Options) cloneCheckClientConfig(base *rest.Config) *rest.Config {
-	config := rest.CopyConfig(base)
-	config.QPS, config.Burst = o.CloneCheckQPS, o.CloneCheckBurst
-	config.RateLimiter = nil // built from QPS and Burst, for this client alone
-	userAgent := config.UserAgent
-	if userAgent == "" {
-		userAgent = rest.DefaultKubernetesUserAgent()
-	}
-	config.UserAgent = userAgent + cloneCheckUserAgentSuffix
-	return config
+	return cloneauth.ClientConfig(base, o.CloneCheckQPS, o.CloneCheckBurst)
 }
 
 // cloneConfig builds the clone gate and the datavolumes/source describer on
@@ -75,7 +61,8 @@ func (o *Options) cloneConfig(ctx context.Context, kube kubernetes.Interface, vm
 		return ExtraConfig{}, fmt.Errorf("loading clone grant keys: %w", err)
 	}
 	authorizer := cloneauth.NewAuthorizer(kube.AuthorizationV1().SubjectAccessReviews(),
-		cloneauth.WithTimeout(o.CloneCheckTimeout), cloneauth.WithLogger(log.WithName("clone")))
+		cloneauth.WithTimeout(o.CloneCheckTimeout), cloneauth.WithLogger(log.WithName("clone")),
+		cloneauth.WithCache(o.CloneCheckCacheAllowedTTL, o.CloneCheckCacheDeniedTTL))
 	gate := &cloneGate{authorizer: authorizer, keys: keys, ttl: o.CloneGrantTTL, now: time.Now,
 		vmTemplates: newVMTemplateJudge(o.VMTemplateCreator, vms),
 		sourceUID:   claimUID(claims)}

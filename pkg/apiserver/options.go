@@ -25,6 +25,7 @@ import (
 	netutils "k8s.io/utils/net"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi/v1beta1"
+	"github.com/datavolume/datavolume/pkg/cloneauth"
 	generatedopenapi "github.com/datavolume/datavolume/pkg/generated/openapi"
 )
 
@@ -47,6 +48,9 @@ type Options struct {
 	// makes); see DefaultCloneCheckQPS.
 	CloneCheckQPS   float32
 	CloneCheckBurst int
+	// CloneCheckCacheAllowedTTL and CloneCheckCacheDeniedTTL are how long
+	// an allowed and a denied SubjectAccessReview answer is reused.
+	CloneCheckCacheAllowedTTL, CloneCheckCacheDeniedTTL time.Duration
 	// VMTemplateCreator is the user (datavolume-controller's
 	// ServiceAccount) whose clone DataVolumes controlled by a
 	// VirtualMachine are judged for the VM's ServiceAccount.
@@ -63,6 +67,9 @@ func NewOptions() *Options {
 		CloneCheckTimeout: 10 * time.Second,
 		CloneCheckQPS:     DefaultCloneCheckQPS,
 		CloneCheckBurst:   DefaultCloneCheckBurst,
+
+		CloneCheckCacheAllowedTTL: cloneauth.DefaultCacheAllowedTTL,
+		CloneCheckCacheDeniedTTL:  cloneauth.DefaultCacheDeniedTTL,
 	}
 	// kube-apiserver has already queued every request it proxies here under
 	// its own priority and fairness; a second queue only costs CPU (0.1 of
@@ -102,6 +109,11 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 			"its clone DataVolumes controlled by a VirtualMachine are judged for the VM's ServiceAccount, as KubeVirt judges them. Empty: none.")
 	clone.IntVar(&o.CloneCheckBurst, "clone-check-burst", o.CloneCheckBurst,
 		"Requests the clone checks may send at once above --clone-check-qps.")
+	clone.DurationVar(&o.CloneCheckCacheAllowedTTL, "clone-check-cache-allowed-ttl", o.CloneCheckCacheAllowedTTL,
+		"How long an allowed clone check's SubjectAccessReview answer is reused for the same requester, source and target namespace (0: never). "+
+			"It admits the create only: datavolume-controller asks again, uncached, before any data moves.")
+	clone.DurationVar(&o.CloneCheckCacheDeniedTTL, "clone-check-cache-denied-ttl", o.CloneCheckCacheDeniedTTL,
+		"How long a denied clone check's answer is reused (0: never); a RoleBinding just added takes effect after it.")
 
 	misc := fss.FlagSet("misc")
 	misc.StringSliceVar(&o.AlternateDNS, "alternate-dns", o.AlternateDNS, "Extra DNS names of a self-signed serving certificate.")

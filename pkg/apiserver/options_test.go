@@ -102,6 +102,7 @@ func TestCloneCheckClientConfig(t *testing.T) {
 	assert.Equal(t, config.QPS, float32(321))
 	assert.Equal(t, config.Burst, 654)
 	assert.Equal(t, config.UserAgent, "datavolume-apiserver/v1 clone-check")
+	assert.Equal(t, config.ContentType, "application/vnd.kubernetes.protobuf", "SubjectAccessReviews cost less in protobuf")
 	assert.Equal(t, base.QPS, float32(5), "the shared configuration was changed")
 	assert.Equal(t, base.UserAgent, "datavolume-apiserver/v1")
 

@@ -25,6 +25,8 @@ type Authorizer struct {
 	reviews authorizationv1client.SubjectAccessReviewInterface
 	timeout time.Duration
 	log     logr.Logger
+	// cache holds recent answers; nil asks every time.
+	cache *reviewCache
 }
 
 // Option configures an Authorizer.
@@ -112,6 +114,26 @@ func (a *Authorizer) review(ctx context.Context, u user.Info, attributes authori
 	if a.reviews == nil {
 		return nil, errors.New("no SubjectAccessReview client")
 	}
+	if a.cache == nil {
+		return a.ask(ctx, u, attributes)
+	}
+	key, ok := a.cache.key(u, attributes)
+	if !ok {
+		return a.ask(ctx, u, attributes)
+	}
+	if status, hit := a.cache.get(key); hit {
+		cacheHits.Inc()
+		return status, nil
+	}
+	status, err := a.ask(ctx, u, attributes)
+	if err == nil {
+		a.cache.add(key, *status)
+	}
+	return status, err
+}
+
+// ask sends one SubjectAccessReview.
+func (a *Authorizer) ask(ctx context.Context, u user.Info, attributes authorizationv1.ResourceAttributes) (*authorizationv1.SubjectAccessReviewStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 

@@ -65,18 +65,10 @@ func (o *Options) Config() (*Config, error) {
 	return &Config{options: *o, client: client, cloneChecks: cloneChecks, certificate: certificate}, nil
 }
 
-// cloneCheckClientConfig is base with the clone checks' own limits and a
-// user agent that tells their requests apart in kube-apiserver's audit log.
+// cloneCheckClientConfig is base with the clone checks' own limits
+// (cloneauth.ClientConfig).
 func (o *Options) cloneCheckClientConfig(base *rest.Config) *rest.Config {
-	config := rest.CopyConfig(base)
-	config.QPS, config.Burst = o.CloneCheckQPS, o.CloneCheckBurst
-	config.RateLimiter = nil // built from QPS and Burst, for this client alone
-	userAgent := config.UserAgent
-	if userAgent == "" {
-		userAgent = rest.DefaultKubernetesUserAgent()
-	}
-	config.UserAgent = userAgent + " clone-check"
-	return config
+	return cloneauth.ClientConfig(base, o.CloneCheckQPS, o.CloneCheckBurst)
 }
 
 func restConfigFor(kubeconfig string) (*rest.Config, error) {
@@ -108,7 +100,8 @@ func (c *Config) Run(ctx context.Context) error {
 		return fmt.Errorf("trimming cached pods: %w", err)
 	}
 	authorizer := cloneauth.NewAuthorizer(c.cloneChecks.AuthorizationV1().SubjectAccessReviews(),
-		cloneauth.WithTimeout(subjectAccessReviewTimeout), cloneauth.WithLogger(log.WithName("cloneauth")))
+		cloneauth.WithTimeout(subjectAccessReviewTimeout), cloneauth.WithLogger(log.WithName("cloneauth")),
+		cloneauth.WithCache(c.options.CloneCheckCacheAllowedTTL, c.options.CloneCheckCacheDeniedTTL))
 
 	var ready atomic.Bool
 	handler := c.routes(endpoints.Dependencies{

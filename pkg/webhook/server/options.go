@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/datavolume/datavolume/pkg/cloneauth"
 	"github.com/datavolume/datavolume/pkg/plan"
 )
 
@@ -31,6 +32,9 @@ type Options struct {
 	// SubjectAccessReviews of VirtualMachine clones; see DefaultCloneCheckQPS.
 	CloneCheckQPS   float32
 	CloneCheckBurst int
+	// CloneCheckCacheAllowedTTL and CloneCheckCacheDeniedTTL are how long
+	// an allowed and a denied SubjectAccessReview answer is reused.
+	CloneCheckCacheAllowedTTL, CloneCheckCacheDeniedTTL time.Duration
 	// MetricsBindAddress is where /metrics is served over plain HTTP
 	// (host:port); empty turns it off.
 	MetricsBindAddress string
@@ -93,6 +97,9 @@ func NewOptions() *Options {
 		CloneCheckBurst:    DefaultCloneCheckBurst,
 		MetricsBindAddress: "127.0.0.1:8080",
 
+		CloneCheckCacheAllowedTTL: cloneauth.DefaultCacheAllowedTTL,
+		CloneCheckCacheDeniedTTL:  cloneauth.DefaultCacheDeniedTTL,
+
 		ReadHeaderTimeout:       DefaultReadHeaderTimeout,
 		ReadTimeout:             DefaultReadTimeout,
 		WriteTimeout:            DefaultWriteTimeout,
@@ -115,6 +122,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"SubjectAccessReviews per second the clone checks of VirtualMachines may send kube-apiserver, on a client of their own; "+
 			"above it admission waits, and a wait past the review's time limit denies.")
 	fs.IntVar(&o.CloneCheckBurst, "clone-check-burst", o.CloneCheckBurst, "SubjectAccessReviews the clone checks may send at once above --clone-check-qps.")
+	fs.DurationVar(&o.CloneCheckCacheAllowedTTL, "clone-check-cache-allowed-ttl", o.CloneCheckCacheAllowedTTL,
+		"How long an allowed clone check's SubjectAccessReview answer is reused for the same service account, source and target namespace (0: never). "+
+			"It admits the VirtualMachine only: datavolume-controller asks again, uncached, before any data moves.")
+	fs.DurationVar(&o.CloneCheckCacheDeniedTTL, "clone-check-cache-denied-ttl", o.CloneCheckCacheDeniedTTL,
+		"How long a denied clone check's answer is reused (0: never); a RoleBinding just added takes effect after it.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
 		"host:port to serve Prometheus metrics on, over plain HTTP at /metrics (client-go's rest_client_* among them); empty turns it off. "+
 			"The default is reachable from inside the pod only (kubectl port-forward).")

@@ -18,12 +18,14 @@ func TestOptionsFlags(t *testing.T) {
 		"--clone-check-qps=50.5", "--clone-check-burst=75", "--metrics-bind-address=:9090",
 		"--read-header-timeout=2s", "--read-timeout=3s", "--write-timeout=20s", "--idle-timeout=95s",
 		"--max-requests-inflight=7", "--max-requests-inflight-wait=250ms",
+		"--clone-check-cache-allowed-ttl=3s", "--clone-check-cache-denied-ttl=0",
 	}))
 	assert.DeepEqual(t, *options, Options{
 		TLSCertFile: "/certs/tls.crt", TLSPrivateKeyFile: "/certs/tls.key",
 		BindAddress: "127.0.0.1", Port: 9443, Kubeconfig: "/kube/config", FilesystemOverhead: 0.1,
 		CloneCheckQPS: 50.5, CloneCheckBurst: 75, MetricsBindAddress: ":9090",
-		ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 20 * time.Second, IdleTimeout: 95 * time.Second,
+		CloneCheckCacheAllowedTTL: 3 * time.Second,
+		ReadHeaderTimeout:         2 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 20 * time.Second, IdleTimeout: 95 * time.Second,
 		MaxRequestsInFlight: 7, MaxRequestsInFlightWait: 250 * time.Millisecond,
 	})
 	assert.NilError(t, options.Validate())
@@ -32,6 +34,7 @@ func TestOptionsFlags(t *testing.T) {
 func TestOptionsDefaults(t *testing.T) {
 	assert.DeepEqual(t, *NewOptions(), Options{BindAddress: "0.0.0.0", Port: 8443, FilesystemOverhead: 0.055,
 		CloneCheckQPS: DefaultCloneCheckQPS, CloneCheckBurst: DefaultCloneCheckBurst, MetricsBindAddress: "127.0.0.1:8080",
+		CloneCheckCacheAllowedTTL: 10 * time.Second, CloneCheckCacheDeniedTTL: 2 * time.Second,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 		MaxRequestsInFlight: 100, MaxRequestsInFlightWait: time.Second})
 	// The answer may take as long as the longest timeoutSeconds kube-apiserver
