@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -26,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	batchinformers "k8s.io/client-go/informers/batch/v1"
@@ -126,14 +126,19 @@ type Controller struct {
 	synced         []cache.InformerSynced
 
 	queue workqueue.TypedRateLimitingInterface[string]
-	// deletedJobs holds the UIDs of Jobs a DELETE was sent for, until the
-	// informer reports them gone.
-	deletedJobs sync.Map
+	// deletedJobs holds the UIDs of Jobs a DELETE was sent for, for a while
+	// after: a sync that read a Job from the cache just before the informer
+	// dropped it must not send a second DELETE. UIDs are never reused.
+	deletedJobs *utilcache.LRUExpireCache
 	// recheck spaces out the permission checks of a clone that waits for
 	// its requester to be allowed again.
 	recheck workqueue.TypedRateLimiter[string]
 	now     func() metav1.Time
 }
+
+// deletedJobsTTL is how long a Job's DELETE is remembered: far longer than
+// an informer takes to see it gone.
+const deletedJobsTTL = 10 * time.Minute
 
 // errStaleCache says the cache is behind the API: the sync is retried.
 var errStaleCache = errors.New("the DataVolume changed since it was cached")
@@ -155,6 +160,7 @@ func New(kube kubernetes.Interface, cdiClient cdiclient.Interface, scheme *runti
 	c := &Controller{
 		kube: kube, cdi: cdiClient, scheme: scheme, recorder: recorder, opts: opts,
 		progress:       newProgressReader(opts.Jobs.MetricsPort),
+		deletedJobs:    utilcache.NewLRUExpireCache(10000),
 		dataVolumes:    inf.DataVolumes.Lister(),
 		claims:         inf.Claims.Lister(),
 		jobs:           inf.Jobs.Lister(),
@@ -184,14 +190,6 @@ func New(kube kubernetes.Interface, cdiClient cdiclient.Interface, scheme *runti
 		}},
 		{inf.Claims.Informer(), c.ownerHandler()},
 		{inf.Jobs.Informer(), c.ownerHandler()},
-		{inf.Jobs.Informer(), cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			if job, ok := obj.(*batchv1.Job); ok {
-				c.deletedJobs.Delete(job.UID)
-			}
-		}}},
 		{inf.Pods.Informer(), c.podHandler()},
 	}
 	for _, h := range handlers {
@@ -758,8 +756,8 @@ func (c *Controller) annotateClaim(ctx context.Context, o *observation, phase v1
 // deleted says a delete of this Job was already sent: the cache has not
 // caught up with it yet, and a second DELETE would be one more write.
 func (c *Controller) deleted(job *batchv1.Job) bool {
-	_, ok := c.deletedJobs.Load(job.UID)
-	return ok
+	_, ok := c.deletedJobs.Get(job.UID)
+	return ok || job.DeletionTimestamp != nil
 }
 
 func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
@@ -774,7 +772,7 @@ func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job) error {
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting Job %s/%s: %w", job.Namespace, job.Name, err)
 	}
-	c.deletedJobs.Store(job.UID, struct{}{})
+	c.deletedJobs.Add(job.UID, struct{}{}, deletedJobsTTL)
 	return nil
 }
 

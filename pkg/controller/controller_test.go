@@ -298,3 +298,24 @@ func TestNoJobFromAStaleCache(t *testing.T) {
 	assert.Equal(t, requeue, time.Second)
 	assert.Equal(t, len(h.actions("create", "jobs")), 0, "no second writer")
 }
+
+// A Job already being deleted (by this replica before a restart, or by the
+// other before a leader change) gets no second DELETE.
+func TestNoSecondDeleteOfAJobBeingDeleted(t *testing.T) {
+	dv := importDV("disk")
+	h := newHarness(t, dv)
+	h.sync(dv)
+	claim, err := h.kube.CoreV1().PersistentVolumeClaims("ns").Get(context.Background(), "disk", metav1.GetOptions{})
+	assert.NilError(t, err)
+	claim.Status.Phase = corev1.ClaimBound
+	h.cache(claim)
+	job, err := h.kube.BatchV1().Jobs("ns").Get(context.Background(), "importer-disk", metav1.GetOptions{})
+	assert.NilError(t, err)
+	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+	now := metav1.Now()
+	job.DeletionTimestamp = &now
+	h.cache(job)
+	h.sync(dv)
+	assert.Equal(t, h.dv("disk").Status.Phase, v1beta1.Succeeded)
+	assert.Equal(t, len(h.actions("delete", "jobs")), 0)
+}
