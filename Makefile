@@ -65,7 +65,7 @@ test: deps build images ## Unit, registry, fuzz (briefly) and e2e tests (real co
 	$(GO) test -run '^$$' -fuzz '^FuzzSniff$$' -fuzztime $(FUZZ_SNIFFS) ./pkg/cloner/format
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZ_ARCHIVES) ./pkg/cloner/archive
 	$(GO) vet -tags e2e ./e2e/bench/
-	$(E2E_ENV) $(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/ 2>&1 | tee $(OUTPUT)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' || { tail -50 $(OUTPUT)/e2e.log; exit 1; }
+	$(E2E_ENV) $(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/ 2>&1 | tee $(OUTPUT)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' || { echo '--- what the failed tests said:'; awk -f hack/test-failures.awk $(OUTPUT)/e2e.log $(OUTPUT)/e2e.log | tail -300; echo '--- the log ends:'; tail -30 $(OUTPUT)/e2e.log; exit 1; }
 
 E2E_ENV = DATAVOLUME_KUBE_BIN=$(KUBE_BIN) DATAVOLUME_ETCD=$(ETCD) DATAVOLUME_IMAGES=$(abspath $(OUTPUT)/images)
 

@@ -214,3 +214,15 @@ func parseSample(line string) (name string, labels map[string]string, value floa
 	}
 	return m[1], labels, value, true
 }
+
+// Counter sums a counter's samples over all its label sets; a counter the
+// server has not registered or not exported yet reads as zero.
+func Counter(metrics, name string) float64 {
+	var sum float64
+	for line := range strings.Lines(metrics) {
+		if got, _, value, ok := parseSample(line); ok && got == name {
+			sum += value
+		}
+	}
+	return sum
+}

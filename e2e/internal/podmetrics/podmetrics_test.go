@@ -36,3 +36,9 @@ func TestRateLimiterWaitSumsTheVerbOverHosts(t *testing.T) {
 func TestRateLimiterWaitWithoutRequests(t *testing.T) {
 	assert.DeepEqual(t, RateLimiterWait("go_goroutines 42\n", "POST"), LimiterWait{})
 }
+
+func TestCounterSumsItsLabelSets(t *testing.T) {
+	metrics := "# TYPE hits counter\nhits{kind=\"a\"} 3\nhits{kind=\"b\"} 4\nhits_other 9\ngo_goroutines 42\n"
+	assert.Equal(t, Counter(metrics, "hits"), 7.0)
+	assert.Equal(t, Counter(metrics, "missing"), 0.0)
+}
