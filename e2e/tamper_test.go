@@ -20,11 +20,14 @@ import (
 
 // tamperStoredGrant rewrites the clone grant of a stored DataVolume straight
 // in datavolume-apiserver's etcd, past the API that keeps grants
-// server-owned: as an attacker who reached the store would.
+// server-owned: as an attacker who reached the store, and stole its one
+// client certificate, would.
 func tamperStoredGrant(t *testing.T, ns, name string, tamper func(string) string) {
 	t.Helper()
 	ip := kubectl(t, "get", "pod", "datavolume-etcd-0", "-n", "datavolume-system", "-o", "jsonpath={.status.podIP}")
-	client, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + net.JoinHostPort(ip, "2379")}, DialTimeout: 10 * time.Second})
+	tlsConfig, err := cluster.DataVolumeEtcdClientTLS()
+	assert.NilError(t, err)
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{"https://" + net.JoinHostPort(ip, "2379")}, TLS: tlsConfig, DialTimeout: 10 * time.Second})
 	assert.NilError(t, err)
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(testContext(t), 30*time.Second)

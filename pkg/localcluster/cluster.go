@@ -279,7 +279,14 @@ type pkiSet struct {
 	kubeletClient, kubeletServing KeyPair
 	apiserverKubeletClient        KeyPair
 	dvServing, webhookServing     KeyPair
-	saKey, saPub                  string
+	// etcdCA signs datavolume-apiserver's etcd's certificates and the one
+	// client certificate it answers; webhookClientCA the certificates of the
+	// webhook's two callers. Both are CAs of their own: the cluster's CA
+	// signs any approved user's certificate.
+	etcdCA, webhookClientCA            *CA
+	etcdServing, etcdClient            KeyPair
+	kubeWebhookClient, dvWebhookClient KeyPair
+	saKey, saPub                       string
 }
 
 func (c *Cluster) makePKI() (*pkiSet, error) {
@@ -317,10 +324,32 @@ func (c *Cluster) makePKI() (*pkiSet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.etcdCA, err = NewCA(dir, "datavolume-etcd-ca"); err != nil {
+		return nil, err
+	}
+	if p.webhookClientCA, err = NewCA(dir, "datavolume-webhook-client-ca"); err != nil {
+		return nil, err
+	}
+	// The members' certificate serves clients and peers alike.
+	issue(&p.etcdServing, p.etcdCA, "datavolume-etcd", "datavolume-etcd", nil, etcdHosts()...)
+	issue(&p.etcdClient, p.etcdCA, "datavolume-etcd-client", apiserverName, nil)
+	// The names the webhook's --allowed-client-names admits.
+	issue(&p.kubeWebhookClient, p.webhookClientCA, "kube-apiserver-webhook-client", "kube-apiserver", nil)
+	issue(&p.dvWebhookClient, p.webhookClientCA, "datavolume-apiserver-webhook-client", apiserverName, nil)
+	if err != nil {
+		return nil, err
+	}
 	if p.saKey, p.saPub, err = newServiceAccountKey(dir); err != nil {
 		return nil, err
 	}
 	return &p, nil
+}
+
+// etcdHosts are the names of datavolume-apiserver's etcd: its Service and
+// each member of its StatefulSet, and loopback for the member itself.
+func etcdHosts() []string {
+	const service = "datavolume-etcd." + systemNamespace + ".svc"
+	return []string{service, service + ".cluster.local", "*." + service, "*." + service + ".cluster.local", "localhost", "127.0.0.1"}
 }
 
 // serviceHosts are the names a Service of ours answers to in the cluster.
@@ -355,6 +384,10 @@ func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort int) (*process, error) 
 	if policy == "" {
 		policy = filepath.Join(c.cfg.ArtifactsDir, "deploy", "audit-policy.yaml")
 	}
+	admission, err := writeWebhookAdmissionConfig(c.cfg.Dir, webhookName+"."+systemNamespace+".svc", p.kubeWebhookClient)
+	if err != nil {
+		return nil, err
+	}
 	proc, err := startProcess(c.cfg.Log, c.logDir, "kube-apiserver", filepath.Join(c.cfg.KubeBinDir, "kube-apiserver"),
 		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
 		// Loopback for us, the machine's own address for the node and the
@@ -382,6 +415,8 @@ func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort int) (*process, error) 
 		"--proxy-client-cert-file", p.frontProxyClient.CertFile, "--proxy-client-key-file", p.frontProxyClient.KeyFile,
 		"--enable-aggregator-routing=true",
 		"--audit-policy-file", policy, "--audit-log-path", c.KubeAuditLog,
+		// Its webhook calls present a client certificate to datavolume-webhook.
+		"--admission-control-config-file", admission,
 		"--profiling=false",
 	)
 	if err != nil {
@@ -468,6 +503,50 @@ func (c *Cluster) stateDirs() []string {
 // CloneGrantKeysDir holds the keys datavolume-apiserver signs clone grants
 // with, as its Secret holds them.
 func (c *Cluster) CloneGrantKeysDir() string { return filepath.Join(c.pkiDir, "clone-grant-keys") }
+
+// DataVolumeEtcdCAFile is the CA of datavolume-apiserver's etcd: its
+// serving certificate, and the one client certificate it answers.
+func (c *Cluster) DataVolumeEtcdCAFile() string {
+	return filepath.Join(c.pkiDir, "datavolume-etcd-ca.crt")
+}
+
+// DataVolumeEtcdClientTLS is datavolume-apiserver's TLS configuration for
+// its etcd, reaching a member by any address: for tests that write past the
+// API, as only the holder of that certificate can.
+func (c *Cluster) DataVolumeEtcdClientTLS() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(c.pkiDir, "datavolume-etcd-client.crt"), filepath.Join(c.pkiDir, "datavolume-etcd-client.key"))
+	if err != nil {
+		return nil, fmt.Errorf("loading the etcd client certificate: %w", err)
+	}
+	caPEM, err := os.ReadFile(c.DataVolumeEtcdCAFile())
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("no certificate in %s", c.DataVolumeEtcdCAFile())
+	}
+	// Verified for the Service's name whatever address is dialled (gRPC puts
+	// the address in ServerName).
+	name := "datavolume-etcd." + systemNamespace + ".svc"
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		// Not skipped: VerifyConnection verifies the chain and the name.
+		InsecureSkipVerify: true, //nolint:gosec
+		VerifyConnection: func(state tls.ConnectionState) error {
+			if len(state.PeerCertificates) == 0 {
+				return errors.New("etcd presented no certificate")
+			}
+			intermediates := x509.NewCertPool()
+			for _, c := range state.PeerCertificates[1:] {
+				intermediates.AddCert(c)
+			}
+			_, err := state.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, DNSName: name})
+			return err
+		},
+	}, nil
+}
 
 // Image is the reference of an image built by hack/build-images.sh and
 // imported into the node, by its logical name ("datavolume-cloner").

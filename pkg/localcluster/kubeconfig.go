@@ -2,6 +2,8 @@ package localcluster
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -19,4 +21,32 @@ func writeKubeconfig(path, server string, caPEM []byte, client KeyPair) error {
 		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
 	}
 	return nil
+}
+
+// writeWebhookAdmissionConfig writes an AdmissionConfiguration under dir
+// whose webhook plugins present client's certificate to the webhook Service
+// named host (kube-apiserver looks the credentials up by that name), and
+// returns its path.
+func writeWebhookAdmissionConfig(dir, host string, client KeyPair) (string, error) {
+	kubeconfig := filepath.Join(dir, "admission-webhooks.kubeconfig")
+	cfg := clientcmdapi.NewConfig()
+	cfg.AuthInfos[host] = &clientcmdapi.AuthInfo{ClientCertificateData: client.CertPEM, ClientKeyData: client.KeyPEM}
+	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
+		return "", fmt.Errorf("writing kubeconfig %s: %w", kubeconfig, err)
+	}
+	path := filepath.Join(dir, "admission.yaml")
+	plugin := func(name string) string {
+		return fmt.Sprintf(`  - name: %s
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: WebhookAdmissionConfiguration
+      kubeConfigFile: %s
+`, name, kubeconfig)
+	}
+	config := "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n" +
+		plugin("MutatingAdmissionWebhook") + plugin("ValidatingAdmissionWebhook")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		return "", fmt.Errorf("writing %s: %w", path, err)
+	}
+	return path, nil
 }

@@ -21,7 +21,15 @@ type localOverlay struct {
 	CAPEM                       []byte
 	APIServerCert, APIServerKey []byte // for datavolume-apiserver.datavolume-system.svc
 	WebhookCert, WebhookKey     []byte // for datavolume-webhook.datavolume-system.svc
-	CloneGrantKeys              map[string][]byte
+	// Etcd is the certificate of datavolume-apiserver's etcd, EtcdClient
+	// the apiserver's client certificate for it, EtcdCAPEM their CA.
+	Etcd, EtcdClient KeyPair
+	EtcdCAPEM        []byte
+	// WebhookClient is datavolume-apiserver's client certificate for the
+	// webhook; WebhookClientCAPEM the CA the webhook checks callers with.
+	WebhookClient      KeyPair
+	WebhookClientCAPEM []byte
+	CloneGrantKeys     map[string][]byte
 	// CloneGrantPublicKeys are their public halves, for the controller.
 	CloneGrantPublicKeys map[string][]byte
 	AuditLogDir          string
@@ -74,25 +82,35 @@ generatorOptions:
 
 	b.WriteString("secretGenerator:\n")
 	for _, s := range []struct {
-		name       string
-		cert, key  []byte
-		certFile   string
-		keyFile    string
 		secretName string
+		cert, key  []byte
+		// ca is added as ca.crt when withCA.
+		ca     []byte
+		withCA bool
 	}{
-		{apiserverName, o.APIServerCert, o.APIServerKey, "apiserver.crt", "apiserver.key", apiserverName + "-tls"},
-		{webhookName, o.WebhookCert, o.WebhookKey, "webhook.crt", "webhook.key", webhookName + "-tls"},
+		{apiserverName + "-tls", o.APIServerCert, o.APIServerKey, nil, false},
+		{webhookName + "-tls", o.WebhookCert, o.WebhookKey, nil, false},
+		{"datavolume-etcd-tls", o.Etcd.CertPEM, o.Etcd.KeyPEM, o.EtcdCAPEM, true},
+		{"datavolume-etcd-client", o.EtcdClient.CertPEM, o.EtcdClient.KeyPEM, o.EtcdCAPEM, true},
+		{apiserverName + "-webhook-client", o.WebhookClient.CertPEM, o.WebhookClient.KeyPEM, nil, false},
 	} {
-		certPath, err := secret(s.certFile, s.cert)
+		certPath, err := secret(s.secretName+".crt", s.cert)
 		if err != nil {
 			return err
 		}
-		keyPath, err := secret(s.keyFile, s.key)
+		keyPath, err := secret(s.secretName+".key", s.key)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(&b, "  - name: %s\n    namespace: %s\n    type: kubernetes.io/tls\n    files:\n      - tls.crt=%s\n      - tls.key=%s\n",
 			s.secretName, systemNamespace, certPath, keyPath)
+		if s.withCA {
+			caPath, err := secret(s.secretName+"-ca.crt", s.ca)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, "      - ca.crt=%s\n", caPath)
+		}
 	}
 	fmt.Fprintf(&b, "  - name: datavolume-clone-grant-keys\n    namespace: %s\n    files:\n", systemNamespace)
 	for _, name := range sortedKeys(o.CloneGrantKeys) {
@@ -103,8 +121,17 @@ generatorOptions:
 		fmt.Fprintf(&b, "      - %s=%s\n", name, path)
 	}
 
+	// The webhook's client CA is no secret: a ConfigMap.
+	if err := os.MkdirAll(filepath.Join(o.Dir, "public"), 0o755); err != nil {
+		return err
+	}
+	clientCA := filepath.Join("public", "webhook-client-ca.crt")
+	if err := os.WriteFile(filepath.Join(o.Dir, clientCA), o.WebhookClientCAPEM, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(&b, "configMapGenerator:\n  - name: %s-client-ca\n    namespace: %s\n    files:\n      - ca.crt=%s\n", webhookName, systemNamespace, clientCA)
 	// The controller verifies grants with the public keys only: a ConfigMap.
-	fmt.Fprintf(&b, "configMapGenerator:\n  - name: datavolume-clone-grant-public-keys\n    namespace: %s\n    files:\n", systemNamespace)
+	fmt.Fprintf(&b, "  - name: datavolume-clone-grant-public-keys\n    namespace: %s\n    files:\n", systemNamespace)
 	for _, name := range sortedKeys(o.CloneGrantPublicKeys) {
 		rel := filepath.Join("public", name)
 		if err := os.MkdirAll(filepath.Join(o.Dir, "public"), 0o755); err != nil {

@@ -25,6 +25,11 @@ func TestLocalOverlay(t *testing.T) {
 		APIServerKey:         []byte("apiserver key"),
 		WebhookCert:          []byte("webhook cert"),
 		WebhookKey:           []byte("webhook key"),
+		Etcd:                 KeyPair{CertPEM: []byte("etcd cert"), KeyPEM: []byte("etcd key")},
+		EtcdClient:           KeyPair{CertPEM: []byte("etcd client cert"), KeyPEM: []byte("etcd client key")},
+		EtcdCAPEM:            []byte("etcd CA"),
+		WebhookClient:        KeyPair{CertPEM: []byte("webhook client cert"), KeyPEM: []byte("webhook client key")},
+		WebhookClientCAPEM:   []byte("webhook client CA"),
 		CloneGrantKeys:       map[string][]byte{"key-1": []byte("0123456789abcdef0123456789abcdef")},
 		CloneGrantPublicKeys: map[string][]byte{"key-1": []byte("PUBLIC KEY PEM")},
 		AuditLogDir:          "/host/audit",
@@ -80,17 +85,34 @@ func TestLocalOverlay(t *testing.T) {
 		"datavolume-webhook-tls/tls.crt":    "webhook cert",
 		"datavolume-webhook-tls/tls.key":    "webhook key",
 		"datavolume-clone-grant-keys/key-1": "0123456789abcdef0123456789abcdef",
+		// Only datavolume-apiserver holds a client certificate of its etcd.
+		"datavolume-etcd-tls/tls.crt":    "etcd cert",
+		"datavolume-etcd-tls/tls.key":    "etcd key",
+		"datavolume-etcd-tls/ca.crt":     "etcd CA",
+		"datavolume-etcd-client/tls.crt": "etcd client cert",
+		"datavolume-etcd-client/tls.key": "etcd client key",
+		"datavolume-etcd-client/ca.crt":  "etcd CA",
+		// Its certificate for the webhook, whose CA is public.
+		"datavolume-apiserver-webhook-client/tls.crt": "webhook client cert",
+		"datavolume-apiserver-webhook-client/tls.key": "webhook client key",
 	})
-	// The controller gets the public keys only, in a ConfigMap.
-	assert.Assert(t, is.Len(k.ConfigMapGenerator, 1))
-	public := k.ConfigMapGenerator[0]
+	// The webhook's client CA and the controller's public keys are
+	// ConfigMaps.
+	assert.Assert(t, is.Len(k.ConfigMapGenerator, 2))
+	clientCA := k.ConfigMapGenerator[0]
+	assert.Check(t, is.Equal(clientCA.Name, "datavolume-webhook-client-ca"))
+	assert.Check(t, is.DeepEqual(clientCA.Files, []string{"ca.crt=public/webhook-client-ca.crt"}))
+	caPEM, err := os.ReadFile(filepath.Join(o.Dir, "public", "webhook-client-ca.crt"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(string(caPEM), "webhook client CA"))
+	public := k.ConfigMapGenerator[1]
 	assert.Check(t, is.Equal(public.Name, "datavolume-clone-grant-public-keys"))
 	assert.Check(t, is.Equal(public.Namespace, "datavolume-system"))
 	assert.Check(t, is.DeepEqual(public.Files, []string{"key-1=public/key-1"}))
 	pub, err := os.ReadFile(filepath.Join(o.Dir, "public", "key-1"))
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(string(pub), "PUBLIC KEY PEM"))
-	info, err := os.Stat(filepath.Join(o.Dir, "secrets", "apiserver.key"))
+	info, err := os.Stat(filepath.Join(o.Dir, "secrets", "datavolume-apiserver-tls.key"))
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(info.Mode().Perm(), os.FileMode(0o600)))
 

@@ -55,9 +55,20 @@ func New(deps Dependencies) http.Handler {
 		&datavolume.ValidatingHandler{Rules: rules, Decoder: decoder}))
 	mux.Handle(webhook.ValidateVirtualMachinesPath, admit("validate-virtualmachines",
 		&virtualmachine.Handler{Admitter: &virtualmachine.Admitter{Rules: rules, Decoder: decoder, AuthorizeClone: deps.AuthorizeClone}}))
+	health := Health(deps.Ready)
+	mux.Handle("/healthz", health)
+	mux.Handle("/readyz", health)
+	return mux
+}
+
+// Health serves /healthz, and /readyz until ready says the caches are
+// synced, and nothing else: what the kubelet's probes may reach without a
+// client certificate.
+func Health(ready func() bool) http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !deps.Ready() {
+		if !ready() {
 			writeText(w, http.StatusServiceUnavailable, "informer caches are not synced yet")
 			return
 		}

@@ -38,6 +38,9 @@ type Config struct {
 	client      kubernetes.Interface
 	cloneChecks kubernetes.Interface
 	certificate *servingCertificate
+	// callers verifies the clients' certificates; nil serves any client
+	// (--insecure-allow-any-client).
+	callers *callerCertificates
 }
 
 // Config validates the options, loads the serving certificate and builds
@@ -62,7 +65,13 @@ func (o *Options) Config() (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Config{options: *o, client: client, cloneChecks: cloneChecks, certificate: certificate}, nil
+	config := &Config{options: *o, client: client, cloneChecks: cloneChecks, certificate: certificate}
+	if o.ClientCAFile != "" {
+		if config.callers, err = newCallerCertificates(o.ClientCAFile, o.AllowedClientNames); err != nil {
+			return nil, err
+		}
+	}
+	return config, nil
 }
 
 // cloneCheckClientConfig is base with the clone checks' own limits
@@ -114,6 +123,11 @@ func (c *Config) Run(ctx context.Context) error {
 	})
 
 	go c.certificate.content.Run(ctx, 1)
+	if c.callers != nil {
+		go c.callers.ca.Run(ctx, 1)
+	} else {
+		log.Info("Serving any client: --insecure-allow-any-client")
+	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
 	go func() {
@@ -128,11 +142,18 @@ func (c *Config) Run(ctx context.Context) error {
 	}()
 
 	if c.options.MetricsBindAddress != "" {
-		stopMetrics, err := serveMetrics(ctx, log, c.options.MetricsBindAddress)
+		stopMetrics, err := servePlain(ctx, log, "metrics", c.options.MetricsBindAddress, metricsRoutes())
 		if err != nil {
 			return err
 		}
 		defer stopMetrics()
+	}
+	if c.options.HealthBindAddress != "" {
+		stopHealth, err := servePlain(ctx, log, "health checks", c.options.HealthBindAddress, endpoints.Health(ready.Load))
+		if err != nil {
+			return err
+		}
+		defer stopHealth()
 	}
 	address := net.JoinHostPort(c.options.BindAddress, strconv.Itoa(c.options.Port))
 	listener, err := net.Listen("tcp", address)
@@ -154,9 +175,13 @@ func (c *Config) routes(deps endpoints.Dependencies) http.Handler {
 // cut off (they apply to HTTP/2 streams too), and the TLS handshake is
 // bounded by the shortest of them.
 func (c *Config) newHTTPServer(handler http.Handler) *http.Server {
+	tlsConfig := newTLSConfig(c.certificate)
+	if c.callers != nil {
+		c.callers.require(tlsConfig)
+	}
 	return &http.Server{
 		Handler:           handler,
-		TLSConfig:         newTLSConfig(c.certificate),
+		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: c.options.ReadHeaderTimeout,
 		ReadTimeout:       c.options.ReadTimeout,
 		WriteTimeout:      c.options.WriteTimeout,

@@ -27,27 +27,32 @@ func init() {
 	legacyregistry.MustRegister(refusedRequests)
 }
 
-// serveMetrics serves the legacy registry at /metrics over plain HTTP on
-// address until ctx is done or stop is called. Among the metrics is
+// metricsRoutes serve the legacy registry at /metrics. Among the metrics is
 // rest_client_rate_limiter_duration_seconds: how long requests waited for
 // their client's rate limiter; the clone checks' SubjectAccessReviews are
 // the webhook's only POSTs.
-func serveMetrics(ctx context.Context, log logr.Logger, address string) (stop func(), err error) {
-	listener, err := net.Listen("tcp", address)
-	if err != nil {
-		return nil, fmt.Errorf("listening for metrics on %s: %w", address, err)
-	}
+func metricsRoutes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", legacyregistry.Handler())
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return mux
+}
+
+// servePlain serves handler over plain HTTP on address until ctx is done or
+// stop is called: metrics, and the health checks for the kubelet's probes.
+func servePlain(ctx context.Context, log logr.Logger, what, address string, handler http.Handler) (stop func(), err error) {
+	listener, err := net.Listen("tcp", address)
+	if err != nil {
+		return nil, fmt.Errorf("listening for %s on %s: %w", what, address, err)
+	}
+	server := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := server.Serve(listener); !errors.Is(err, http.ErrServerClosed) {
-			log.Error(err, "Serving metrics failed", "address", listener.Addr().String())
+			log.Error(err, "Serving failed", "what", what, "address", listener.Addr().String())
 		}
 	}()
-	log.Info("Serving metrics", "address", listener.Addr().String())
+	log.Info("Serving over plain HTTP", "what", what, "address", listener.Addr().String())
 	return func() {
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 		defer cancel()

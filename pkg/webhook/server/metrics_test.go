@@ -63,7 +63,7 @@ func TestMetricsShowTheCloneChecksRateLimiterWait(t *testing.T) {
 	assert.NilError(t, err)
 
 	address := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	stop, err := serveMetrics(context.Background(), testr.New(t), address)
+	stop, err := servePlain(context.Background(), testr.New(t), "metrics", address, metricsRoutes())
 	assert.NilError(t, err)
 	defer stop()
 	resp, err := http.Get("http://" + address + "/metrics")

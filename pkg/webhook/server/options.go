@@ -19,6 +19,18 @@ type Options struct {
 	// reloaded when the files change.
 	TLSCertFile       string
 	TLSPrivateKeyFile string
+	// ClientCAFile signs the certificates of the webhook's callers
+	// (kube-apiserver and datavolume-apiserver); a client without one is
+	// refused at the TLS handshake. AllowedClientNames narrows them to
+	// these common names. InsecureAllowAnyClient serves any client instead,
+	// and must be asked for by name.
+	ClientCAFile           string
+	AllowedClientNames     []string
+	InsecureAllowAnyClient bool
+	// HealthBindAddress serves /healthz and /readyz over plain HTTP for the
+	// kubelet's probes, which present no client certificate; empty turns it
+	// off.
+	HealthBindAddress string
 	// BindAddress and Port are where the server listens.
 	BindAddress string
 	Port        int
@@ -96,6 +108,7 @@ func NewOptions() *Options {
 		CloneCheckQPS:      DefaultCloneCheckQPS,
 		CloneCheckBurst:    DefaultCloneCheckBurst,
 		MetricsBindAddress: "127.0.0.1:8080",
+		HealthBindAddress:  "0.0.0.0:8081",
 
 		CloneCheckCacheAllowedTTL: cloneauth.DefaultCacheAllowedTTL,
 		CloneCheckCacheDeniedTTL:  cloneauth.DefaultCacheDeniedTTL,
@@ -113,6 +126,16 @@ func NewOptions() *Options {
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "File with the HTTPS serving certificate (PEM); reloaded when it changes.")
 	fs.StringVar(&o.TLSPrivateKeyFile, "tls-private-key-file", o.TLSPrivateKeyFile, "File with the private key of --tls-cert-file (PEM); reloaded when it changes.")
+	fs.StringVar(&o.ClientCAFile, "client-ca-file", o.ClientCAFile,
+		"CA bundle (PEM) that signs the client certificates of the webhook's callers, kube-apiserver and datavolume-apiserver "+
+			"(each presents one through its admission configuration's kubeconfig); any other client is refused at the TLS handshake. Reloaded when it changes.")
+	fs.StringSliceVar(&o.AllowedClientNames, "allowed-client-names", o.AllowedClientNames,
+		"Common names a caller's client certificate may have; empty allows any certificate --client-ca-file signed.")
+	fs.BoolVar(&o.InsecureAllowAnyClient, "insecure-allow-any-client", o.InsecureAllowAnyClient,
+		"Answer any client without a certificate instead of requiring --client-ca-file: anyone who reaches the port learns which claims exist, "+
+			"their sizes and who may clone them. Only where nothing but the API servers can reach the webhook.")
+	fs.StringVar(&o.HealthBindAddress, "health-bind-address", o.HealthBindAddress,
+		"host:port to serve /healthz and /readyz on over plain HTTP, for the kubelet's probes (they present no client certificate); empty turns it off.")
 	fs.StringVar(&o.BindAddress, "bind-address", o.BindAddress, "IP address to listen on.")
 	fs.IntVar(&o.Port, "port", o.Port, "Port to serve HTTPS on.")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the cluster; empty uses the in-cluster configuration.")
@@ -150,6 +173,15 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.TLSCertFile == "" || o.TLSPrivateKeyFile == "" {
 		errs = append(errs, errors.New("--tls-cert-file and --tls-private-key-file are required: the API server calls webhooks over HTTPS only"))
+	}
+	switch {
+	case o.ClientCAFile == "" && !o.InsecureAllowAnyClient:
+		errs = append(errs, errors.New("--client-ca-file is required: without it any pod could ask the webhook which claims exist and who may clone them "+
+			"(--insecure-allow-any-client serves any client, where nothing else can reach the webhook)"))
+	case o.ClientCAFile != "" && o.InsecureAllowAnyClient:
+		errs = append(errs, errors.New("--client-ca-file and --insecure-allow-any-client contradict each other"))
+	case o.ClientCAFile == "" && len(o.AllowedClientNames) > 0:
+		errs = append(errs, errors.New("--allowed-client-names needs --client-ca-file"))
 	}
 	if net.ParseIP(o.BindAddress) == nil {
 		errs = append(errs, fmt.Errorf("--bind-address %q is not an IP address", o.BindAddress))
@@ -189,6 +221,11 @@ func (o *Options) Validate() error {
 	if o.MetricsBindAddress != "" {
 		if err := validateHostPort(o.MetricsBindAddress); err != nil {
 			errs = append(errs, fmt.Errorf("--metrics-bind-address: %w", err))
+		}
+	}
+	if o.HealthBindAddress != "" {
+		if err := validateHostPort(o.HealthBindAddress); err != nil {
+			errs = append(errs, fmt.Errorf("--health-bind-address: %w", err))
 		}
 	}
 	return errors.Join(errs...)

@@ -19,9 +19,11 @@ func TestOptionsFlags(t *testing.T) {
 		"--read-header-timeout=2s", "--read-timeout=3s", "--write-timeout=20s", "--idle-timeout=95s",
 		"--max-requests-inflight=7", "--max-requests-inflight-wait=250ms",
 		"--clone-check-cache-allowed-ttl=3s", "--clone-check-cache-denied-ttl=0",
+		"--client-ca-file=/ca/ca.crt", "--allowed-client-names=kube-apiserver,datavolume-apiserver", "--health-bind-address=:9091",
 	}))
 	assert.DeepEqual(t, *options, Options{
 		TLSCertFile: "/certs/tls.crt", TLSPrivateKeyFile: "/certs/tls.key",
+		ClientCAFile: "/ca/ca.crt", AllowedClientNames: []string{"kube-apiserver", "datavolume-apiserver"}, HealthBindAddress: ":9091",
 		BindAddress: "127.0.0.1", Port: 9443, Kubeconfig: "/kube/config", FilesystemOverhead: 0.1,
 		CloneCheckQPS: 50.5, CloneCheckBurst: 75, MetricsBindAddress: ":9090",
 		CloneCheckCacheAllowedTTL: 3 * time.Second,
@@ -34,6 +36,7 @@ func TestOptionsFlags(t *testing.T) {
 func TestOptionsDefaults(t *testing.T) {
 	assert.DeepEqual(t, *NewOptions(), Options{BindAddress: "0.0.0.0", Port: 8443, FilesystemOverhead: 0.055,
 		CloneCheckQPS: DefaultCloneCheckQPS, CloneCheckBurst: DefaultCloneCheckBurst, MetricsBindAddress: "127.0.0.1:8080",
+		HealthBindAddress:         "0.0.0.0:8081",
 		CloneCheckCacheAllowedTTL: 10 * time.Second, CloneCheckCacheDeniedTTL: 2 * time.Second,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 		MaxRequestsInFlight: 100, MaxRequestsInFlightWait: time.Second})
@@ -53,6 +56,7 @@ func TestOptionsValidate(t *testing.T) {
 	valid := func() *Options {
 		o := NewOptions()
 		o.TLSCertFile, o.TLSPrivateKeyFile = "tls.crt", "tls.key"
+		o.ClientCAFile = "client-ca.crt"
 		return o
 	}
 	tests := []struct {
@@ -97,6 +101,18 @@ func TestOptionsValidate(t *testing.T) {
 		{"no wait for a slot", func(o *Options) { o.MaxRequestsInFlightWait = 0 }, ""},
 		{"negative wait for a slot", func(o *Options) { o.MaxRequestsInFlightWait = -time.Second },
 			"--max-requests-inflight-wait must not be negative, not -1s"},
+		{"no client CA", func(o *Options) { o.ClientCAFile = "" },
+			"--client-ca-file is required: without it any pod could ask the webhook which claims exist and who may clone them " +
+				"(--insecure-allow-any-client serves any client, where nothing else can reach the webhook)"},
+		{"any client, asked for", func(o *Options) { o.ClientCAFile, o.InsecureAllowAnyClient = "", true }, ""},
+		{"a client CA and any client", func(o *Options) { o.InsecureAllowAnyClient = true },
+			"--client-ca-file and --insecure-allow-any-client contradict each other"},
+		{"client names without a CA", func(o *Options) {
+			o.ClientCAFile, o.InsecureAllowAnyClient, o.AllowedClientNames = "", true, []string{"kube-apiserver"}
+		}, "--allowed-client-names needs --client-ca-file"},
+		{"health checks off", func(o *Options) { o.HealthBindAddress = "" }, ""},
+		{"health checks on a host name", func(o *Options) { o.HealthBindAddress = "localhost:8081" },
+			`--health-bind-address: "localhost" is not an IP address`},
 		{"every error at once", func(o *Options) { o.TLSCertFile, o.Port = "", 0 },
 			"--tls-cert-file and --tls-private-key-file are required: the API server calls webhooks over HTTPS only\n--port 0 is not between 1 and 65535"},
 	}
