@@ -238,6 +238,20 @@ func TestVirtualMachineCloneRefusedWithoutRoleBinding(t *testing.T) {
 	annotations := cloneAuditAnnotations(t, ns, "vm-dv-clone", 403)
 	assert.Check(t, annotations["clone.cdi.kubevirt.io/reason"] != "", "no reason in %v", annotations)
 	delete(annotations, "clone.cdi.kubevirt.io/reason")
+
+	// A template too small for the source, asked with --dry-run=server: the
+	// refusal tells the requester nothing about the claim it may not clone,
+	// not its size, mode, users or whether it exists.
+	example, err := os.ReadFile(repoFile(t, "artifacts/examples/vm-dv-clone.yaml"))
+	assert.NilError(t, err)
+	small := strings.Replace(string(example), "storage: 2Gi", "storage: 1Gi", 1)
+	assert.Assert(t, small != string(example))
+	_, stderr, err = kubectlWithWarnings(t, small, "create", "--dry-run=server", "-n", ns, "-f", "-")
+	assert.Assert(t, err != nil, "a VM whose service account may not clone was admitted")
+	assert.Check(t, is.Contains(stderr, "may not clone"))
+	for _, leak := range []string{"2Gi", "smaller", "Block", "Filesystem", "in use", "does not exist", "not found"} {
+		assert.Check(t, !strings.Contains(stderr, leak), "the refusal tells %q about the source: %s", leak, stderr)
+	}
 	assert.DeepEqual(t, annotations, map[string]string{
 		"clone.cdi.kubevirt.io/decision":       "deny",
 		"clone.cdi.kubevirt.io/serviceaccount": ns + "/default",
