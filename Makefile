@@ -33,8 +33,12 @@ build: ## Build our commands into _output/bin (static, but for the cloner: it li
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(STATIC_COMMANDS)) ./hack/local-up
 	CGO_ENABLED=1 $(GO) build -trimpath -o $(BIN)/ ./cmd/datavolume-cloner
 
+.PHONY: preflight
+preflight: ## Check in a second what the machine must provide (Linux with apt, root, Go, kernel features, disk), before any build.
+	@hack/preflight.sh
+
 .PHONY: deps
-deps: ## Install the Debian packages and build the cluster tools (cached by version).
+deps: preflight ## Install the Debian packages and build the cluster tools (cached by version).
 	hack/install-deps.sh
 	hack/build-tools.sh $(CLUSTER_TOOLS)
 
