@@ -147,6 +147,15 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	// A run that did not stop cleanly may have left mounts under the
 	// directory: unmount before removing, or removal would reach into them.
+	if err := checkStateDir(cfg.Dir); err != nil {
+		return err
+	}
+	if c.earlierDir != "" {
+		if err := checkStateDir(c.earlierDir); err != nil {
+			cfg.Log.Info("not cleaning up the directory of a run that was killed", "dir", c.earlierDir, "reason", err.Error())
+			c.earlierDir = ""
+		}
+	}
 	c.hostChanged = true
 	dirs := c.stateDirs()
 	if len(dirs) > 1 {
@@ -163,6 +172,9 @@ func (c *Cluster) start(ctx context.Context) error {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
+	}
+	if err := markStateDir(cfg.Dir); err != nil {
+		return err
 	}
 	c.Kubeconfig = filepath.Join(cfg.Dir, "kubeconfig")
 	c.KubeAuditLog = filepath.Join(cfg.Dir, "kube-audit.log")
