@@ -38,6 +38,14 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: reading the machine's state: %v\n", err)
 		return 1
 	}
+	// Another node's container logs, at the kubelet's fixed paths: ours go
+	// elsewhere and cleaning up must leave these.
+	decoy, err := localcluster.PlaceDecoy()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: placing the decoy logs: %v\n", err)
+		return 1
+	}
+	defer decoy.Remove()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cluster, err = localcluster.Start(ctx, cfg)
@@ -56,6 +64,12 @@ func run(m *testing.M) int {
 		fmt.Printf("--- FAIL: TestStoppedClusterLeavesNothingBehind\n    left behind:\n      %s\n", strings.Join(left, "\n      "))
 		return 1
 	}
-	fmt.Println("--- PASS: TestStoppedClusterLeavesNothingBehind (no process, mount, loop device, network namespace, bridge, iptables chain, cgroup or changed sysctl)")
+	fmt.Println("--- PASS: TestStoppedClusterLeavesNothingBehind (no process, mount, loop device, network namespace, bridge, iptables chain, cgroup, container log link or changed sysctl)")
+	fmt.Println("=== RUN   TestStoppedClusterTouchedNothingElse")
+	if gone := decoy.Touched(); len(gone) > 0 {
+		fmt.Printf("--- FAIL: TestStoppedClusterTouchedNothingElse\n    removed:\n      %s\n", strings.Join(gone, "\n      "))
+		return 1
+	}
+	fmt.Println("--- PASS: TestStoppedClusterTouchedNothingElse (another node's pod log and container log link)")
 	return code
 }

@@ -392,26 +392,95 @@ func deleteLink(ctx context.Context, name string) error {
 	return nil
 }
 
-// podLogDirs are where the kubelet keeps container logs, at fixed paths
-// whatever its root directory.
-var podLogDirs = []string{"/var/log/pods", "/var/log/containers"}
+// containerLogLinks is where the kubelet links each container's log, at a
+// fixed path whatever its podLogsDir: one link per container, into the
+// podLogsDir of the node that runs it.
+const containerLogLinks = "/var/log/containers"
 
-// removePodLogs removes the node's container logs: with the machine-wide
-// lock held, every pod there was ours.
-func removePodLogs() error {
+// removeContainerLogLinks removes the links the kubelet of a node whose
+// state is in one of dirs made; other nodes' links stay. Its pods' logs are
+// in its directory (podLogsDir) and go with it.
+func removeContainerLogLinks(links string, dirs ...string) error {
 	var errs []error
-	for _, dir := range podLogDirs {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, e := range entries {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-				errs = append(errs, err)
-			}
+	for _, link := range containerLogLinksInto(links, dirs...) {
+		if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// containerLogLinksInto lists the links in links that point into one of
+// dirs.
+func containerLogLinksInto(links string, dirs ...string) []string {
+	entries, err := os.ReadDir(links)
+	if err != nil {
+		return nil
+	}
+	var found []string
+	for _, e := range entries {
+		link := filepath.Join(links, e.Name())
+		target, err := os.Readlink(link)
+		if err != nil {
+			continue
+		}
+		for _, dir := range dirs {
+			if within(target, dir) {
+				found = append(found, link)
+				break
+			}
+		}
+	}
+	return found
+}
+
+// Decoy is another node's container log, as kind's or a kubeadm node's
+// kubelet would leave it at the fixed paths: a file under /var/log/pods and
+// its link in /var/log/containers. The e2e suite places one before the
+// cluster starts and checks after it stops that both are untouched.
+type Decoy struct{ Log, Link string }
+
+// PlaceDecoy writes a decoy log and its link.
+func PlaceDecoy() (Decoy, error) {
+	d := Decoy{
+		Log:  "/var/log/pods/datavolume-decoy_decoy_00000000-0000-0000-0000-000000000000/decoy/0.log",
+		Link: filepath.Join(containerLogLinks, "decoy_datavolume-decoy_decoy-0000.log"),
+	}
+	if err := os.MkdirAll(filepath.Dir(d.Log), 0o755); err != nil {
+		return d, err
+	}
+	if err := os.WriteFile(d.Log, []byte("another node's log\n"), 0o644); err != nil {
+		return d, err
+	}
+	if err := os.MkdirAll(containerLogLinks, 0o755); err != nil {
+		return d, err
+	}
+	_ = os.Remove(d.Link)
+	return d, os.Symlink(d.Log, d.Link)
+}
+
+// Touched says what of the decoy is gone.
+func (d Decoy) Touched() []string {
+	var gone []string
+	if _, err := os.Stat(d.Log); err != nil {
+		gone = append(gone, "another node's pod log "+d.Log)
+	}
+	if _, err := os.Lstat(d.Link); err != nil {
+		gone = append(gone, "another node's container log link "+d.Link)
+	}
+	return gone
+}
+
+// Remove removes the decoy.
+func (d Decoy) Remove() {
+	_ = os.Remove(d.Link)
+	_ = os.RemoveAll(filepath.Dir(filepath.Dir(d.Log)))
+}
+
+// within says whether path is dir or under it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(path))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // kubeletCgroupRoot is the cgroup the kubelet (cgroupfs driver) puts pods in.
@@ -587,6 +656,9 @@ func Leftovers(ctx context.Context, dir string, before HostState) []string {
 	for _, c := range podCgroups() {
 		left = append(left, "cgroup "+c)
 	}
+	for _, l := range containerLogLinksInto(containerLogLinks, dir) {
+		left = append(left, "container log link "+l)
+	}
 	now := ReadSysctls()
 	for key, was := range before.Sysctls {
 		if now[key] != was {
@@ -611,7 +683,7 @@ func cleanHost(ctx context.Context, dirs ...string) error {
 		deleteLink(ctx, bridgeName),
 		removeIptablesChains(ctx),
 		removePodCgroups(),
-		removePodLogs(),
+		removeContainerLogLinks(containerLogLinks, dirs...),
 		restoreSysctls(),
 	}
 	return errors.Join(errs...)

@@ -89,3 +89,28 @@ func TestSysctlsBeforeAnyNode(t *testing.T) {
 	_, err = sysctlsBeforeAnyNode(current, record)
 	assert.ErrorContains(t, err, "record.json")
 }
+
+// Only the links into this node's directory go; another node's links, and
+// anything that is not a link, stay.
+func TestRemoveContainerLogLinksTouchesOnlyOurs(t *testing.T) {
+	tmp := t.TempDir()
+	links, ours, other := filepath.Join(tmp, "containers"), filepath.Join(tmp, "cluster"), filepath.Join(tmp, "cluster-2")
+	assert.NilError(t, os.MkdirAll(links, 0o755))
+	for name, target := range map[string]string{
+		"ours.log":    filepath.Join(ours, "pod-logs", "ns_pod_uid", "c", "0.log"),
+		"theirs.log":  "/var/log/pods/kube-system_etcd_uid/etcd/0.log",
+		"sibling.log": filepath.Join(other, "pod-logs", "ns_pod_uid", "c", "0.log"),
+	} {
+		assert.NilError(t, os.Symlink(target, filepath.Join(links, name)))
+	}
+	assert.NilError(t, os.WriteFile(filepath.Join(links, "plain.log"), nil, 0o644))
+
+	assert.NilError(t, removeContainerLogLinks(links, ours))
+	entries, err := os.ReadDir(links)
+	assert.NilError(t, err)
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	assert.DeepEqual(t, left, []string{"plain.log", "sibling.log", "theirs.log"})
+}

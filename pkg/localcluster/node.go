@@ -197,6 +197,9 @@ func writeCNIConfig(confDir, ipamDir string) error {
 	return os.WriteFile(filepath.Join(confDir, "10-datavolume.conflist"), b, 0o644)
 }
 
+// podLogsDir is where the kubelet writes the pods' logs.
+func (c *Cluster) podLogsDir() string { return filepath.Join(c.cfg.Dir, "pod-logs") }
+
 // startKubelet runs the real kubelet as node nodeName at the machine's own
 // address, with webhook authentication and authorization against
 // kube-apiserver, on cgroup v1 with the cgroupfs driver.
@@ -245,7 +248,10 @@ evictionHard:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 shutdownGracePeriod: 0s
-`, c.nodeIP, p.kubeletServing.CertFile, p.kubeletServing.KeyFile, p.ca.CertFile, c.containerdSocket(), clusterDNS)
+# Pods' logs stay in the cluster's directory, so that cleaning up touches no
+# other node's in /var/log/pods.
+podLogsDir: %[7]s
+`, c.nodeIP, p.kubeletServing.CertFile, p.kubeletServing.KeyFile, p.ca.CertFile, c.containerdSocket(), clusterDNS, c.podLogsDir())
 	configFile := filepath.Join(c.cfg.Dir, "kubelet-config.yaml")
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		return err
