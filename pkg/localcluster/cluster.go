@@ -145,6 +145,9 @@ func (c *Cluster) start(ctx context.Context) error {
 	if c.nodeIP, err = nodeIP(); err != nil {
 		return err
 	}
+	if err := checkRangesAgainstRoutes(hostRoutesFile, podRange, serviceRange); err != nil {
+		return err
+	}
 	// A run that did not stop cleanly may have left mounts under the
 	// directory: unmount before removing, or removal would reach into them.
 	if err := checkStateDir(cfg.Dir); err != nil {
@@ -319,7 +322,7 @@ func (c *Cluster) makePKI() (*pkiSet, error) {
 	}
 	node, ip := c.cfg.NodeName, c.nodeIP.String()
 	issue(&p.kubeServing, p.ca, "kube-apiserver", "kube-apiserver", nil,
-		"127.0.0.1", "localhost", ip, "10.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
+		"127.0.0.1", "localhost", ip, kubernetesServiceIP, "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
 	issue(&p.frontProxyClient, p.frontProxyCA, "front-proxy-client", "front-proxy-client", nil)
 	issue(&p.admin, p.ca, "admin", "kubernetes-admin", []string{"system:masters"})
 	issue(&p.controllerManager, p.ca, "kube-controller-manager", "system:kube-controller-manager", nil)

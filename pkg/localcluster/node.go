@@ -17,12 +17,17 @@ import (
 )
 
 // The node's network: one bridge with a host-local pod range, Services in
-// serviceRange, cluster DNS at clusterDNS. None of it leaves this machine.
+// serviceRange, cluster DNS at clusterDNS: kind's ranges, which stay clear
+// of the 10.0.0.0/24 many home and office networks use (checked against the
+// host's routes at start). None of it leaves this machine.
 const (
 	bridgeName   = "dvcni0"
 	podRange     = "10.244.0.0/24"
-	serviceRange = "10.0.0.0/24"
-	clusterDNS   = "10.0.0.10"
+	serviceRange = "10.96.0.0/16"
+	// kubernetesServiceIP is the first address of serviceRange: the
+	// Service kubernetes.default, in kube-apiserver's certificate.
+	kubernetesServiceIP = "10.96.0.1"
+	clusterDNS          = "10.96.0.10"
 	// DefaultNodeName is the seed's: its local block PV names node01.
 	DefaultNodeName = "node01"
 	// cniBinDir is where Debian's containernetworking-plugins puts them.
