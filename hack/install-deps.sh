@@ -51,4 +51,25 @@ sudo=""
 if (( EUID != 0 )); then sudo=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq >/dev/null
+# The packages' own services (docker-registry on :5000, containerd.service)
+# are not what the local cluster runs: it starts its own containerd, and the
+# tests their own registries on loopback. So none is started by the install
+# (a policy-rc.d that refuses, unless the machine has one already) nor left
+# enabled for the next boot.
+policy=/usr/sbin/policy-rc.d
+own_policy=""
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\n# hack/install-deps.sh: start no service while installing\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod 755 "$policy"
+  own_policy=1
+fi
+trap '[[ -n $own_policy ]] && $sudo rm -f "$policy"' EXIT
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [[ -d /run/systemd/system ]]; then
+  for pkg in "${missing[@]}"; do
+    case $pkg in
+      docker-registry) $sudo systemctl disable --now docker-registry.service >/dev/null 2>&1 || true ;;
+      containerd) $sudo systemctl disable --now containerd.service >/dev/null 2>&1 || true ;;
+    esac
+  done
+fi
