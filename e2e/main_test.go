@@ -38,14 +38,15 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: reading the machine's state: %v\n", err)
 		return 1
 	}
-	// Another node's container logs, at the kubelet's fixed paths: ours go
-	// elsewhere and cleaning up must leave these.
+	// Another node's container log at the kubelet's fixed paths, and its
+	// process in a kubepods cgroup: ours go elsewhere and cleaning up must
+	// leave these.
 	decoy, err := localcluster.PlaceDecoy()
+	defer decoy.Remove()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: placing the decoy logs: %v\n", err)
+		fmt.Fprintf(os.Stderr, "e2e: placing the decoy: %v\n", err)
 		return 1
 	}
-	defer decoy.Remove()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cluster, err = localcluster.Start(ctx, cfg)
@@ -70,6 +71,6 @@ func run(m *testing.M) int {
 		fmt.Printf("--- FAIL: TestStoppedClusterTouchedNothingElse\n    removed:\n      %s\n", strings.Join(gone, "\n      "))
 		return 1
 	}
-	fmt.Println("--- PASS: TestStoppedClusterTouchedNothingElse (another node's pod log and container log link)")
+	fmt.Println("--- PASS: TestStoppedClusterTouchedNothingElse (another node's pod log, container log link, kubepods cgroup and its process)")
 	return code
 }

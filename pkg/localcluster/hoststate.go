@@ -434,17 +434,26 @@ func containerLogLinksInto(links string, dirs ...string) []string {
 	return found
 }
 
-// Decoy is another node's container log, as kind's or a kubeadm node's
-// kubelet would leave it at the fixed paths: a file under /var/log/pods and
-// its link in /var/log/containers. The e2e suite places one before the
-// cluster starts and checks after it stops that both are untouched.
-type Decoy struct{ Log, Link string }
+// Decoy is what another node on this machine (kind's, a kubeadm node's)
+// leaves where ours would: a container log under /var/log/pods with its
+// link in /var/log/containers, and a process in a cgroup named kubepods.
+// The e2e suite places one before the cluster starts and checks after it
+// stops that all of it is untouched.
+type Decoy struct {
+	Log, Link string
+	// Cgroup holds Process; createdParent says whether its parent
+	// (kubepods) was made for it.
+	Cgroup        string
+	createdParent bool
+	Process       *os.Process
+}
 
-// PlaceDecoy writes a decoy log and its link.
-func PlaceDecoy() (Decoy, error) {
-	d := Decoy{
-		Log:  "/var/log/pods/datavolume-decoy_decoy_00000000-0000-0000-0000-000000000000/decoy/0.log",
-		Link: filepath.Join(containerLogLinks, "decoy_datavolume-decoy_decoy-0000.log"),
+// PlaceDecoy writes the decoy log and link and starts the decoy process.
+func PlaceDecoy() (*Decoy, error) {
+	d := &Decoy{
+		Log:    "/var/log/pods/datavolume-decoy_decoy_00000000-0000-0000-0000-000000000000/decoy/0.log",
+		Link:   filepath.Join(containerLogLinks, "decoy_datavolume-decoy_decoy-0000.log"),
+		Cgroup: filepath.Join(cgroupHierarchies, "pids", "kubepods", "datavolume-decoy"),
 	}
 	if err := os.MkdirAll(filepath.Dir(d.Log), 0o755); err != nil {
 		return d, err
@@ -456,11 +465,29 @@ func PlaceDecoy() (Decoy, error) {
 		return d, err
 	}
 	_ = os.Remove(d.Link)
-	return d, os.Symlink(d.Log, d.Link)
+	if err := os.Symlink(d.Log, d.Link); err != nil {
+		return d, err
+	}
+	if _, err := os.Stat(filepath.Dir(d.Cgroup)); errors.Is(err, os.ErrNotExist) {
+		d.createdParent = true
+	}
+	if err := os.MkdirAll(d.Cgroup, 0o755); err != nil {
+		return d, fmt.Errorf("creating the decoy cgroup: %w", err)
+	}
+	cmd := exec.Command("sleep", "3600")
+	if err := cmd.Start(); err != nil {
+		return d, err
+	}
+	d.Process = cmd.Process
+	go func() { _ = cmd.Wait() }() // reaped whenever it ends
+	if err := os.WriteFile(filepath.Join(d.Cgroup, "cgroup.procs"), []byte(strconv.Itoa(d.Process.Pid)), 0o644); err != nil {
+		return d, fmt.Errorf("moving the decoy process into its cgroup: %w", err)
+	}
+	return d, nil
 }
 
 // Touched says what of the decoy is gone.
-func (d Decoy) Touched() []string {
+func (d *Decoy) Touched() []string {
 	var gone []string
 	if _, err := os.Stat(d.Log); err != nil {
 		gone = append(gone, "another node's pod log "+d.Log)
@@ -468,13 +495,30 @@ func (d Decoy) Touched() []string {
 	if _, err := os.Lstat(d.Link); err != nil {
 		gone = append(gone, "another node's container log link "+d.Link)
 	}
+	if _, err := os.Stat(d.Cgroup); err != nil {
+		gone = append(gone, "another node's cgroup "+d.Cgroup)
+	}
+	if d.Process == nil || d.Process.Signal(syscall.Signal(0)) != nil {
+		gone = append(gone, "another node's process in "+d.Cgroup)
+	}
 	return gone
 }
 
 // Remove removes the decoy.
-func (d Decoy) Remove() {
+func (d *Decoy) Remove() {
 	_ = os.Remove(d.Link)
 	_ = os.RemoveAll(filepath.Dir(filepath.Dir(d.Log)))
+	if d.Process != nil {
+		_ = d.Process.Kill()
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err := syscall.Rmdir(d.Cgroup); err == nil || errors.Is(err, syscall.ENOENT) {
+			break
+		}
+	}
+	if d.createdParent {
+		_ = syscall.Rmdir(filepath.Dir(d.Cgroup))
+	}
 }
 
 // within says whether path is dir or under it.
@@ -483,13 +527,49 @@ func within(path, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
-// kubeletCgroupRoot is the cgroup the kubelet (cgroupfs driver) puts pods in.
-const kubeletCgroupRoot = "kubepods"
+// nodeCgroupRoot is the kubelet's cgroupRoot (cgroupfs driver): it puts the
+// pods in nodeCgroupRoot/kubepods, so that cleaning up kills and removes
+// what is under it and never another node's /kubepods.
+const nodeCgroupRoot = "datavolume"
 
-// podCgroups lists the kubelet's cgroup directories in every v1 hierarchy,
-// deepest first.
+// cgroupHierarchies are the mounted cgroup v1 hierarchies (and the hybrid
+// layout's unified one).
+const cgroupHierarchies = "/sys/fs/cgroup"
+
+// createNodeCgroupRoot makes nodeCgroupRoot in every hierarchy, as the
+// kubelet requires of its cgroupRoot; a cpuset cgroup takes its parent's
+// CPUs and memory nodes, or no process could join it.
+func createNodeCgroupRoot() error {
+	entries, err := os.ReadDir(cgroupHierarchies)
+	if err != nil {
+		return fmt.Errorf("reading the cgroup hierarchies: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() { // co-mounted hierarchies appear as links too
+			continue
+		}
+		parent := filepath.Join(cgroupHierarchies, e.Name())
+		dir := filepath.Join(parent, nodeCgroupRoot)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("creating cgroup %s: %w", dir, err)
+		}
+		for _, file := range []string{"cpuset.cpus", "cpuset.mems"} {
+			value, err := os.ReadFile(filepath.Join(parent, file))
+			if err != nil {
+				continue // not the cpuset hierarchy
+			}
+			if err := os.WriteFile(filepath.Join(dir, file), value, 0o644); err != nil {
+				return fmt.Errorf("setting %s of cgroup %s: %w", file, dir, err)
+			}
+		}
+	}
+	return nil
+}
+
+// podCgroups lists the node's cgroup directories in every v1 hierarchy,
+// nodeCgroupRoot included, deepest first.
 func podCgroups() []string {
-	roots, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", kubeletCgroupRoot))
+	roots, _ := filepath.Glob(filepath.Join(cgroupHierarchies, "*", nodeCgroupRoot))
 	var dirs []string
 	for _, root := range roots {
 		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
@@ -503,8 +583,9 @@ func podCgroups() []string {
 	return dirs
 }
 
-// killPodProcesses kills every process in the kubelet's cgroups: the
+// killPodProcesses kills every process in the node's cgroups: the
 // containers and their sandboxes, which outlive the kubelet and containerd.
+// Another node's, in its own cgroups, live on.
 func killPodProcesses() {
 	for _, dir := range podCgroups() {
 		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))

@@ -236,6 +236,9 @@ authentication:
 authorization:
   mode: Webhook
 cgroupDriver: cgroupfs
+# The pods' cgroups under a root of this node's own: cleaning up kills only
+# what is in it.
+cgroupRoot: /%[8]s
 failCgroupV1: false
 failSwapOn: false
 containerRuntimeEndpoint: unix://%[5]s
@@ -256,7 +259,10 @@ shutdownGracePeriod: 0s
 # Pods' logs stay in the cluster's directory, so that cleaning up touches no
 # other node's in /var/log/pods.
 podLogsDir: %[7]s
-`, c.nodeIP, p.kubeletServing.CertFile, p.kubeletServing.KeyFile, p.ca.CertFile, c.containerdSocket(), clusterDNS, c.podLogsDir())
+`, c.nodeIP, p.kubeletServing.CertFile, p.kubeletServing.KeyFile, p.ca.CertFile, c.containerdSocket(), clusterDNS, c.podLogsDir(), nodeCgroupRoot)
+	if err := createNodeCgroupRoot(); err != nil {
+		return err
+	}
 	configFile := filepath.Join(c.cfg.Dir, "kubelet-config.yaml")
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		return err
