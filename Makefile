@@ -8,8 +8,11 @@ GO          ?= go
 OUTPUT      := _output
 BIN         := $(OUTPUT)/bin
 CACHE       := $(or $(DATAVOLUME_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datavolume)
-KUBE_BIN    := $(CACHE)/kube-v1.37.2/bin
-ETCD        := $(CACHE)/etcd-v3.7.3/bin/etcd
+# The versions are pinned once, in hack/lib.sh.
+KUBE_VERSION := $(shell sed -n 's/^KUBE_VERSION=//p' hack/lib.sh)
+ETCD_VERSION := $(shell sed -n 's/^ETCD_VERSION=//p' hack/lib.sh)
+KUBE_BIN    := $(CACHE)/kube-$(KUBE_VERSION)/bin
+ETCD        := $(CACHE)/etcd-$(ETCD_VERSION)/bin/etcd
 # The API server, the webhook and the controller run in images with no C library.
 STATIC_COMMANDS := datavolume-apiserver datavolume-webhook datavolume-controller
 CLUSTER_TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl coredns local-path-provisioner

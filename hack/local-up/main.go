@@ -88,7 +88,7 @@ A demo disk to import, served in the cluster:
   %[8]s
 
   export KUBECONFIG=%[2]s
-  export PATH=%[3]s:$PATH      # kubectl v1.37.2
+  export PATH=%[3]s:$PATH      # its kubectl
   kubectl get nodes,pods -A
   kubectl logs -n datavolume-system deploy/datavolume-apiserver
   kubectl create namespace example-ns
