@@ -173,7 +173,11 @@ func BenchmarkCloneCreate(b *testing.B) {
 // dataVolumeTemplate clones a claim of another namespace (the webhook asks
 // a SubjectAccessReview for the VM's service account) and the same VMs
 // without dataVolumeTemplates (which the webhook's matchConditions leave
-// alone), both kubevirt.io, 8 clients, in interleaved rounds.
+// alone), both kubevirt.io, 8 clients, in interleaved rounds. A third path,
+// "floor", creates the cloning VMs under bench.example.com (the same CRD
+// and audit rules), which a do-nothing validating webhook on loopback admits
+// instead of ours: what any webhook hop costs on this machine, so the table
+// separates kube-apiserver's cost of calling a webhook from ours.
 func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -189,16 +193,25 @@ func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 	if _, err := cluster.Kubectl(ctx, "", "get", vmWebhookConfig); err != nil {
 		b.Fatalf("the webhook configuration is not registered: %v", err)
 	}
+	crd, err := benchVirtualMachineCRD()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := installCRD(ctx, client, crd, benchVMs); err != nil {
+		b.Fatal(err)
+	}
 	source := &path{name: "vm-source"}
 	paths := []*path{
 		{name: "cross-ns-templates", resource: kubevirtVMs},
 		{name: "no-templates", resource: kubevirtVMs},
+		{name: "floor", resource: benchVMs},
 	}
 	if err := createNamespaces(ctx, b, append([]*path{source}, paths...)); err != nil {
 		b.Fatal(err)
 	}
-	templates, none := paths[0], paths[1]
+	templates, none, floor := paths[0], paths[1], paths[2]
 	templates.object = cloningVM(source.ns)
+	floor.object = cloningVM(source.ns)
 	none.object = func(gv schema.GroupVersion, name string) *unstructured.Unstructured {
 		vm := cloningVM(source.ns)(gv, name)
 		unstructured.RemoveNestedField(vm.Object, "spec", "dataVolumeTemplates")
@@ -221,6 +234,14 @@ func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 	if err := checkVMCloneAdmission(ctx, client, templates, none); err != nil {
 		b.Fatal(err)
 	}
+	floorHook, err := startFloorWebhook(ctx, floor.ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer floorHook.stop(context.WithoutCancel(ctx))
+	if err := floorHook.waitCalled(ctx, client, floor); err != nil {
+		b.Fatal(err)
+	}
 	components, err := benchComponents()
 	if err != nil {
 		b.Fatal(err)
@@ -240,19 +261,33 @@ func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 	var table strings.Builder
 	fmt.Fprintf(&table, "\nVirtualMachine creates, %d rounds × %d creates per path, %d clients: a dataVolumeTemplate cloning from another namespace vs none\n",
 		*rounds, *createsRound, *workers)
+	fmt.Fprintf(&table, "cross-ns-templates: kubevirt.io, admitted by %s (pod network) after a SubjectAccessReview or its cached answer\n", vmWebhook)
+	fmt.Fprintf(&table, "no-templates: kubevirt.io, the same VMs without dataVolumeTemplates (no webhook called)\n")
+	fmt.Fprintf(&table, "floor: the cloning VMs under bench.example.com, admitted by a do-nothing webhook on loopback instead of ours\n")
 	latencyTable(b, &table, paths, "vm-clone-")
 	ratio := templates.createsPerSecond() / none.createsPerSecond()
+	floorRatio := floor.createsPerSecond() / none.createsPerSecond()
+	oursFloor := templates.createsPerSecond() / floor.createsPerSecond()
 	fmt.Fprintf(&table, "ratio cross-ns-templates/no-templates throughput: %.2f× (goal ≥ 0.80×)\n", ratio)
+	fmt.Fprintf(&table, "ratio floor/no-templates throughput: %.2f× (what a webhook hop that does nothing allows)\n", floorRatio)
+	fmt.Fprintf(&table, "ratio cross-ns-templates/floor throughput: %.2f× (what our webhook costs beyond the hop)\n", oursFloor)
+	if floorRatio < 0.80 {
+		fmt.Fprintf(&table, "the goal (≥ 0.80×) is out of this machine's reach: a webhook hop that does nothing allows %.2f×, ours %.2f×\n", floorRatio, ratio)
+	}
 	if waitErr != nil {
 		fmt.Fprintf(&table, "datavolume-webhook's rate limiter wait: not read: %v\n", waitErr)
 	} else {
 		fmt.Fprintf(&table, "datavolume-webhook's POSTs (SubjectAccessReviews) waiting for their rate limiter during the rounds: %s\n", waitAfter.Sub(waitBefore))
 	}
 	totals := cpuTable(&table, paths, components)
+	fmt.Fprintf(&table, "(the floor's webhook runs in the bench client)\n")
 	fmt.Print(table.String())
 	b.ReportMetric(ratio, "ratio")
-	b.ReportMetric(totals[0], "cross-ns-templates-cpu-ms/create")
-	b.ReportMetric(totals[1], "no-templates-cpu-ms/create")
+	b.ReportMetric(floorRatio, "floor-ratio")
+	b.ReportMetric(oursFloor, "ours-floor-ratio")
+	for i, p := range paths {
+		b.ReportMetric(totals[i], p.name+"-cpu-ms/create")
+	}
 	b.ReportMetric(0, "ns/op") // one op is the whole comparison: meaningless
 }
 

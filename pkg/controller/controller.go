@@ -130,6 +130,12 @@ type Controller struct {
 	// after: a sync that read a Job from the cache just before the informer
 	// dropped it must not send a second DELETE. UIDs are never reused.
 	deletedJobs *utilcache.LRUExpireCache
+	// progressReads holds the UIDs of the pods whose progress was read in
+	// the last ProgressEvery. A status write that changes the progress
+	// brings the DataVolume back through the informer at once: without
+	// this, that sync would read again and write again, a write every few
+	// milliseconds for as long as the progress moves.
+	progressReads *utilcache.LRUExpireCache
 	// recheck spaces out the permission checks of a clone that waits for
 	// its requester to be allowed again.
 	recheck workqueue.TypedRateLimiter[string]
@@ -161,6 +167,7 @@ func New(kube kubernetes.Interface, cdiClient cdiclient.Interface, scheme *runti
 		kube: kube, cdi: cdiClient, scheme: scheme, recorder: recorder, opts: opts,
 		progress:       newProgressReader(opts.Jobs.MetricsPort),
 		deletedJobs:    utilcache.NewLRUExpireCache(10000),
+		progressReads:  utilcache.NewLRUExpireCache(10000),
 		dataVolumes:    inf.DataVolumes.Lister(),
 		claims:         inf.Claims.Lister(),
 		jobs:           inf.Jobs.Lister(),
@@ -684,6 +691,12 @@ func (c *Controller) observePods(ctx context.Context, o *observation) (time.Dura
 		o.pod = pods[len(pods)-1]
 	}
 	if o.pod != nil && o.pod.Status.Phase == corev1.PodRunning && o.plan.Command != plan.CommandUpload {
+		if _, recent := c.progressReads.Get(o.pod.UID); recent {
+			// The status keeps the progress it has; the sync queued by
+			// the last read (later than this entry expires) reads again.
+			return c.opts.ProgressEvery, nil
+		}
+		c.progressReads.Add(o.pod.UID, struct{}{}, c.opts.ProgressEvery)
 		progress, err := c.progress.read(ctx, o.pod)
 		if err != nil {
 			logr.FromContextOrDiscard(ctx).V(3).Info("No progress yet", "err", err.Error())

@@ -2,7 +2,12 @@ package controller
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,6 +262,52 @@ func TestProgressIsReadWhileRunning(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Equal(t, requeue, time.Second, "a running transfer is looked at again")
 	assert.Equal(t, h.dv("disk").Status.Phase, v1beta1.ImportInProgress)
+}
+
+func TestProgressIsReadOncePerProgressEvery(t *testing.T) {
+	// The cloner's progress moves on every read.
+	var reads atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "kubevirt_cdi_import_progress_total{ownerUID=\"uid-disk\"} %d\n", 10*reads.Add(1))
+	}))
+	defer srv.Close()
+	port, err := strconv.Atoi(srv.URL[strings.LastIndex(srv.URL, ":")+1:])
+	assert.NilError(t, err)
+
+	dv := importDV("disk")
+	h := newHarness(t, dv)
+	h.c.opts.ProgressEvery = 20 * time.Millisecond
+	h.c.progress = newProgressReader(int32(port))
+	h.add(boundClaim(dv, "1Gi", corev1.PersistentVolumeFilesystem))
+	job := jobWith("importer-disk")
+	job.Labels = map[string]string{LabelDataVolumeUID: "uid-disk"}
+	h.add(job)
+	pod := runningPod("importer-disk")
+	pod.UID, pod.Status.PodIP = "uid-pod", "127.0.0.1"
+	h.cache(pod)
+	statusWrites := func() int {
+		n := 0
+		for _, a := range h.cdi.Actions() {
+			if a.GetVerb() == "update" && a.GetSubresource() == "status" {
+				n++
+			}
+		}
+		return n
+	}
+
+	h.sync(dv)
+	assert.Equal(t, h.dv("disk").Status.Progress, v1beta1.DataVolumeProgress("10.00%"))
+	writes := statusWrites()
+	// The status write brings the DataVolume back at once: no read, no write.
+	h.sync(dv)
+	assert.Equal(t, reads.Load(), int64(1))
+	assert.Equal(t, statusWrites(), writes)
+	assert.Equal(t, h.dv("disk").Status.Progress, v1beta1.DataVolumeProgress("10.00%"))
+
+	time.Sleep(100 * time.Millisecond)
+	h.sync(dv)
+	assert.Equal(t, reads.Load(), int64(2))
+	assert.Equal(t, h.dv("disk").Status.Progress, v1beta1.DataVolumeProgress("20.00%"))
 }
 
 func TestHonoredWaitForFirstConsumerHoldsTheJob(t *testing.T) {
