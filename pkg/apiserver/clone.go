@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 
@@ -41,7 +43,8 @@ const anyOtherNamespace = "*"
 // purpose: kube-apiserver's priority and fairness puts all of this server's
 // requests in one flow, and the limit bounds how much of a larger
 // kube-apiserver one replica may spend on clone checks (a denied clone asks
-// two reviews, and stores nothing) until checks are shared fairly per tenant.
+// two reviews, and stores nothing). Within that flow, requesters share the
+// checks through --clone-check-max-in-flight-per-user (issue 18).
 const (
 	DefaultCloneCheckQPS   float32 = 2000
 	DefaultCloneCheckBurst int     = 4000
@@ -60,9 +63,7 @@ func (o *Options) cloneConfig(ctx context.Context, kube kubernetes.Interface, vm
 	if err != nil {
 		return ExtraConfig{}, fmt.Errorf("loading clone grant keys: %w", err)
 	}
-	authorizer := cloneauth.NewAuthorizer(kube.AuthorizationV1().SubjectAccessReviews(),
-		cloneauth.WithTimeout(o.CloneCheckTimeout), cloneauth.WithLogger(log.WithName("clone")),
-		cloneauth.WithCache(o.CloneCheckCacheAllowedTTL, o.CloneCheckCacheDeniedTTL))
+	authorizer := o.cloneAuthorizer(kube.AuthorizationV1().SubjectAccessReviews(), log)
 	gate := &cloneGate{authorizer: authorizer, keys: keys, ttl: o.CloneGrantTTL, now: time.Now,
 		vmTemplates: newVMTemplateJudge(o.VMTemplateCreator, vms),
 		sourceUID:   claimUID(claims)}
@@ -70,6 +71,15 @@ func (o *Options) cloneConfig(ctx context.Context, kube kubernetes.Interface, vm
 		OnCreate: gate.onCreate,
 		Sources:  &sourceDescriber{kube: kube, authorizer: authorizer},
 	}, nil
+}
+
+// cloneAuthorizer is the clone checks' authorizer with the options' time
+// limit, cache and per-requester bound.
+func (o *Options) cloneAuthorizer(reviews authorizationv1client.SubjectAccessReviewInterface, log logr.Logger) *cloneauth.Authorizer {
+	return cloneauth.NewAuthorizer(reviews,
+		cloneauth.WithTimeout(o.CloneCheckTimeout), cloneauth.WithLogger(log.WithName("clone")),
+		cloneauth.WithCache(o.CloneCheckCacheAllowedTTL, o.CloneCheckCacheDeniedTTL),
+		cloneauth.WithMaxInFlightPerRequester(o.CloneCheckMaxInFlightPerUser, cloneauth.DefaultInFlightWait))
 }
 
 // cloneGate authorizes cross-namespace clones at create and stamps the
@@ -191,6 +201,10 @@ func (s *sourceDescriber) DescribeSource(ctx context.Context, namespace, name st
 	if requester, ok := genericapirequest.UserFrom(ctx); ok {
 		req := cloneauth.Request{User: requester, SourceNamespace: namespace, SourceName: name, TargetNamespace: anyOtherNamespace}
 		decision, err := s.authorizer.Authorize(ctx, req)
+		if errors.Is(err, cloneauth.ErrTooManyChecks) {
+			// Not asked, so neither allowed nor denied: retry.
+			return nil, cloneauth.TooManyChecks(err)
+		}
 		out.Status.Allowed = err == nil && decision.Allowed
 		out.Status.Reason = decision.Reason
 		if err != nil {

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,16 +12,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/audit"
 	"k8s.io/apiserver/pkg/authentication/user"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/kubernetes/scheme"
+	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/datavolume/datavolume/pkg/apis/cdi"
@@ -113,8 +118,10 @@ func hang(_ http.ResponseWriter, r *http.Request, _ *authorizationv1.SubjectAcce
 type gateFixture struct {
 	gate     *cloneGate
 	endpoint *sarEndpoint
-	keys     *cloneauth.KeySet
-	now      time.Time
+	// reviews is the clone checks' client of endpoint.
+	reviews authorizationv1client.SubjectAccessReviewInterface
+	keys    *cloneauth.KeySet
+	now     time.Time
 }
 
 func newGate(t *testing.T, answer func(http.ResponseWriter, *http.Request, *authorizationv1.SubjectAccessReview)) *gateFixture {
@@ -134,7 +141,7 @@ func newGate(t *testing.T, answer func(http.ResponseWriter, *http.Request, *auth
 		ttl:        time.Hour,
 		now:        func() time.Time { return now },
 	}
-	return &gateFixture{gate: gate, endpoint: endpoint, keys: keys, now: now}
+	return &gateFixture{gate: gate, endpoint: endpoint, reviews: client.AuthorizationV1().SubjectAccessReviews(), keys: keys, now: now}
 }
 
 var alice = &user.DefaultInfo{
@@ -354,4 +361,105 @@ func TestCloneWithoutUserIsForbidden(t *testing.T) {
 	_, stamped := dv.Annotations[cloneauth.GrantAnnotation]
 	assert.Check(t, !stamped)
 	assert.Check(t, is.Len(f.endpoint.reviews(), 0))
+}
+
+// reviewsOf counts the reviews endpoint was asked for user.
+func (e *sarEndpoint) reviewsOf(user string) int {
+	n := 0
+	for _, spec := range e.reviews() {
+		if spec.User == user {
+			n++
+		}
+	}
+	return n
+}
+
+// Issue 18: one user's clone checks at their bound. That user's next
+// create is refused with 429 and Retry-After, audited as denied, without a
+// grant and without a review; another user's create is checked and granted
+// meanwhile.
+func TestCloneChecksPastTheRequesterBoundAreTooManyRequests(t *testing.T) {
+	release := make(chan struct{})
+	allowed := answerBy(map[string]string{"datavolumes": rbacReason})
+	f := newGate(t, func(w http.ResponseWriter, r *http.Request, review *authorizationv1.SubjectAccessReview) {
+		if review.Spec.User == alice.Name {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		allowed(w, r, review)
+	})
+	o := NewOptions()
+	o.CloneCheckMaxInFlightPerUser = 2
+	f.gate.authorizer = o.cloneAuthorizer(f.reviews, logr.Discard())
+
+	held := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			dv := cloneDataVolume("src")
+			dv.Name = fmt.Sprintf("held-%d", i)
+			dv.Spec.Source.PVC.Name = fmt.Sprintf("disk-%d", i)
+			held <- f.gate.onCreate(requestContext(alice), dv, &metav1.CreateOptions{})
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for f.endpoint.reviewsOf(alice.Name) < 2 {
+		assert.Assert(t, time.Now().Before(deadline), "alice's two checks are not asking")
+		time.Sleep(time.Millisecond)
+	}
+
+	ctx := requestContext(alice)
+	dv := cloneDataVolume("src")
+	err := f.gate.onCreate(ctx, dv, &metav1.CreateOptions{})
+	assert.Assert(t, apierrors.IsTooManyRequests(err), "not a 429: %v", err)
+	seconds, ok := apierrors.SuggestsClientDelay(err)
+	assert.Check(t, ok && seconds == cloneauth.RetryAfterSeconds, "Retry-After %d, %v", seconds, ok)
+	assert.Check(t, is.Contains(err.Error(), `user "alice" has 2 in flight already, the most allowed per requester`))
+	assert.Check(t, !strings.Contains(err.Error(), "disk"), "the refusal tells of the source: %v", err)
+	_, stamped := dv.Annotations[cloneauth.GrantAnnotation]
+	assert.Check(t, !stamped, "a refused clone carries a grant")
+	assert.Check(t, is.Equal(auditAnnotations(ctx)[cloneauth.AuditDecision], cloneauth.DecisionDeny))
+	assert.Check(t, is.Equal(f.endpoint.reviewsOf(alice.Name), 2), "the refused check asked a review")
+
+	bob := &user.DefaultInfo{Name: "bob", Groups: []string{"system:authenticated"}}
+	dv = cloneDataVolume("src")
+	assert.NilError(t, f.gate.onCreate(requestContext(bob), dv, &metav1.CreateOptions{}), "bob waited for alice's checks")
+	assert.Check(t, dv.Annotations[cloneauth.GrantAnnotation] != "")
+
+	close(release)
+	for range 2 {
+		assert.NilError(t, <-held)
+	}
+}
+
+// datavolumes/source answers 429 too rather than "not allowed": the check
+// was not made.
+func TestCloneSourcePastTheRequesterBoundIsTooManyRequests(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	f := newGate(t, func(w http.ResponseWriter, r *http.Request, review *authorizationv1.SubjectAccessReview) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		answerBy(nil)(w, r, review)
+	})
+	o := NewOptions()
+	o.CloneCheckMaxInFlightPerUser = 1
+	authorizer := o.cloneAuthorizer(f.reviews, logr.Discard())
+	go func() {
+		_, _ = authorizer.Authorize(context.Background(), cloneauth.Request{User: alice, SourceNamespace: "src", SourceName: "other", TargetNamespace: "dst"})
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.endpoint.reviewsOf(alice.Name) < 1 {
+		assert.Assert(t, time.Now().Before(deadline), "alice's check is not asking")
+		time.Sleep(time.Millisecond)
+	}
+	kube := fake.NewClientset(&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "disk", Namespace: "src"}})
+	describer := &sourceDescriber{kube: kube, authorizer: authorizer}
+
+	_, err := describer.DescribeSource(requestContext(alice), "src", "disk")
+
+	assert.Assert(t, apierrors.IsTooManyRequests(err), "not a 429: %v", err)
 }

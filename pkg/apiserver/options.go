@@ -51,6 +51,9 @@ type Options struct {
 	// CloneCheckCacheAllowedTTL and CloneCheckCacheDeniedTTL are how long
 	// an allowed and a denied SubjectAccessReview answer is reused.
 	CloneCheckCacheAllowedTTL, CloneCheckCacheDeniedTTL time.Duration
+	// CloneCheckMaxInFlightPerUser bounds the clone checks in flight per
+	// requester; see cloneauth.DefaultMaxInFlightPerRequester.
+	CloneCheckMaxInFlightPerUser int
 	// VMTemplateCreator is the user (datavolume-controller's
 	// ServiceAccount) whose clone DataVolumes controlled by a
 	// VirtualMachine are judged for the VM's ServiceAccount.
@@ -68,8 +71,9 @@ func NewOptions() *Options {
 		CloneCheckQPS:     DefaultCloneCheckQPS,
 		CloneCheckBurst:   DefaultCloneCheckBurst,
 
-		CloneCheckCacheAllowedTTL: cloneauth.DefaultCacheAllowedTTL,
-		CloneCheckCacheDeniedTTL:  cloneauth.DefaultCacheDeniedTTL,
+		CloneCheckCacheAllowedTTL:    cloneauth.DefaultCacheAllowedTTL,
+		CloneCheckCacheDeniedTTL:     cloneauth.DefaultCacheDeniedTTL,
+		CloneCheckMaxInFlightPerUser: cloneauth.DefaultMaxInFlightPerRequester,
 	}
 	// kube-apiserver has already queued every request it proxies here under
 	// its own priority and fairness; a second queue only costs CPU (0.1 of
@@ -114,6 +118,10 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 			"It admits the create only: datavolume-controller asks again, uncached, before any data moves.")
 	clone.DurationVar(&o.CloneCheckCacheDeniedTTL, "clone-check-cache-denied-ttl", o.CloneCheckCacheDeniedTTL,
 		"How long a denied clone check's answer is reused (0: never); a RoleBinding just added takes effect after it.")
+	clone.IntVar(&o.CloneCheckMaxInFlightPerUser, "clone-check-max-in-flight-per-user", o.CloneCheckMaxInFlightPerUser,
+		fmt.Sprintf("Clone checks one requester (the user, or a VM template's ServiceAccount) may have in flight at once; one more waits up to %s for a slot, "+
+			"then the create is refused with 429 Too Many Requests and Retry-After, so that one user's flood of clones cannot hold up everyone else's checks.",
+			cloneauth.DefaultInFlightWait))
 
 	misc := fss.FlagSet("misc")
 	misc.StringSliceVar(&o.AlternateDNS, "alternate-dns", o.AlternateDNS, "Extra DNS names of a self-signed serving certificate.")
@@ -143,6 +151,9 @@ func (o *Options) Validate() error {
 	}
 	if o.CloneCheckBurst <= 0 {
 		errs = append(errs, fmt.Errorf("--clone-check-burst must be positive, not %d", o.CloneCheckBurst))
+	}
+	if o.CloneCheckMaxInFlightPerUser <= 0 {
+		errs = append(errs, fmt.Errorf("--clone-check-max-in-flight-per-user must be positive, not %d: one user's clones must not hold up everyone's checks", o.CloneCheckMaxInFlightPerUser))
 	}
 	return utilerrors.NewAggregate(errs)
 }

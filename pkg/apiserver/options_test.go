@@ -13,6 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/component-base/metrics/legacyregistry"
+
+	"github.com/datavolume/datavolume/pkg/cloneauth"
 )
 
 func TestPriorityAndFairnessIsOffUnlessAsked(t *testing.T) {
@@ -43,10 +45,14 @@ func TestCloneCheckLimitDefaults(t *testing.T) {
 
 func TestCloneCheckLimitFlags(t *testing.T) {
 	o := NewOptions()
+	assert.Equal(t, o.CloneCheckMaxInFlightPerUser, cloneauth.DefaultMaxInFlightPerRequester)
 	fss := o.Flags()
-	assert.NilError(t, fss.FlagSet("clone authorization").Parse([]string{"--clone-check-qps=50.5", "--clone-check-burst=75"}))
+	assert.NilError(t, fss.FlagSet("clone authorization").Parse([]string{
+		"--clone-check-qps=50.5", "--clone-check-burst=75", "--clone-check-max-in-flight-per-user=3",
+	}))
 	assert.Equal(t, o.CloneCheckQPS, float32(50.5))
 	assert.Equal(t, o.CloneCheckBurst, 75)
+	assert.Equal(t, o.CloneCheckMaxInFlightPerUser, 3)
 }
 
 func TestOptionsValidate(t *testing.T) {
@@ -70,8 +76,14 @@ func TestOptionsValidate(t *testing.T) {
 			[]string{"--clone-check-qps must be positive, not -1"}},
 		{"zero burst", func(o *Options) { o.CloneCheckBurst = 0 }, []string{"--clone-check-burst must be positive, not 0"}},
 		{"negative burst", func(o *Options) { o.CloneCheckBurst = -5 }, []string{"--clone-check-burst must be positive, not -5"}},
-		{"every error at once", func(o *Options) { o.CloneCheckQPS, o.CloneCheckBurst, o.CloneCheckTimeout = 0, 0, 0 },
-			[]string{"--clone-check-timeout must be positive", "--clone-check-qps must be positive", "--clone-check-burst must be positive"}},
+		{"zero in flight per user", func(o *Options) { o.CloneCheckMaxInFlightPerUser = 0 },
+			[]string{"--clone-check-max-in-flight-per-user must be positive, not 0"}},
+		{"negative in flight per user", func(o *Options) { o.CloneCheckMaxInFlightPerUser = -1 },
+			[]string{"--clone-check-max-in-flight-per-user must be positive, not -1"}},
+		{"every error at once", func(o *Options) {
+			o.CloneCheckQPS, o.CloneCheckBurst, o.CloneCheckTimeout, o.CloneCheckMaxInFlightPerUser = 0, 0, 0, 0
+		}, []string{"--clone-check-timeout must be positive", "--clone-check-qps must be positive", "--clone-check-burst must be positive",
+			"--clone-check-max-in-flight-per-user must be positive"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

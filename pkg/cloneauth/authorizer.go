@@ -20,6 +20,10 @@ const DefaultTimeout = 10 * time.Second
 // sameNamespaceReason explains why a same-namespace clone is not checked.
 const sameNamespaceReason = "same-namespace clone: no permission needed beyond create datavolumes"
 
+// throttledReason is the reason of a clone refused by the per-requester
+// bound: no permission was asked about.
+const throttledReason = "too many clone checks in flight for the requester"
+
 // Authorizer decides clones by SubjectAccessReview.
 type Authorizer struct {
 	reviews authorizationv1client.SubjectAccessReviewInterface
@@ -27,6 +31,8 @@ type Authorizer struct {
 	log     logr.Logger
 	// cache holds recent answers; nil asks every time.
 	cache *reviewCache
+	// limit bounds the checks in flight per requester; nil bounds none.
+	limit *requesterLimit
 }
 
 // Option configures an Authorizer.
@@ -57,7 +63,8 @@ func NewAuthorizer(reviews authorizationv1client.SubjectAccessReviewInterface, o
 }
 
 // Authorize decides req and logs the decision. A non-nil error comes with a
-// denial: the check could not be made, and the clone must be refused.
+// denial: the check could not be made, and the clone must be refused
+// (ErrTooManyChecks: for now, to be retried).
 func (a *Authorizer) Authorize(ctx context.Context, req Request) (Decision, error) {
 	d, err := a.decide(ctx, req)
 	a.logDecision(req, d, err)
@@ -70,6 +77,16 @@ func (a *Authorizer) decide(ctx context.Context, req Request) (Decision, error) 
 	}
 	if err := validateCrossNamespace(req); err != nil {
 		return Decision{Reason: "invalid request"}, err
+	}
+	if a.limit != nil {
+		release, err := a.limit.acquire(ctx, req.User.GetName())
+		if err != nil {
+			if errors.Is(err, ErrTooManyChecks) {
+				return Decision{Reason: throttledReason}, err
+			}
+			return Decision{Reason: "authorization check failed"}, err
+		}
+		defer release()
 	}
 	permissions := permissionsFor(req)
 	denied := Decision{Checked: true, Missing: describe(permissions[0].attributes)}
@@ -178,7 +195,13 @@ func (a *Authorizer) logDecision(req Request, d Decision, err error) {
 	if d.EvaluationError != "" {
 		keysAndValues = append(keysAndValues, "evaluationError", d.EvaluationError)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrTooManyChecks):
+		// A load refusal, not a failed check: a decision line, not an
+		// error, so a flood does not read as kube-apiserver failing.
+		a.log.Info("Clone refused: too many clone checks in flight for the requester", append(keysAndValues, "error", err.Error())...)
+		return
+	case err != nil:
 		a.log.Error(err, "Clone denied: authorization check failed", keysAndValues...)
 		return
 	}

@@ -12,6 +12,13 @@
 // asked by SubjectAccessReview for the requesting user. The check fails
 // closed: an error or a timeout denies.
 //
+// The admission checks (datavolume-apiserver's and the webhook's) bound the
+// checks in flight per requester (WithMaxInFlightPerRequester): one user's
+// flood of clones waits for its own slots and, past a short wait, is refused
+// with 429 and Retry-After (ErrTooManyChecks, TooManyChecks), instead of
+// queuing everyone else's checks behind it in kube-apiserver, which serves
+// all of one server's reviews as a single flow.
+//
 // # Grants
 //
 // A grant names one allowed clone: source namespace/name (and the source

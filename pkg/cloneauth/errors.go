@@ -9,6 +9,9 @@ var (
 	// ErrCheckFailed: a SubjectAccessReview failed or timed out; the clone
 	// is denied.
 	ErrCheckFailed = errors.New("SubjectAccessReview failed")
+	// ErrTooManyChecks: the requester had the most checks in flight allowed
+	// already; the clone is refused for now, to be retried (429).
+	ErrTooManyChecks = errors.New("too many clone checks in flight")
 )
 
 // Errors of grant verification and key handling; test with errors.Is.

@@ -37,10 +37,20 @@ func ForbiddenCheckFailed(req Request, err error) error {
 	return apierrors.NewForbidden(dataVolumes, req.TargetName, errors.New(message))
 }
 
+// TooManyChecks is the 429 for a clone refused by the per-requester bound
+// (ErrTooManyChecks), with Retry-After. Its message is err's, which names
+// the requester and its limit: nothing about the source, which was not
+// checked.
+func TooManyChecks(err error) *apierrors.StatusError {
+	return apierrors.NewTooManyRequests(err.Error(), RetryAfterSeconds)
+}
+
 // DenialError turns the result of Authorize into the error to return to the
 // requester: nil only for an allowed clone checked without error.
 func DenialError(req Request, d Decision, err error) error {
 	switch {
+	case errors.Is(err, ErrTooManyChecks):
+		return TooManyChecks(err)
 	case err != nil:
 		return ForbiddenCheckFailed(req, err)
 	case !d.Allowed:

@@ -1,13 +1,12 @@
 package cloneauth
 
 import (
+	"context"
 	"sync"
 	"testing"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/fake"
-	clienttesting "k8s.io/client-go/testing"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // reviewAnswer is what the fake API server answers to a review of one resource.
@@ -22,37 +21,56 @@ type fakeReviews struct {
 	mu      sync.Mutex
 	answers map[string]reviewAnswer
 	asked   []authorizationv1.SubjectAccessReviewSpec
-	// block, when set, holds every review until it is closed.
-	block chan struct{}
+	// block, when set, holds every review until it is closed; of
+	// blockUser's only, when that is set too.
+	block     chan struct{}
+	blockUser string
 }
 
 func newAuthorizerWith(t *testing.T, reviews *fakeReviews, opts ...Option) *Authorizer {
 	t.Helper()
-	client := fake.NewClientset()
-	client.PrependReactor("create", "subjectaccessreviews", reviews.react)
-	return NewAuthorizer(client.AuthorizationV1().SubjectAccessReviews(), opts...)
+	return NewAuthorizer(reviews, opts...)
 }
 
-func (f *fakeReviews) react(action clienttesting.Action) (bool, runtime.Object, error) {
-	review := action.(clienttesting.CreateAction).GetObject().(*authorizationv1.SubjectAccessReview)
+// Create answers a review. Not through client-go's fake clientset: it
+// serializes every call, and a held review would hold all.
+func (f *fakeReviews) Create(_ context.Context, review *authorizationv1.SubjectAccessReview, _ metav1.CreateOptions) (*authorizationv1.SubjectAccessReview, error) {
 	f.mu.Lock()
 	f.asked = append(f.asked, review.Spec)
 	block := f.block
+	if f.blockUser != "" && review.Spec.User != f.blockUser {
+		block = nil
+	}
 	f.mu.Unlock()
 	if block != nil {
 		<-block
 	}
+	f.mu.Lock()
 	answer := f.answers[review.Spec.ResourceAttributes.Resource]
+	f.mu.Unlock()
 	if answer.err != nil {
-		return true, nil, answer.err
+		return nil, answer.err
 	}
 	answered := review.DeepCopy()
 	answered.Status = answer.status
-	return true, answered, nil
+	return answered, nil
 }
 
 func (f *fakeReviews) reviewsAsked() []authorizationv1.SubjectAccessReviewSpec {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.asked
+}
+
+// reviewsOf counts the reviews asked for user.
+func (f *fakeReviews) reviewsOf(user string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, spec := range f.asked {
+		if spec.User == user {
+			n++
+		}
+	}
+	return n
 }

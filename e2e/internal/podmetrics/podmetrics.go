@@ -218,9 +218,26 @@ func parseSample(line string) (name string, labels map[string]string, value floa
 // Counter sums a counter's samples over all its label sets; a counter the
 // server has not registered or not exported yet reads as zero.
 func Counter(metrics, name string) float64 {
+	return CounterWith(metrics, name, nil)
+}
+
+// CounterWith sums a counter's samples over the label sets that carry every
+// label of want (among others); none reads as zero.
+func CounterWith(metrics, name string, want map[string]string) float64 {
 	var sum float64
 	for line := range strings.Lines(metrics) {
-		if got, _, value, ok := parseSample(line); ok && got == name {
+		got, labels, value, ok := parseSample(line)
+		if !ok || got != name {
+			continue
+		}
+		matches := true
+		for key, wantValue := range want {
+			if labels[key] != wantValue {
+				matches = false
+				break
+			}
+		}
+		if matches {
 			sum += value
 		}
 	}

@@ -42,3 +42,11 @@ func TestCounterSumsItsLabelSets(t *testing.T) {
 	assert.Equal(t, Counter(metrics, "hits"), 7.0)
 	assert.Equal(t, Counter(metrics, "missing"), 0.0)
 }
+
+func TestCounterWithSumsTheMatchingLabelSets(t *testing.T) {
+	metrics := "hits{schema=\"ours\",level=\"a\"} 3\nhits{schema=\"ours\",level=\"b\"} 4\nhits{schema=\"other\",level=\"a\"} 9\n"
+	assert.Equal(t, CounterWith(metrics, "hits", map[string]string{"schema": "ours"}), 7.0)
+	assert.Equal(t, CounterWith(metrics, "hits", map[string]string{"schema": "ours", "level": "a"}), 3.0)
+	assert.Equal(t, CounterWith(metrics, "hits", map[string]string{"schema": "none"}), 0.0)
+	assert.Equal(t, CounterWith(metrics, "hits", nil), 16.0)
+}

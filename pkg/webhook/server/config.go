@@ -110,7 +110,8 @@ func (c *Config) Run(ctx context.Context) error {
 	}
 	authorizer := cloneauth.NewAuthorizer(c.cloneChecks.AuthorizationV1().SubjectAccessReviews(),
 		cloneauth.WithTimeout(subjectAccessReviewTimeout), cloneauth.WithLogger(log.WithName("cloneauth")),
-		cloneauth.WithCache(c.options.CloneCheckCacheAllowedTTL, c.options.CloneCheckCacheDeniedTTL))
+		cloneauth.WithCache(c.options.CloneCheckCacheAllowedTTL, c.options.CloneCheckCacheDeniedTTL),
+		cloneauth.WithMaxInFlightPerRequester(c.options.CloneCheckMaxInFlightPerUser, cloneauth.DefaultInFlightWait))
 
 	var ready atomic.Bool
 	handler := c.routes(endpoints.Dependencies{

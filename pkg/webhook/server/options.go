@@ -47,6 +47,9 @@ type Options struct {
 	// CloneCheckCacheAllowedTTL and CloneCheckCacheDeniedTTL are how long
 	// an allowed and a denied SubjectAccessReview answer is reused.
 	CloneCheckCacheAllowedTTL, CloneCheckCacheDeniedTTL time.Duration
+	// CloneCheckMaxInFlightPerUser bounds the clone checks in flight per
+	// service account judged; see cloneauth.DefaultMaxInFlightPerRequester.
+	CloneCheckMaxInFlightPerUser int
 	// MetricsBindAddress is where /metrics is served over plain HTTP
 	// (host:port); empty turns it off.
 	MetricsBindAddress string
@@ -110,8 +113,9 @@ func NewOptions() *Options {
 		MetricsBindAddress: "127.0.0.1:8080",
 		HealthBindAddress:  "0.0.0.0:8081",
 
-		CloneCheckCacheAllowedTTL: cloneauth.DefaultCacheAllowedTTL,
-		CloneCheckCacheDeniedTTL:  cloneauth.DefaultCacheDeniedTTL,
+		CloneCheckCacheAllowedTTL:    cloneauth.DefaultCacheAllowedTTL,
+		CloneCheckCacheDeniedTTL:     cloneauth.DefaultCacheDeniedTTL,
+		CloneCheckMaxInFlightPerUser: cloneauth.DefaultMaxInFlightPerRequester,
 
 		ReadHeaderTimeout:       DefaultReadHeaderTimeout,
 		ReadTimeout:             DefaultReadTimeout,
@@ -150,6 +154,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 			"It admits the VirtualMachine only: datavolume-controller asks again, uncached, before any data moves.")
 	fs.DurationVar(&o.CloneCheckCacheDeniedTTL, "clone-check-cache-denied-ttl", o.CloneCheckCacheDeniedTTL,
 		"How long a denied clone check's answer is reused (0: never); a RoleBinding just added takes effect after it.")
+	fs.IntVar(&o.CloneCheckMaxInFlightPerUser, "clone-check-max-in-flight-per-user", o.CloneCheckMaxInFlightPerUser,
+		fmt.Sprintf("Clone checks one ServiceAccount (the one a VirtualMachine's clones are judged for) may have in flight at once; one more waits up to %s for a slot, "+
+			"then the VirtualMachine is refused with 429 Too Many Requests and Retry-After, so that one tenant's flood cannot hold up everyone else's checks.",
+			cloneauth.DefaultInFlightWait))
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
 		"host:port to serve Prometheus metrics on, over plain HTTP at /metrics (client-go's rest_client_* among them); empty turns it off. "+
 			"The default is reachable from inside the pod only (kubectl port-forward).")
@@ -197,6 +205,9 @@ func (o *Options) Validate() error {
 	}
 	if o.CloneCheckBurst <= 0 {
 		errs = append(errs, fmt.Errorf("--clone-check-burst must be positive, not %d", o.CloneCheckBurst))
+	}
+	if o.CloneCheckMaxInFlightPerUser <= 0 {
+		errs = append(errs, fmt.Errorf("--clone-check-max-in-flight-per-user must be positive, not %d: one tenant's clones must not hold up everyone's checks", o.CloneCheckMaxInFlightPerUser))
 	}
 	for _, timeout := range []struct {
 		flag  string

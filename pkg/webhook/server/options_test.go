@@ -18,7 +18,7 @@ func TestOptionsFlags(t *testing.T) {
 		"--clone-check-qps=50.5", "--clone-check-burst=75", "--metrics-bind-address=:9090",
 		"--read-header-timeout=2s", "--read-timeout=3s", "--write-timeout=20s", "--idle-timeout=95s",
 		"--max-requests-inflight=7", "--max-requests-inflight-wait=250ms",
-		"--clone-check-cache-allowed-ttl=3s", "--clone-check-cache-denied-ttl=0",
+		"--clone-check-cache-allowed-ttl=3s", "--clone-check-cache-denied-ttl=0", "--clone-check-max-in-flight-per-user=4",
 		"--client-ca-file=/ca/ca.crt", "--allowed-client-names=kube-apiserver,datavolume-apiserver", "--health-bind-address=:9091",
 	}))
 	assert.DeepEqual(t, *options, Options{
@@ -26,8 +26,8 @@ func TestOptionsFlags(t *testing.T) {
 		ClientCAFile: "/ca/ca.crt", AllowedClientNames: []string{"kube-apiserver", "datavolume-apiserver"}, HealthBindAddress: ":9091",
 		BindAddress: "127.0.0.1", Port: 9443, Kubeconfig: "/kube/config", FilesystemOverhead: 0.1,
 		CloneCheckQPS: 50.5, CloneCheckBurst: 75, MetricsBindAddress: ":9090",
-		CloneCheckCacheAllowedTTL: 3 * time.Second,
-		ReadHeaderTimeout:         2 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 20 * time.Second, IdleTimeout: 95 * time.Second,
+		CloneCheckCacheAllowedTTL: 3 * time.Second, CloneCheckMaxInFlightPerUser: 4,
+		ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: 20 * time.Second, IdleTimeout: 95 * time.Second,
 		MaxRequestsInFlight: 7, MaxRequestsInFlightWait: 250 * time.Millisecond,
 	})
 	assert.NilError(t, options.Validate())
@@ -37,7 +37,7 @@ func TestOptionsDefaults(t *testing.T) {
 	assert.DeepEqual(t, *NewOptions(), Options{BindAddress: "0.0.0.0", Port: 8443, FilesystemOverhead: 0.055,
 		CloneCheckQPS: DefaultCloneCheckQPS, CloneCheckBurst: DefaultCloneCheckBurst, MetricsBindAddress: "127.0.0.1:8080",
 		HealthBindAddress:         "0.0.0.0:8081",
-		CloneCheckCacheAllowedTTL: 10 * time.Second, CloneCheckCacheDeniedTTL: 2 * time.Second,
+		CloneCheckCacheAllowedTTL: 10 * time.Second, CloneCheckCacheDeniedTTL: 2 * time.Second, CloneCheckMaxInFlightPerUser: 8,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 		MaxRequestsInFlight: 100, MaxRequestsInFlightWait: time.Second})
 	// The answer may take as long as the longest timeoutSeconds kube-apiserver
@@ -83,6 +83,10 @@ func TestOptionsValidate(t *testing.T) {
 			"--clone-check-qps must be positive, not -1: the clone checks' client is always limited"},
 		{"zero clone check burst", func(o *Options) { o.CloneCheckBurst = 0 }, "--clone-check-burst must be positive, not 0"},
 		{"negative clone check burst", func(o *Options) { o.CloneCheckBurst = -3 }, "--clone-check-burst must be positive, not -3"},
+		{"zero clone checks in flight per user", func(o *Options) { o.CloneCheckMaxInFlightPerUser = 0 },
+			"--clone-check-max-in-flight-per-user must be positive, not 0: one tenant's clones must not hold up everyone's checks"},
+		{"negative clone checks in flight per user", func(o *Options) { o.CloneCheckMaxInFlightPerUser = -2 },
+			"--clone-check-max-in-flight-per-user must be positive, not -2: one tenant's clones must not hold up everyone's checks"},
 		{"metrics off", func(o *Options) { o.MetricsBindAddress = "" }, ""},
 		{"metrics on every address", func(o *Options) { o.MetricsBindAddress = ":8080" }, ""},
 		{"metrics without a port", func(o *Options) { o.MetricsBindAddress = "127.0.0.1" },

@@ -2,6 +2,7 @@ package virtualmachine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -36,6 +37,10 @@ type Verdict struct {
 	Warnings []string
 	// Clones are the clone authorizations decided, for the audit log.
 	Clones []CloneDecision
+	// TooManyChecks, when set, refused a clone check for load
+	// (cloneauth.ErrTooManyChecks): the VM is to be answered 429 and
+	// retried, and the templates after it were not checked.
+	TooManyChecks error
 }
 
 // CloneDecision is one clone authorization and the template it was for.
@@ -58,6 +63,11 @@ func (a *Admitter) Admit(ctx context.Context, namespace string, vm, old *virtual
 		}
 		if err := a.admitTemplate(ctx, namespace, vm, i, template, templates.Index(i), &verdict); err != nil {
 			return Verdict{}, err
+		}
+		if verdict.TooManyChecks != nil {
+			// The VM is refused for now: checking the rest would only
+			// wait for the same account's slots again.
+			break
 		}
 	}
 	return verdict, nil
@@ -127,7 +137,11 @@ func (a *Admitter) authorizeClone(ctx context.Context, namespace string, vm *vir
 		TargetName:      targetName,
 	}
 	decision, err := a.AuthorizeClone(ctx, req)
-	if err != nil {
+	switch {
+	case errors.Is(err, cloneauth.ErrTooManyChecks):
+		verdict.TooManyChecks = err
+		decision = cloneauth.Decision{Allowed: false, Reason: err.Error()}
+	case err != nil:
 		decision = cloneauth.Decision{Allowed: false, Reason: fmt.Sprintf("the authorization check failed: %v", err)}
 	}
 	verdict.Clones = append(verdict.Clones, CloneDecision{Template: index, Request: req, Decision: decision})

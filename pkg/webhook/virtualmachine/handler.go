@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/datavolume/datavolume/pkg/cloneauth"
 	"github.com/datavolume/datavolume/pkg/webhook/admission"
 )
 
@@ -51,6 +52,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	}
 	annotations := auditAnnotations(verdict.Clones)
 	switch {
+	case verdict.TooManyChecks != nil:
+		// Refused for load, not for a permission: 429 with Retry-After,
+		// which kube-apiserver hands the client to retry.
+		return admission.Rejected(cloneauth.TooManyChecks(verdict.TooManyChecks).ErrStatus).WithAuditAnnotations(annotations)
 	case len(verdict.Errors) == 0:
 		return admission.Allowed("").WithWarnings(verdict.Warnings...).WithAuditAnnotations(annotations)
 	case len(verdict.Errors) == verdict.CloneDenials:

@@ -2,6 +2,7 @@ package virtualmachine
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"gotest.tools/v3/assert"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/datavolume/datavolume/pkg/cloneauth"
@@ -235,6 +237,29 @@ spec: {running: false, template: {spec: {domain: {devices: {}}}}}
 			}
 		})
 	}
+}
+
+// Issue 18: a clone check refused because the service account has the most
+// checks in flight allowed is a 429 with Retry-After, to be retried, not a
+// 403; it tells nothing of the source, and the templates after it are not
+// checked.
+func TestAdmitTooManyChecksIs429(t *testing.T) {
+	tooMany := fmt.Errorf("%w: user %q has 8 in flight already, the most allowed per requester; retry in 1 s", cloneauth.ErrTooManyChecks, defaultSA)
+	authorizer := &fakeAuthorizer{err: tooMany}
+	manifest := vmWithTemplates(cloneTemplate("from-a", "", "src-a", "disk")+cloneTemplate("from-b", "", "src-b", "disk"), "")
+	resp := newHandler(t, authorizer.authorize).Handle(context.Background(), vmRequest(t, admissionv1.Create, "v1", manifest, ""))
+
+	assert.Assert(t, !resp.Allowed)
+	assert.Equal(t, resp.Result.Code, int32(http.StatusTooManyRequests))
+	assert.Equal(t, resp.Result.Reason, metav1.StatusReasonTooManyRequests)
+	assert.Assert(t, resp.Result.Details != nil)
+	assert.Equal(t, resp.Result.Details.RetryAfterSeconds, int32(cloneauth.RetryAfterSeconds))
+	assert.Equal(t, resp.Result.Message, tooMany.Error())
+	assert.Equal(t, len(authorizer.asked), 1, "the second template was checked")
+	assert.DeepEqual(t, resp.AuditAnnotations, map[string]string{
+		"decision": "deny", "reason": tooMany.Error(), "source": "src-a/disk", "target": "vm-ns/from-a", "serviceaccount": "vm-ns/default",
+	})
+	assert.Equal(t, len(resp.Warnings), 0, "a refused VM learns nothing of its sources: %q", resp.Warnings)
 }
 
 func TestAdmitSeveralClonesAnnotatesEach(t *testing.T) {
