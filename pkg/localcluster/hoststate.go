@@ -532,29 +532,55 @@ func within(path, dir string) bool {
 // what is under it and never another node's /kubepods.
 const nodeCgroupRoot = "datavolume"
 
-// cgroupHierarchies are the mounted cgroup v1 hierarchies (and the hybrid
-// layout's unified one).
+// cgroupHierarchies is where the cgroups are mounted: one directory per v1
+// hierarchy (and the hybrid layout's unified one), or the v2 tree itself.
 const cgroupHierarchies = "/sys/fs/cgroup"
 
-// createNodeCgroupRoot makes nodeCgroupRoot in every hierarchy, as the
-// kubelet requires of its cgroupRoot; a cpuset cgroup takes its parent's
-// CPUs and memory nodes, or no process could join it.
-func createNodeCgroupRoot() error {
-	entries, err := os.ReadDir(cgroupHierarchies)
-	if err != nil {
-		return fmt.Errorf("reading the cgroup hierarchies: %w", err)
+// unifiedCgroups says whether root is a cgroup v2 (unified) tree, whose
+// root cgroup lists its controllers.
+func unifiedCgroups(root string) bool {
+	_, err := os.Stat(filepath.Join(root, "cgroup.controllers"))
+	return err == nil
+}
+
+// nodeCgroupDirs are where nodeCgroupRoot is under root: in every v1
+// hierarchy, or once in a v2 tree.
+func nodeCgroupDirs(root string) ([]string, error) {
+	if unifiedCgroups(root) {
+		return []string{filepath.Join(root, nodeCgroupRoot)}, nil
 	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("reading the cgroup hierarchies: %w", err)
+	}
+	var dirs []string
 	for _, e := range entries {
-		if !e.IsDir() { // co-mounted hierarchies appear as links too
-			continue
+		if e.IsDir() { // co-mounted hierarchies appear as links too
+			dirs = append(dirs, filepath.Join(root, e.Name(), nodeCgroupRoot))
 		}
-		parent := filepath.Join(cgroupHierarchies, e.Name())
-		dir := filepath.Join(parent, nodeCgroupRoot)
+	}
+	return dirs, nil
+}
+
+// createNodeCgroupRoot makes nodeCgroupRoot under root, as the kubelet
+// requires of its cgroupRoot: in every v1 hierarchy, where a cpuset cgroup
+// takes its parent's CPUs and memory nodes (or no process could join it);
+// once in a v2 tree, where the kubelet enables the controllers it needs
+// below it.
+func createNodeCgroupRoot(root string) error {
+	dirs, err := nodeCgroupDirs(root)
+	if err != nil {
+		return err
+	}
+	for _, dir := range dirs {
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("creating cgroup %s: %w", dir, err)
 		}
+		if unifiedCgroups(root) {
+			continue
+		}
 		for _, file := range []string{"cpuset.cpus", "cpuset.mems"} {
-			value, err := os.ReadFile(filepath.Join(parent, file))
+			value, err := os.ReadFile(filepath.Join(filepath.Dir(dir), file))
 			if err != nil {
 				continue // not the cpuset hierarchy
 			}
@@ -566,10 +592,10 @@ func createNodeCgroupRoot() error {
 	return nil
 }
 
-// podCgroups lists the node's cgroup directories in every v1 hierarchy,
+// podCgroups lists the node's cgroup directories under root,
 // nodeCgroupRoot included, deepest first.
-func podCgroups() []string {
-	roots, _ := filepath.Glob(filepath.Join(cgroupHierarchies, "*", nodeCgroupRoot))
+func podCgroups(root string) []string {
+	roots, _ := nodeCgroupDirs(root)
 	var dirs []string
 	for _, root := range roots {
 		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
@@ -587,7 +613,7 @@ func podCgroups() []string {
 // containers and their sandboxes, which outlive the kubelet and containerd.
 // Another node's, in its own cgroups, live on.
 func killPodProcesses() {
-	for _, dir := range podCgroups() {
+	for _, dir := range podCgroups(cgroupHierarchies) {
 		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 		if err != nil {
 			continue
@@ -603,7 +629,7 @@ func killPodProcesses() {
 func removePodCgroups() error {
 	var errs []error
 	deadline := time.Now().Add(10 * time.Second)
-	for _, dir := range podCgroups() {
+	for _, dir := range podCgroups(cgroupHierarchies) {
 		for {
 			err := syscall.Rmdir(dir)
 			if err == nil || errors.Is(err, syscall.ENOENT) {
@@ -734,7 +760,7 @@ func Leftovers(ctx context.Context, dir string, before HostState) []string {
 	for _, c := range iptablesChainsLeft(ctx) {
 		left = append(left, "iptables chain "+c)
 	}
-	for _, c := range podCgroups() {
+	for _, c := range podCgroups(cgroupHierarchies) {
 		left = append(left, "cgroup "+c)
 	}
 	for _, l := range containerLogLinksInto(containerLogLinks, dir) {

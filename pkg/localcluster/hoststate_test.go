@@ -3,6 +3,7 @@ package localcluster
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gotest.tools/v3/assert"
@@ -113,4 +114,65 @@ func TestRemoveContainerLogLinksTouchesOnlyOurs(t *testing.T) {
 		left = append(left, e.Name())
 	}
 	assert.DeepEqual(t, left, []string{"plain.log", "sibling.log", "theirs.log"})
+}
+
+// cgroup v1: the node's root is made in every hierarchy, a cpuset one with
+// its parent's CPUs and memory nodes; links (co-mounted hierarchies) are
+// passed over.
+func TestNodeCgroupRootOnCgroupV1(t *testing.T) {
+	root := t.TempDir()
+	for _, h := range []string{"cpu,cpuacct", "cpuset", "memory", "pids", "unified"} {
+		assert.NilError(t, os.Mkdir(filepath.Join(root, h), 0o755))
+	}
+	assert.NilError(t, os.Symlink("cpu,cpuacct", filepath.Join(root, "cpu")))
+	assert.NilError(t, os.WriteFile(filepath.Join(root, "cpuset", "cpuset.cpus"), []byte("0-1\n"), 0o644))
+	assert.NilError(t, os.WriteFile(filepath.Join(root, "cpuset", "cpuset.mems"), []byte("0\n"), 0o644))
+	// Another node's pods, which are not ours.
+	assert.NilError(t, os.MkdirAll(filepath.Join(root, "memory", "kubepods", "besteffort"), 0o755))
+
+	assert.NilError(t, createNodeCgroupRoot(root))
+	for _, h := range []string{"cpu,cpuacct", "cpuset", "memory", "pids", "unified"} {
+		info, err := os.Stat(filepath.Join(root, h, nodeCgroupRoot))
+		assert.NilError(t, err, h)
+		assert.Check(t, info.IsDir(), h)
+	}
+	cpus, err := os.ReadFile(filepath.Join(root, "cpuset", nodeCgroupRoot, "cpuset.cpus"))
+	assert.NilError(t, err)
+	assert.Equal(t, string(cpus), "0-1\n")
+
+	assert.NilError(t, os.MkdirAll(filepath.Join(root, "memory", nodeCgroupRoot, "kubepods", "pod1"), 0o755))
+	got := podCgroups(root)
+	assert.DeepEqual(t, got[:3], []string{
+		filepath.Join(root, "memory", nodeCgroupRoot, "kubepods", "pod1"),
+		filepath.Join(root, "memory", nodeCgroupRoot, "kubepods"),
+		filepath.Join(root, "cpu,cpuacct", nodeCgroupRoot),
+	})
+	assert.Equal(t, len(got), 7, "%v", got)
+	for _, dir := range got {
+		assert.Check(t, !strings.Contains(dir, string(filepath.Separator)+"kubepods"+string(filepath.Separator)+"besteffort"), dir)
+	}
+}
+
+// cgroup v2: one tree, so the node's root is made once at its top, not in
+// every cgroup (system.slice, user.slice) the tree already has.
+func TestNodeCgroupRootOnCgroupV2(t *testing.T) {
+	root := t.TempDir()
+	assert.NilError(t, os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("cpuset cpu io memory pids\n"), 0o644))
+	for _, d := range []string{"system.slice", "user.slice", "kubepods"} {
+		assert.NilError(t, os.Mkdir(filepath.Join(root, d), 0o755))
+	}
+	assert.NilError(t, createNodeCgroupRoot(root))
+	_, err := os.Stat(filepath.Join(root, nodeCgroupRoot))
+	assert.NilError(t, err)
+	for _, d := range []string{"system.slice", "user.slice", "kubepods"} {
+		_, err := os.Stat(filepath.Join(root, d, nodeCgroupRoot))
+		assert.Check(t, os.IsNotExist(err), "%s got a node root of its own", d)
+	}
+	assert.NilError(t, os.MkdirAll(filepath.Join(root, nodeCgroupRoot, "kubepods", "burstable", "pod1"), 0o755))
+	assert.DeepEqual(t, podCgroups(root), []string{
+		filepath.Join(root, nodeCgroupRoot, "kubepods", "burstable", "pod1"),
+		filepath.Join(root, nodeCgroupRoot, "kubepods", "burstable"),
+		filepath.Join(root, nodeCgroupRoot, "kubepods"),
+		filepath.Join(root, nodeCgroupRoot),
+	})
 }

@@ -260,7 +260,7 @@ shutdownGracePeriod: 0s
 # other node's in /var/log/pods.
 podLogsDir: %[7]s
 `, c.nodeIP, p.kubeletServing.CertFile, p.kubeletServing.KeyFile, p.ca.CertFile, c.containerdSocket(), clusterDNS, c.podLogsDir(), nodeCgroupRoot)
-	if err := createNodeCgroupRoot(); err != nil {
+	if err := createNodeCgroupRoot(cgroupHierarchies); err != nil {
 		return err
 	}
 	configFile := filepath.Join(c.cfg.Dir, "kubelet-config.yaml")
