@@ -653,8 +653,10 @@ type hostProcess struct {
 
 func (p hostProcess) String() string { return fmt.Sprintf("pid %d: %s", p.pid, p.cmdline) }
 
-// processesOf lists processes whose command line mentions one of dirs, and
-// so the container shims serving a containerd whose socket is under one.
+// processesOf lists the node's processes whose command line mentions one of
+// dirs (and so the container shims serving a containerd whose socket is
+// under one): a cluster component, never a user's program that names the
+// directory.
 func processesOf(dirs ...string) []hostProcess {
 	entries, _ := os.ReadDir("/proc")
 	self := os.Getpid()
@@ -669,6 +671,9 @@ func processesOf(dirs ...string) []hostProcess {
 			continue
 		}
 		cmdline := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+		if !clusterBinaries[executable(pid)] {
+			continue // a user's shell, editor or tail that names the directory
+		}
 		for _, dir := range dirs {
 			if strings.Contains(cmdline, dir+"/") || strings.Contains(cmdline, dir+" ") {
 				found = append(found, hostProcess{pid: pid, cmdline: cmdline})
@@ -677,6 +682,22 @@ func processesOf(dirs ...string) []hostProcess {
 		}
 	}
 	return found
+}
+
+// clusterBinaries are the programs a node runs with its directory on their
+// command line: only those are the node's processes.
+var clusterBinaries = map[string]bool{
+	"etcd": true, "kube-apiserver": true, "kube-controller-manager": true, "kube-scheduler": true,
+	"kubelet": true, "kube-proxy": true, "containerd": true, "containerd-shim-runc-v2": true, "runc": true,
+}
+
+// executable is the base name of the program process pid runs.
+func executable(pid int) string {
+	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
+	if err != nil {
+		return ""
+	}
+	return filepath.Base(strings.TrimSuffix(exe, " (deleted)"))
 }
 
 func killProcessesOf(dirs ...string) {

@@ -2,8 +2,10 @@ package localcluster
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"gotest.tools/v3/assert"
@@ -175,4 +177,34 @@ func TestNodeCgroupRootOnCgroupV2(t *testing.T) {
 		filepath.Join(root, nodeCgroupRoot, "kubepods"),
 		filepath.Join(root, nodeCgroupRoot),
 	})
+}
+
+// A cluster component started with the directory is the node's; a user's
+// program naming the same directory (a shell, a tail of its logs) is not,
+// and is never killed.
+func TestProcessesOfAreTheNodesOnly(t *testing.T) {
+	tmp := t.TempDir()
+	state := filepath.Join(tmp, "state")
+	sh, err := exec.LookPath("sh")
+	assert.NilError(t, err)
+	shell, err := os.ReadFile(sh)
+	assert.NilError(t, err)
+	start := func(name string) *exec.Cmd {
+		bin := filepath.Join(tmp, name)
+		assert.NilError(t, os.WriteFile(bin, shell, 0o755))
+		// "sleep; true" keeps the shell itself running, with the directory
+		// on its command line.
+		cmd := exec.Command(bin, "-c", "sleep 60; true", filepath.Join(state, "logs", "x.log"))
+		assert.NilError(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	node, user := start("etcd"), start("tail")
+
+	var pids []int
+	for _, p := range processesOf(state) {
+		pids = append(pids, p.pid)
+	}
+	assert.DeepEqual(t, pids, []int{node.Process.Pid})
+	assert.Check(t, user.Process.Signal(syscall.Signal(0)) == nil)
 }
