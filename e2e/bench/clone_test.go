@@ -257,6 +257,9 @@ func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 	b.StopTimer()
 	waitAfter, err := webhookLimiterWait(ctx)
 	waitErr = errors.Join(waitErr, err)
+	if err := profilePaths(ctx, client, "vm-clone", paths, *workers); err != nil {
+		b.Fatal(err)
+	}
 
 	var table strings.Builder
 	fmt.Fprintf(&table, "\nVirtualMachine creates, %d rounds × %d creates per path, %d clients: a dataVolumeTemplate cloning from another namespace vs none\n",
