@@ -4,12 +4,15 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -66,10 +69,24 @@ func profileWhileCreating(ctx context.Context, client dynamic.Interface, httpCli
 	}()
 	// The creates are under way before the profile starts.
 	time.Sleep(time.Second)
-	conns := watchConnections(webhookPort)
+	podIP, err := cluster.Kubectl(ctx, "", "get", "pods", "-n", "datavolume-system", "-l", "app.kubernetes.io/name=datavolume-webhook",
+		"-o", "jsonpath={.items[0].status.podIP}")
+	if err != nil {
+		stop.Store(true)
+		<-created
+		return err
+	}
+	conns := watchConnections(strings.TrimSpace(podIP), webhookPort)
+	createsBefore, countErr := createdCount(ctx, p)
 	profile, err := fetchProfile(ctx, httpClient, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", host, *profileSeconds))
+	createsAfter, err2 := createdCount(ctx, p)
 	stop.Store(true)
-	fmt.Printf("%s path: TCP connections to port %d seen during the profile (kube-apiserver's to the webhook pod among them): %d\n", p.name, webhookPort, conns())
+	fmt.Printf("%s path: TCP connections from this host to the webhook pod %s:%d seen during the profile: %d\n", p.name, strings.TrimSpace(podIP), webhookPort, conns())
+	if countErr = errors.Join(countErr, err2); countErr != nil {
+		fmt.Printf("%s path: creates during the profile: not counted: %v\n", p.name, countErr)
+	} else {
+		fmt.Printf("%s path: creates during the profile: %.0f\n", p.name, createsAfter-createsBefore)
+	}
 	if createErr := <-created; createErr != nil {
 		return createErr
 	}
@@ -79,30 +96,53 @@ func profileWhileCreating(ctx context.Context, client dynamic.Interface, httpCli
 	return os.WriteFile(file, profile, 0o644)
 }
 
+// createdCount is kube-apiserver's count of the creates answered 201 on
+// p's group and resource.
+func createdCount(ctx context.Context, p *path) (float64, error) {
+	metrics, err := cluster.Kubectl(ctx, "", "get", "--raw", "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	var total float64
+	for line := range strings.Lines(metrics) {
+		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `verb="POST"`) || !strings.Contains(line, `code="201"`) ||
+			!strings.Contains(line, `group="`+p.resource.Group+`"`) || !strings.Contains(line, `resource="`+p.resource.Resource+`"`) {
+			continue
+		}
+		fields := strings.Fields(line)
+		if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
+			total += v
+		}
+	}
+	return total, nil
+}
+
 // webhookPort is datavolume-webhook's container port.
 const webhookPort = 8443
 
-// watchConnections samples the host's TCP connections to port every 50 ms
-// until the returned function is called, which returns how many distinct
-// ones (by local address and port) it saw: with connections reused, a few.
-func watchConnections(port int) func() int {
+// watchConnections samples the host's TCP connections to ip:port (IPv4)
+// every 50 ms until the returned function is called, which returns how
+// many distinct ones (by local address and port) it saw: with connections
+// reused, a few.
+func watchConnections(ip string, port int) func() int {
 	seen := map[string]bool{}
 	done := make(chan struct{})
 	finished := make(chan struct{})
-	suffix := fmt.Sprintf(":%04X", port)
+	// /proc/net/tcp writes an address as the hex of its bytes in host
+	// (little-endian) order.
+	var remote string
+	if parsed := net.ParseIP(ip).To4(); parsed != nil {
+		remote = fmt.Sprintf("%02X%02X%02X%02X:%04X", parsed[3], parsed[2], parsed[1], parsed[0], port)
+	}
 	go func() {
 		defer close(finished)
 		ticker := time.NewTicker(50 * time.Millisecond)
 		defer ticker.Stop()
 		for {
-			for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-				raw, err := os.ReadFile(table)
-				if err != nil {
-					continue
-				}
+			if raw, err := os.ReadFile("/proc/net/tcp"); err == nil && remote != "" {
 				for line := range strings.Lines(string(raw)) {
 					fields := strings.Fields(line)
-					if len(fields) > 3 && strings.HasSuffix(fields[2], suffix) {
+					if len(fields) > 3 && fields[2] == remote {
 						seen[fields[1]] = true
 					}
 				}
