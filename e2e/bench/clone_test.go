@@ -177,7 +177,10 @@ func BenchmarkCloneCreate(b *testing.B) {
 // "floor", creates the cloning VMs under bench.example.com (the same CRD
 // and audit rules), which a do-nothing validating webhook on loopback admits
 // instead of ours: what any webhook hop costs on this machine, so the table
-// separates kube-apiserver's cost of calling a webhook from ours.
+// separates kube-apiserver's cost of calling a webhook from ours. A fourth,
+// "pod-hop", sends the VMs without templates to our webhook anyway (see
+// startPodHop): a webhook deployed like ours (pod network, Service, client
+// certificate) that has nothing to do, the fair floor of the goal.
 func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -205,11 +208,12 @@ func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 		{name: "cross-ns-templates", resource: kubevirtVMs},
 		{name: "no-templates", resource: kubevirtVMs},
 		{name: "floor", resource: benchVMs},
+		{name: "pod-hop", resource: kubevirtVMs},
 	}
 	if err := createNamespaces(ctx, b, append([]*path{source}, paths...)); err != nil {
 		b.Fatal(err)
 	}
-	templates, none, floor := paths[0], paths[1], paths[2]
+	templates, none, floor, hop := paths[0], paths[1], paths[2], paths[3]
 	templates.object = cloningVM(source.ns)
 	floor.object = cloningVM(source.ns)
 	none.object = func(gv schema.GroupVersion, name string) *unstructured.Unstructured {
@@ -217,6 +221,7 @@ func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 		unstructured.RemoveNestedField(vm.Object, "spec", "dataVolumeTemplates")
 		return vm
 	}
+	hop.object = none.object
 	if _, err := cluster.Kubectl(ctx, cloneSource, "create", "-n", source.ns, "-f", "-"); err != nil {
 		b.Fatal(err)
 	}
@@ -242,6 +247,14 @@ func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 	if err := floorHook.waitCalled(ctx, client, floor); err != nil {
 		b.Fatal(err)
 	}
+	stopHop, err := startPodHop(ctx, hop.ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stopHop(context.WithoutCancel(ctx))
+	if err := waitPodHopCalled(ctx, client, hop); err != nil {
+		b.Fatal(err)
+	}
 	components, err := benchComponents()
 	if err != nil {
 		b.Fatal(err)
@@ -257,6 +270,9 @@ func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 	b.StopTimer()
 	waitAfter, err := webhookLimiterWait(ctx)
 	waitErr = errors.Join(waitErr, err)
+	if err := profilePaths(ctx, client, "vm-clone", paths, *workers); err != nil {
+		b.Fatal(err)
+	}
 
 	var table strings.Builder
 	fmt.Fprintf(&table, "\nVirtualMachine creates, %d rounds × %d creates per path, %d clients: a dataVolumeTemplate cloning from another namespace vs none\n",
@@ -264,6 +280,7 @@ func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 	fmt.Fprintf(&table, "cross-ns-templates: kubevirt.io, admitted by %s (pod network) after a SubjectAccessReview or its cached answer\n", vmWebhook)
 	fmt.Fprintf(&table, "no-templates: kubevirt.io, the same VMs without dataVolumeTemplates (no webhook called)\n")
 	fmt.Fprintf(&table, "floor: the cloning VMs under bench.example.com, admitted by a do-nothing webhook on loopback instead of ours\n")
+	fmt.Fprintf(&table, "pod-hop: the no-templates VMs, sent anyway to %s's VirtualMachine endpoint (same Service, client and connections as %s), which has nothing to check\n", "datavolume-webhook", vmWebhook)
 	latencyTable(b, &table, paths, "vm-clone-")
 	ratio := templates.createsPerSecond() / none.createsPerSecond()
 	floorRatio := floor.createsPerSecond() / none.createsPerSecond()
@@ -271,8 +288,17 @@ func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 	fmt.Fprintf(&table, "ratio cross-ns-templates/no-templates throughput: %.2f× (goal ≥ 0.80×)\n", ratio)
 	fmt.Fprintf(&table, "ratio floor/no-templates throughput: %.2f× (what a webhook hop that does nothing allows)\n", floorRatio)
 	fmt.Fprintf(&table, "ratio cross-ns-templates/floor throughput: %.2f× (what our webhook costs beyond the hop)\n", oursFloor)
-	if floorRatio < 0.80 {
-		fmt.Fprintf(&table, "the goal (≥ 0.80×) is out of this machine's reach: a webhook hop that does nothing allows %.2f×, ours %.2f×\n", floorRatio, ratio)
+	hopRatio := hop.createsPerSecond() / none.createsPerSecond()
+	fmt.Fprintf(&table, "ratio pod-hop/no-templates throughput: %.2f× (a webhook deployed like ours doing nothing, for VMs without templates: the fair floor at most)\n", hopRatio)
+	fmt.Fprintf(&table, "ratio cross-ns-templates/pod-hop throughput: %.2f× (what the clone check costs beyond calling our pod)\n", templates.createsPerSecond()/hop.createsPerSecond())
+	// The fair floor is a webhook that does nothing with our objects over
+	// our hop. "pod-hop" bounds it from above: our hop, with smaller objects
+	// (no templates) that cost less to send, store and answer. "floor" sends
+	// our objects over another hop (loopback, HTTP/1.1, no client
+	// certificate, its server in the bench client): not a bound, shown for
+	// the size of the objects.
+	if hopRatio < 0.80 {
+		fmt.Fprintf(&table, "the goal (≥ 0.80×) is out of this machine's reach: a webhook deployed like ours that does nothing allows at most %.2f× (pod-hop), ours %.2f×\n", hopRatio, ratio)
 	}
 	if waitErr != nil {
 		fmt.Fprintf(&table, "datavolume-webhook's rate limiter wait: not read: %v\n", waitErr)
@@ -285,6 +311,7 @@ func BenchmarkVirtualMachineCloneCreate(b *testing.B) {
 	b.ReportMetric(ratio, "ratio")
 	b.ReportMetric(floorRatio, "floor-ratio")
 	b.ReportMetric(oursFloor, "ours-floor-ratio")
+	b.ReportMetric(hopRatio, "pod-hop-ratio")
 	for i, p := range paths {
 		b.ReportMetric(totals[i], p.name+"-cpu-ms/create")
 	}

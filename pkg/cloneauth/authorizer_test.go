@@ -216,7 +216,7 @@ func TestAuthorizeLogsOneLinePerDecision(t *testing.T) {
 			name:    "allowed",
 			answers: map[string]reviewAnswer{"datavolumes": {status: authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: rbacAllowed}}},
 			want: map[string]any{
-				"level": 0.0, "msg": "Clone authorization decided",
+				"level": 2.0, "msg": "Clone authorization decided",
 				"decision": "allow", "user": "alice", "source": "src/disk", "target": "dst/dv",
 				"via": "datavolumes/source", "reason": rbacAllowed,
 			},
@@ -242,7 +242,7 @@ func TestAuthorizeLogsOneLinePerDecision(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var lines []string
-			log := funcr.NewJSON(func(obj string) { lines = append(lines, obj) }, funcr.Options{})
+			log := funcr.NewJSON(func(obj string) { lines = append(lines, obj) }, funcr.Options{Verbosity: 2})
 			authorizer := newAuthorizerWith(t, &fakeReviews{answers: tc.answers}, WithLogger(log))
 
 			_, _ = authorizer.Authorize(context.Background(), crossNamespace(alice))
@@ -254,6 +254,21 @@ func TestAuthorizeLogsOneLinePerDecision(t *testing.T) {
 			assert.DeepEqual(t, got, tc.want)
 		})
 	}
+}
+
+// Allowed clones are in the audit log; at the default verbosity only
+// denials fill the server's.
+func TestAuthorizeLogsAllowedOnlyAtVerbosity2(t *testing.T) {
+	var lines []string
+	log := funcr.NewJSON(func(obj string) { lines = append(lines, obj) }, funcr.Options{})
+	answers := map[string]reviewAnswer{"datavolumes": {status: authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: rbacAllowed}}}
+	authorizer := newAuthorizerWith(t, &fakeReviews{answers: answers}, WithLogger(log))
+
+	got, err := authorizer.Authorize(context.Background(), crossNamespace(alice))
+
+	assert.NilError(t, err)
+	assert.Assert(t, got.Allowed)
+	assert.Equal(t, len(lines), 0, "log lines: %q", lines)
 }
 
 func TestAuthorizeErrorSaysWhatFailed(t *testing.T) {

@@ -65,6 +65,9 @@ type Config struct {
 	// KubeAuditPolicy is kube-apiserver's audit policy file; empty for the
 	// shipped one, ArtifactsDir/deploy/audit-policy.yaml.
 	KubeAuditPolicy string
+	// KubeProfiling serves kube-apiserver's /debug/pprof (to cluster
+	// admins), for benchmarks that profile it; off in every other cluster.
+	KubeProfiling bool
 	// LockFile is held while the cluster runs: one node per machine.
 	LockFile string
 	// Log receives progress.
@@ -432,7 +435,7 @@ func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort int) (*process, error) 
 		"--audit-policy-file", policy, "--audit-log-path", c.KubeAuditLog,
 		// Its webhook calls present a client certificate to datavolume-webhook.
 		"--admission-control-config-file", admission,
-		"--profiling=false",
+		"--profiling="+strconv.FormatBool(c.cfg.KubeProfiling),
 	)
 	if err != nil {
 		return nil, err

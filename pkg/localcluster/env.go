@@ -16,8 +16,9 @@ const DefaultLockFile = "/run/datavolume-localcluster.lock"
 // ConfigFromEnv is the configuration test suites use: binaries and images
 // from the variables `make test` and `make bench` set (DATAVOLUME_KUBE_BIN,
 // DATAVOLUME_ETCD, DATAVOLUME_IMAGES), the repository at root, state in
-// DATAVOLUME_E2E_DIR or else root/_output/<name>, and the lock in
-// DATAVOLUME_LOCK or else DefaultLockFile. A missing variable is an error,
+// DATAVOLUME_E2E_DIR or else root/_output/<name>, the lock in
+// DATAVOLUME_LOCK or else DefaultLockFile, and kube-apiserver's
+// /debug/pprof served when DATAVOLUME_KUBE_PROFILING is true. A missing variable is an error,
 // so a suite fails rather than skips when run outside make.
 func ConfigFromEnv(root, name string) (Config, error) {
 	var missing []error
@@ -43,6 +44,8 @@ func ConfigFromEnv(root, name string) (Config, error) {
 		EtcdBinary:   etcd,
 		ImagesDir:    images,
 		ArtifactsDir: filepath.Join(root, "artifacts"),
+		// For profiling kube-apiserver under a benchmark; off by default.
+		KubeProfiling: os.Getenv("DATAVOLUME_KUBE_PROFILING") == "true",
 		Log: funcr.New(func(_, args string) {
 			fmt.Fprintf(os.Stderr, "%s cluster: %s\n", time.Now().Format("15:04:05"), args)
 		}, funcr.Options{}),
