@@ -145,6 +145,23 @@ func allowEdit(t *testing.T, id identity, ns string) {
 
 func safeName(s string) string { return strings.NewReplacer(":", "-", "/", "-").Replace(s) }
 
+// allowCloneFrom binds a Role named role in src that lets subject (a YAML
+// subject entry) create datavolumes/source, and waits until RBAC says id
+// (that subject, acting) may clone claim.
+func allowCloneFrom(t *testing.T, src, role, subject string, id identity, claim string) {
+	t.Helper()
+	createRoleAndBinding(t, src, role, `- apiGroups: ["cdi.kubevirt.io"]
+  resources: ["datavolumes/source"]
+  verbs: ["create"]
+`, subject)
+	eventually(t, 30*time.Second, func() error {
+		if !canCloneBySource(t, id, src, claim) {
+			return errorf("RBAC does not let %s clone %s/%s yet", id.name, src, claim)
+		}
+		return nil
+	})
+}
+
 // createRole creates a Role from rules given as YAML, and binds it to the
 // subject (a YAML subject entry).
 func createRoleAndBinding(t *testing.T, ns, name, rules, subject string) {

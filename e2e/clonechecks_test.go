@@ -50,16 +50,7 @@ func TestConcurrentCloneCreatesAreNotRateLimited(t *testing.T) {
 	createClaim(t, "disk", src, "1Gi", "", "")
 	user := certUser(t, "burst-cloner")
 	allowEdit(t, user, dst)
-	createRoleAndBinding(t, src, "clone-disk", `- apiGroups: ["cdi.kubevirt.io"]
-  resources: ["datavolumes/source"]
-  verbs: ["create"]
-`, userSubject(user.name))
-	eventually(t, 30*time.Second, func() error {
-		if !canCloneBySource(t, user, src, "disk") {
-			return errorf("RBAC does not let %s clone %s/disk yet", user.name, src)
-		}
-		return nil
-	})
+	allowCloneFrom(t, src, "clone-disk", userSubject(user.name), user, "disk")
 
 	before := apiserverLimiterWait(t)
 	client := unlimitedDynamicClient(t, user.kubeconfig)
@@ -106,17 +97,8 @@ func TestConcurrentCloneCreatesAreNotRateLimited(t *testing.T) {
 func TestConcurrentVirtualMachineClonesAreNotRateLimited(t *testing.T) {
 	src, dst := namespace(t, "vmburst-src"), namespace(t, "vmburst-dst")
 	createClaim(t, "disk", src, "1Gi", "", "")
-	createRoleAndBinding(t, src, "clone-disk", `- apiGroups: ["cdi.kubevirt.io"]
-  resources: ["datavolumes/source"]
-  verbs: ["create"]
-`, "- kind: ServiceAccount\n  name: default\n  namespace: "+dst+"\n")
 	account := impersonated("system:serviceaccount:" + dst + ":default")
-	eventually(t, 30*time.Second, func() error {
-		if !canCloneBySource(t, account, src, "disk") {
-			return errorf("RBAC does not let %s clone %s/disk yet", account.name, src)
-		}
-		return nil
-	})
+	allowCloneFrom(t, src, "clone-disk", "- kind: ServiceAccount\n  name: default\n  namespace: "+dst+"\n", account, "disk")
 
 	before := webhookLimiterWait(t)
 	vms := unlimitedDynamicClient(t, cluster.Kubeconfig).Resource(virtualMachines).Namespace(dst)

@@ -49,16 +49,7 @@ func TestOneUsersFloodOfRefusedClonesDoesNotStarveAnothersClones(t *testing.T) {
 	allowEdit(t, flooder, floodNS)
 	fair := certUser(t, "fair-cloner")
 	allowEdit(t, fair, fairNS)
-	createRoleAndBinding(t, src, "clone-any", `- apiGroups: ["cdi.kubevirt.io"]
-  resources: ["datavolumes/source"]
-  verbs: ["create"]
-`, userSubject(fair.name))
-	eventually(t, 30*time.Second, func() error {
-		if !canCloneBySource(t, fair, src, "fair-0") {
-			return errorf("RBAC does not let %s clone from %s yet", fair.name, src)
-		}
-		return nil
-	})
+	allowCloneFrom(t, src, "clone-any", userSubject(fair.name), fair, "fair-0")
 	assert.Assert(t, !canCloneBySource(t, flooder, src, "flood-000"), "the flooder may clone")
 	assert.Assert(t, !canI(t, flooder, "create", "pods", "-n", src), "the flooder may create pods in the source namespace")
 
