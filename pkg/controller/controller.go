@@ -485,7 +485,11 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 			c.metrics.observeTransition(dv, status.Phase, o)
 		}
 	}
-	if o.claim != nil && !done && !o.handingOver {
+	// Also once done: the write that follows Succeeded can fail on a claim
+	// the cache had not caught up with (a conflict), and the retry comes
+	// with the DataVolume already Succeeded. It writes nothing when the
+	// annotations are there.
+	if o.claim != nil && !o.handingOver {
 		if err := c.annotateClaim(ctx, o, status.Phase); err != nil {
 			return 0, err
 		}

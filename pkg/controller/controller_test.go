@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	kubeinformers "k8s.io/client-go/informers"
@@ -179,6 +181,40 @@ func TestSyncImportsThroughAClaimAndAJob(t *testing.T) {
 	events := strings.Join(h.events(), "\n")
 	assert.Assert(t, strings.Contains(events, "Normal ImportScheduled Import into disk scheduled"), events)
 	assert.Assert(t, strings.Contains(events, "Normal ImportSucceeded Successfully imported into PVC disk"), events)
+}
+
+// The claim's annotation is written even when the write right after
+// Succeeded fails (a conflict: the cache lagged behind the claim): the
+// retry finds the DataVolume Succeeded and writes it then, once.
+func TestSyncAnnotatesTheClaimOnTheRetryAfterSucceeded(t *testing.T) {
+	dv := importDV("disk")
+	h := newHarness(t, dv)
+	claim := boundClaim(dv, "1Gi", corev1.PersistentVolumeFilesystem)
+	h.add(claim)
+	job := jobWith("importer-disk", batchv1.JobComplete)
+	job.Labels = map[string]string{LabelDataVolumeUID: "uid-disk"}
+	h.add(job)
+	conflicts := 1
+	h.kube.PrependReactor("update", "persistentvolumeclaims", func(clienttesting.Action) (bool, runtime.Object, error) {
+		if conflicts > 0 {
+			conflicts--
+			return true, nil, apierrors.NewConflict(corev1.Resource("persistentvolumeclaims"), "disk", errors.New("the object has been modified"))
+		}
+		return false, nil, nil
+	})
+
+	_, err := h.c.sync(context.Background(), "ns/disk")
+	assert.ErrorContains(t, err, "annotating PersistentVolumeClaim ns/disk")
+	succeeded := h.dv("disk")
+	assert.Equal(t, succeeded.Status.Phase, v1beta1.Succeeded)
+	h.cache(succeeded) // the informer brings the Succeeded DataVolume back
+
+	h.sync(dv)
+	got, err := h.kube.CoreV1().PersistentVolumeClaims("ns").Get(context.Background(), "disk", metav1.GetOptions{})
+	assert.NilError(t, err)
+	assert.Equal(t, got.Annotations[AnnPodPhase], "Succeeded")
+	h.sync(dv)
+	assert.Equal(t, len(h.actions("update", "persistentvolumeclaims")), 2, "one conflict, one write, then none")
 }
 
 func TestSyncRerunsWithScratchWhenTheClonerAsks(t *testing.T) {
