@@ -185,16 +185,16 @@ func TestNodeCgroupRootOnCgroupV2(t *testing.T) {
 func TestProcessesOfAreTheNodesOnly(t *testing.T) {
 	tmp := t.TempDir()
 	state := filepath.Join(tmp, "state")
-	sh, err := exec.LookPath("sh")
+	// tail -F waits for its file for ever without forking: one process,
+	// the directory on its command line, under either name.
+	tail, err := exec.LookPath("tail")
 	assert.NilError(t, err)
-	shell, err := os.ReadFile(sh)
+	program, err := os.ReadFile(tail)
 	assert.NilError(t, err)
 	start := func(name string) *exec.Cmd {
 		bin := filepath.Join(tmp, name)
-		assert.NilError(t, os.WriteFile(bin, shell, 0o755))
-		// "sleep; true" keeps the shell itself running, with the directory
-		// on its command line.
-		cmd := exec.Command(bin, "-c", "sleep 60; true", filepath.Join(state, "logs", "x.log"))
+		assert.NilError(t, os.WriteFile(bin, program, 0o755))
+		cmd := exec.Command(bin, "-F", filepath.Join(state, "logs", "x.log"))
 		assert.NilError(t, cmd.Start())
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		return cmd
