@@ -17,6 +17,12 @@ ETCD        := $(CACHE)/etcd-$(ETCD_VERSION)/bin/etcd
 STATIC_COMMANDS := datavolume-apiserver datavolume-webhook datavolume-controller
 CLUSTER_TOOLS := etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl coredns local-path-provisioner
 export GOFLAGS ?= -buildvcs=false
+# What --version prints and the images' labels say: the nearest v* tag (or
+# v0.0.0-dev) and the commit, "-dirty" when the tree has changes.
+VERSION     ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || echo v0.0.0-dev)
+REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+LDFLAGS     := -X github.com/datavolume/datavolume/pkg/version.version=$(VERSION) -X github.com/datavolume/datavolume/pkg/version.revision=$(REVISION)
+export VERSION REVISION
 # When make started, so `make run` reports its whole time to ready, builds included.
 MAKE_STARTED := $(shell date +%s%N)
 
@@ -33,8 +39,9 @@ help: ## Show this help.
 .PHONY: build
 build: ## Build our commands into _output/bin (static, but for the cloner: it links liblzma and runs on Debian).
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(STATIC_COMMANDS)) ./hack/local-up
-	CGO_ENABLED=1 $(GO) build -trimpath -o $(BIN)/ ./cmd/datavolume-cloner
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(STATIC_COMMANDS)) ./hack/local-up
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/datavolume-cloner
+	@hack/check-versions.sh $(BIN) $(REVISION) $(STATIC_COMMANDS) datavolume-cloner local-up
 
 .PHONY: preflight
 preflight: ## Check in a second what the machine must provide (Linux with apt, root, Go, kernel features, disk), before any build.
@@ -48,6 +55,11 @@ deps: preflight ## Install the Debian packages and build the cluster tools (cach
 .PHONY: images
 images: deps build ## Build the container images of the local cluster (no Docker; go-containerregistry) into _output/images.
 	hack/build-images.sh
+
+.PHONY: push
+push: images ## Push every image to REGISTRY (host[:port][/prefix]) under TAG (default: VERSION), with go-containerregistry.
+	@test -n "$(REGISTRY)" || { echo "make push needs REGISTRY=host[:port][/prefix]"; exit 1; }
+	$(BIN)/imagebuild push --images-dir $(OUTPUT)/images --registry $(REGISTRY) --tag $(or $(TAG),$(VERSION))
 
 ##@ Run
 

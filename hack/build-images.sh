@@ -90,6 +90,13 @@ make_demo_disk() {
 }
 make_demo_disk
 
+# Our images say where they come from (OCI annotations' keys, as labels):
+# the Makefile exports VERSION and REVISION; run alone, git tells.
+version=${VERSION:-$(git describe --tags --match 'v*' --dirty 2>/dev/null || echo v0.0.0-dev)}
+revision=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+labels=(--label "org.opencontainers.image.source=${SOURCE_URL:-https://github.com/datavolume/datavolume}"
+  --label "org.opencontainers.image.version=$version" --label "org.opencontainers.image.revision=$revision")
+
 declare -A refs
 # image NAME ARGS... builds one image and records its reference.
 image() {
@@ -106,7 +113,7 @@ image pause --file "$bin/pause:/pause" --entrypoint /pause --user 65535
 image coredns --minimal-etc --file "$COREDNS_BIN_DIR/coredns:/coredns" --entrypoint /coredns
 image etcd --minimal-etc --file "$ETCD_BIN_DIR/etcd:/usr/local/bin/etcd" --entrypoint /usr/local/bin/etcd
 for cmd in datavolume-apiserver datavolume-webhook datavolume-controller; do
-  image "$cmd" --minimal-etc --file "$bin/$cmd:/usr/local/bin/$cmd" --entrypoint "/usr/local/bin/$cmd"
+  image "$cmd" --minimal-etc --file "$bin/$cmd:/usr/local/bin/$cmd" --entrypoint "/usr/local/bin/$cmd" "${labels[@]}"
 done
 image local-path-provisioner --minimal-etc --user 65532 \
   --file "$LOCAL_PATH_PROVISIONER_BIN_DIR/local-path-provisioner:/usr/local/bin/local-path-provisioner" \
@@ -114,7 +121,7 @@ image local-path-provisioner --minimal-etc --user 65532 \
 image demo-disk --minimal-etc --user 65532 --file "$bin/demo-disk-server:/usr/local/bin/demo-disk-server" \
   --file "$out/demo-disk.qcow2:/srv/demo-disk.qcow2:0644" --entrypoint /usr/local/bin/demo-disk-server
 image datavolume-cloner --base-layer "$base" --file "$bin/datavolume-cloner:/usr/local/bin/datavolume-cloner" \
-  --entrypoint /usr/local/bin/datavolume-cloner
+  --entrypoint /usr/local/bin/datavolume-cloner "${labels[@]}"
 
 {
   echo "{"

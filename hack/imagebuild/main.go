@@ -6,10 +6,13 @@
 //
 //	imagebuild rootfs-layer ROOT OUT.tar
 //	imagebuild image --name NAME --out-dir DIR [--base-layer TAR] [--minimal-etc]
-//	    --file SRC:DST[:MODE]... --entrypoint PATH [--user UID]
+//	    --file SRC:DST[:MODE]... --entrypoint PATH [--user UID] [--label K=V]...
+//	imagebuild push --images-dir DIR --registry HOST[:PORT][/PREFIX] --tag TAG
 //
 // image prints "REFERENCE built" or "REFERENCE cached" (the tarball was
-// already there and is not rewritten).
+// already there and is not rewritten). push sends every image of
+// DIR/images.json to REGISTRY/NAME:TAG and writes DIR/pushed.json, each
+// name's pushed reference by digest.
 package main
 
 import (
@@ -21,8 +24,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -55,6 +60,8 @@ func run(args []string) error {
 		return writeAtomically(args[2], func(w io.Writer) error { return writeRootfsLayer(w, args[1]) })
 	case "image":
 		return imageCommand(args[1:])
+	case "push":
+		return pushCommand(args[1:])
 	default:
 		return fmt.Errorf("unknown command %q", args[0])
 	}
@@ -89,6 +96,20 @@ type imageSpec struct {
 	Files      []fileEntry
 	Entrypoint string
 	User       string
+	Labels     map[string]string // the config's labels, e.g. org.opencontainers.image.revision
+}
+
+type labelFlags map[string]string
+
+func (l labelFlags) String() string { return fmt.Sprint(map[string]string(l)) }
+
+func (l labelFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("--label %q: want KEY=VALUE", v)
+	}
+	l[k] = val
+	return nil
 }
 
 func imageCommand(args []string) error {
@@ -96,6 +117,7 @@ func imageCommand(args []string) error {
 	var spec imageSpec
 	var outDir string
 	var files fileFlags
+	labels := labelFlags{}
 	fs.StringVar(&spec.Name, "name", "", "Image name, without registry or tag.")
 	fs.StringVar(&outDir, "out-dir", "", "Directory for NAME.tar.")
 	fs.StringVar(&spec.BaseLayer, "base-layer", "", "Uncompressed layer tar under the files, e.g. a Debian root.")
@@ -103,10 +125,12 @@ func imageCommand(args []string) error {
 	fs.Var(&files, "file", "SRC:/DST[:MODE] to add (repeatable).")
 	fs.StringVar(&spec.Entrypoint, "entrypoint", "", "Entrypoint path in the image.")
 	fs.StringVar(&spec.User, "user", "", "User to run as (default root).")
+	fs.Var(labels, "label", "KEY=VALUE label of the image's config (repeatable).")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	spec.Files = files
+	spec.Labels = labels
 	if spec.Name == "" || outDir == "" || spec.Entrypoint == "" {
 		return errors.New("image: --name, --out-dir and --entrypoint are required")
 	}
@@ -156,6 +180,14 @@ func imageCommand(args []string) error {
 func inputsKey(spec imageSpec) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "imagebuild 1\n%s\n%s\n%s\n%t\n", spec.Name, spec.Entrypoint, spec.User, spec.MinimalEtc)
+	keys := make([]string, 0, len(spec.Labels))
+	for k := range spec.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(h, "label %q=%q\n", k, spec.Labels[k])
+	}
 	sources := []string{}
 	if spec.BaseLayer != "" {
 		sources = append(sources, spec.BaseLayer)
@@ -249,6 +281,10 @@ func withFixedConfig(img v1.Image, spec imageSpec) (v1.Image, error) {
 	cf.Config.Entrypoint = []string{spec.Entrypoint}
 	cf.Config.User = spec.User
 	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cf.Config.Labels = nil
+	if len(spec.Labels) > 0 {
+		cf.Config.Labels = maps.Clone(spec.Labels)
+	}
 	cf.Created = v1.Time{}
 	cf.History = nil
 	return mutate.ConfigFile(img, cf)

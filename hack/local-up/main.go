@@ -19,6 +19,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 
 	"github.com/datavolume/datavolume/pkg/localcluster"
+	"github.com/datavolume/datavolume/pkg/version"
 )
 
 func main() {
@@ -38,7 +39,12 @@ func run() error {
 	flag.StringVar(&cfg.NodeName, "node-name", localcluster.DefaultNodeName, "Name of the node.")
 	flag.StringVar(&cfg.LockFile, "lock", localcluster.DefaultLockFile, "Machine-wide lock held while the cluster runs.")
 	startedAt := flag.Int64("started-at", 0, "When the command that runs this one started (Unix nanoseconds), e.g. make run with its builds; the ready line gives both times.")
+	showVersion := flag.Bool("version", false, "Print the build's version and revision, and exit.")
 	flag.Parse()
+	if *showVersion {
+		fmt.Printf("local-up %s\n", version.Get())
+		return nil
+	}
 
 	start := time.Now()
 	log := funcr.New(func(prefix, args string) {

@@ -27,6 +27,7 @@ import (
 	"github.com/datavolume/datavolume/pkg/apis/cdi/v1beta1"
 	"github.com/datavolume/datavolume/pkg/cloneauth"
 	generatedopenapi "github.com/datavolume/datavolume/pkg/generated/openapi"
+	"github.com/datavolume/datavolume/pkg/version"
 )
 
 // etcdPathPrefix is where DataVolumes live in the server's own etcd.
@@ -225,6 +226,7 @@ func NewCommand(ctx context.Context) *cobra.Command {
 kube-apiserver's aggregation layer, stores them in its own etcd, and authorizes
 cross-namespace clones with SubjectAccessReviews on datavolumes/source.`,
 		SilenceUsage: true,
+		Version:      version.Get().String(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.Complete(); err != nil {
 				return err

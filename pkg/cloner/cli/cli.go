@@ -49,6 +49,7 @@ import (
 
 	"github.com/datavolume/datavolume/pkg/cloner/exitcode"
 	"github.com/datavolume/datavolume/pkg/cloner/progress"
+	"github.com/datavolume/datavolume/pkg/version"
 )
 
 const program = "datavolume-cloner"
@@ -98,6 +99,10 @@ func commands() map[string]command {
 // exitcode).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmds := commands()
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "version") {
+		fmt.Fprintf(stdout, "%s %s\n", program, version.Get())
+		return 0
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout, cmds)
 		if len(args) == 0 {
@@ -210,6 +215,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-14s %s\n", n, cmds[n].summary())
 	}
+	fmt.Fprintf(w, "  %-14s %s\n", "version", "print the build's version and revision (also --version)")
 	fmt.Fprintf(w, "\nRun '%s <command> --help' for its flags.\nExit codes: 0 success, 1 retryable failure, 2 usage error, 3 permanent failure, 4 needs --scratch.\n", program)
 }
 

@@ -46,6 +46,7 @@ import (
 	cdiinformers "github.com/datavolume/datavolume/pkg/generated/informers/externalversions"
 	"github.com/datavolume/datavolume/pkg/kubevirt"
 	"github.com/datavolume/datavolume/pkg/plan"
+	"github.com/datavolume/datavolume/pkg/version"
 	"github.com/datavolume/datavolume/pkg/vmtemplates"
 )
 
@@ -406,6 +407,7 @@ PersistentVolumeClaim, runs datavolume-cloner in a Job to import, clone or
 create its data, and reports phases, progress, conditions and Events as CDI
 does. Replicas elect a leader through a Lease.`,
 		SilenceUsage: true,
+		Version:      version.Get().String(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.Validate(); err != nil {
 				return err

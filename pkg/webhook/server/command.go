@@ -7,6 +7,8 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/textlogger"
+
+	"github.com/datavolume/datavolume/pkg/version"
 )
 
 // NewCommand is the datavolume-webhook command.
@@ -21,6 +23,7 @@ func NewCommand() *cobra.Command {
 			"archives keep their volume mode, and a VirtualMachine's service account must be allowed to clone\n" +
 			"from other namespaces.",
 		SilenceUsage: true,
+		Version:      version.Get().String(),
 		Args:         cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := textlogger.NewLogger(logConfig)
