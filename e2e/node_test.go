@@ -63,7 +63,7 @@ func TestJobWritesThroughFilesystemClaim(t *testing.T) {
 }
 
 // The cloner, from its image, imports as a Job an xz-compressed disk served
-// over HTTP from the node's address into a filesystem claim: liblzma decodes
+// over HTTP from the host's address for pods into a filesystem claim: liblzma decodes
 // a multi-block stream in the Pod, the file on the volume holds the disk's
 // bytes then zeros up to the target size, and the zeros are holes. The same
 // disk as qcow2 is mapped by the image's qemu-img and streamed.
@@ -88,7 +88,7 @@ func TestJobImportsDiskWithTheCloner(t *testing.T) {
 		assert.NilError(t, err, string(out))
 	}
 
-	listener, err := net.Listen("tcp", net.JoinHostPort(cluster.NodeIP().String(), "0"))
+	listener, err := net.Listen("tcp", net.JoinHostPort(cluster.HostAddressForPods().String(), "0"))
 	assert.NilError(t, err)
 	server := &http.Server{Handler: http.FileServer(http.Dir(served)), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = server.Serve(listener) }()

@@ -1,0 +1,34 @@
+package localcluster
+
+import (
+	"testing"
+
+	"gotest.tools/v3/assert"
+)
+
+func TestNodeLinkAddresses(t *testing.T) {
+	link, err := parseNodeLink(DefaultNodeLinkRange)
+	assert.NilError(t, err)
+	assert.Equal(t, link.host.String(), "10.244.255.1", "the host's end: kube-apiserver, test servers")
+	assert.Equal(t, link.node.String(), "10.244.255.2", "the node's end: the kubelet's address")
+	assert.Equal(t, link.prefixLen(), 30)
+
+	link, err = parseNodeLink("192.168.77.16/28")
+	assert.NilError(t, err)
+	assert.Equal(t, link.host.String(), "192.168.77.17")
+	assert.Equal(t, link.node.String(), "192.168.77.18")
+}
+
+func TestNodeLinkRangeRefused(t *testing.T) {
+	for _, cidr := range []string{"10.244.255.0/31", "10.244.255.4/32", "fd00::/64", "10.244.255.0"} {
+		_, err := parseNodeLink(cidr)
+		assert.Assert(t, err != nil, cidr)
+	}
+}
+
+func TestProcessesStartInTheNodesNetworkNamespaceOnly(t *testing.T) {
+	bin, args := inNodeNetns("/usr/bin/kubelet", "--config", "c.yaml")
+	assert.Equal(t, bin, "nsenter")
+	// --net alone: no new mount namespace to copy the pods' mounts into.
+	assert.DeepEqual(t, args, []string{"--net=/run/netns/datavolume-node", "--", "/usr/bin/kubelet", "--config", "c.yaml"})
+}
