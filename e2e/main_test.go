@@ -38,9 +38,11 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: reading the machine's state: %v\n", err)
 		return 1
 	}
-	// Another node's container log at the kubelet's fixed paths, and its
-	// process in a kubepods cgroup: ours go elsewhere and cleaning up must
-	// leave these.
+	// Another node's container log at the kubelet's fixed paths, its
+	// process in a kubepods cgroup, a KUBE- chain in the host's filter table
+	// and a cni- network namespace in /run/netns: ours go elsewhere (the
+	// node's rules and pods' namespaces live in its own network namespace)
+	// and cleaning up must leave these.
 	decoy, err := localcluster.PlaceDecoy()
 	defer decoy.Remove()
 	if err != nil {
@@ -65,12 +67,12 @@ func run(m *testing.M) int {
 		fmt.Printf("--- FAIL: TestStoppedClusterLeavesNothingBehind\n    left behind:\n      %s\n", strings.Join(left, "\n      "))
 		return 1
 	}
-	fmt.Println("--- PASS: TestStoppedClusterLeavesNothingBehind (no process, mount, loop device, network namespace, bridge, iptables chain, cgroup, container log link or changed sysctl)")
+	fmt.Println("--- PASS: TestStoppedClusterLeavesNothingBehind (no process, mount, loop device, node network namespace or link, bridge or iptables chain on the host, cgroup, container log link or changed sysctl)")
 	fmt.Println("=== RUN   TestStoppedClusterTouchedNothingElse")
 	if gone := decoy.Touched(); len(gone) > 0 {
 		fmt.Printf("--- FAIL: TestStoppedClusterTouchedNothingElse\n    removed:\n      %s\n", strings.Join(gone, "\n      "))
 		return 1
 	}
-	fmt.Println("--- PASS: TestStoppedClusterTouchedNothingElse (another node's pod log, container log link, kubepods cgroup and its process)")
+	fmt.Println("--- PASS: TestStoppedClusterTouchedNothingElse (another node's pod log, container log link, kubepods cgroup and its process, KUBE-DECOY chain in the host's filter table, cni-decoy network namespace)")
 	return code
 }

@@ -363,11 +363,14 @@ func containerLogLinksInto(links string, dirs ...string) []string {
 
 // Decoy is what another node on this machine (kind's, a kubeadm node's)
 // leaves where ours would: a container log under /var/log/pods with its
-// link in /var/log/containers, and a process in a cgroup named kubepods.
-// The e2e suite places one before the cluster starts and checks after it
-// stops that all of it is untouched.
+// link in /var/log/containers, a process in a cgroup named kubepods, a
+// KUBE- chain in the host's filter table and a pod's cni- network namespace
+// in /run/netns. The e2e suite places one before the cluster starts and
+// checks after it stops that all of it is untouched.
 type Decoy struct {
 	Log, Link string
+	// Chain is in the host's filter table; Netns is pinned in /run/netns.
+	Chain, Netns string
 	// Cgroup holds Process; createdParent says whether its parent
 	// (kubepods) was made for it.
 	Cgroup        string
@@ -381,6 +384,17 @@ func PlaceDecoy() (*Decoy, error) {
 		Log:    "/var/log/pods/datavolume-decoy_decoy_00000000-0000-0000-0000-000000000000/decoy/0.log",
 		Link:   filepath.Join(containerLogLinks, "decoy_datavolume-decoy_decoy-0000.log"),
 		Cgroup: filepath.Join(cgroupHierarchies, "pids", "kubepods", "datavolume-decoy"),
+		Chain:  "KUBE-DECOY",
+		Netns:  "cni-decoy",
+	}
+	// One left by a test run that was killed.
+	_ = exec.Command("iptables", "-t", "filter", "-X", d.Chain).Run()
+	_ = exec.Command("ip", "netns", "delete", d.Netns).Run()
+	if out, err := exec.Command("iptables", "-t", "filter", "-N", d.Chain).CombinedOutput(); err != nil {
+		return d, fmt.Errorf("creating the decoy chain: iptables -N %s: %w: %s", d.Chain, err, bytes.TrimSpace(out))
+	}
+	if out, err := exec.Command("ip", "netns", "add", d.Netns).CombinedOutput(); err != nil {
+		return d, fmt.Errorf("creating the decoy network namespace: ip netns add %s: %w: %s", d.Netns, err, bytes.TrimSpace(out))
 	}
 	if err := os.MkdirAll(filepath.Dir(d.Log), 0o755); err != nil {
 		return d, err
@@ -428,11 +442,23 @@ func (d *Decoy) Touched() []string {
 	if d.Process == nil || d.Process.Signal(syscall.Signal(0)) != nil {
 		gone = append(gone, "another node's process in "+d.Cgroup)
 	}
+	if exec.Command("iptables", "-t", "filter", "-S", d.Chain).Run() != nil {
+		gone = append(gone, "another node's iptables chain "+d.Chain+" in the host's filter table")
+	}
+	if mounts, err := mountsUnder(filepath.Join(nodeNetnsDir, d.Netns)); err != nil || len(mounts) == 0 {
+		gone = append(gone, "another node's network namespace "+filepath.Join(nodeNetnsDir, d.Netns))
+	}
 	return gone
 }
 
 // Remove removes the decoy.
 func (d *Decoy) Remove() {
+	if d.Chain != "" {
+		_ = exec.Command("iptables", "-t", "filter", "-X", d.Chain).Run()
+	}
+	if d.Netns != "" {
+		_ = exec.Command("ip", "netns", "delete", d.Netns).Run()
+	}
 	_ = os.Remove(d.Link)
 	_ = os.RemoveAll(filepath.Dir(filepath.Dir(d.Log)))
 	if d.Process != nil {
