@@ -31,10 +31,12 @@ help: ## Show this help.
 ##@ Build
 
 .PHONY: build
+# -v names each package as it compiles (nothing when the cache is warm), so a
+# first build shows progress rather than minutes of `go: downloading`.
 build: ## Build our commands into _output/bin (static, but for the cloner: it links liblzma and runs on Debian).
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(STATIC_COMMANDS)) ./hack/local-up
-	CGO_ENABLED=1 $(GO) build -trimpath -o $(BIN)/ ./cmd/datavolume-cloner
+	CGO_ENABLED=0 $(GO) build -v -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(STATIC_COMMANDS)) ./hack/local-up
+	CGO_ENABLED=1 $(GO) build -v -trimpath -o $(BIN)/ ./cmd/datavolume-cloner
 
 .PHONY: preflight
 preflight: ## Check in a second what the machine must provide (Linux with apt, root, Go, kernel features, disk), before any build.
