@@ -102,8 +102,8 @@ The node's network is a namespace of its own (ip netns exec %[9]s …),
 linked to this host at %[10]s (this host; kube-apiserver and servers pods
 must reach) and %[11]s (the node).
 Stop with Ctrl-C: every process, mount, loop device, the node's network
-namespace (its bridge, iptables rules and pods' namespaces with it),
-cgroups and sysctls the node changed are put back.
+namespace (its bridge, iptables rules and pods' namespaces with it), the
+host's three egress rules, cgroups and sysctls the node changed are put back.
 
 `, cfg.NodeName, c.Kubeconfig, cfg.KubeBinDir, c.LogDir(), c.AuditLog, c.KubeAuditLog, c.ProvisionedVolumesDir(), localcluster.DemoDiskURL, localcluster.NodeNetns, c.HostAddressForPods(), c.NodeIP())
 	total := ""

@@ -277,14 +277,18 @@ func (c *Cluster) start(ctx context.Context) error {
 func (c *Cluster) since() time.Duration { return time.Since(c.started).Round(time.Millisecond) }
 
 // prepareHost records the sysctls the node changes (the kubelet's kernel
-// settings are the machine's), so that Stop can put them back, and makes the
-// node's network namespace and its link to the host. The host's routes to
-// the pods and Services go through the link.
+// settings and the host's forwarding), so that Stop can put them back, and
+// makes the node's network namespace and its link to the host. The host's
+// routes to the pods and Services go through the link, and the node's
+// traffic to other networks out through the host.
 func (c *Cluster) prepareHost(ctx context.Context) error {
 	if err := saveSysctls(); err != nil {
 		return err
 	}
-	return createNodeNetwork(ctx, c.link, podRange, serviceRange)
+	if err := createNodeNetwork(ctx, c.link, podRange, serviceRange); err != nil {
+		return err
+	}
+	return enableEgress(ctx, c.link)
 }
 
 // startRuntime starts containerd and imports the images into it.

@@ -32,8 +32,9 @@ var nodeSysctls = []string{
 	"kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory", "vm.panic_on_oom",
 	"kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes",
 	// Per network namespace: the bridge plugin, kube-proxy and the launcher
-	// set them in the node's, so the host's must stay as they were (read
-	// here in the host's namespace, and checked after a test run).
+	// set them in the node's; of the host's (read here, in its namespace)
+	// the launcher sets only ip_forward, for the node's traffic out
+	// (enableEgress).
 	"net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
 	"net.ipv4.conf.all.route_localnet",
 	// kube-proxy (off in its configuration; global tables).
@@ -731,6 +732,9 @@ func Leftovers(ctx context.Context, dir string, before HostState) []string {
 		left = append(left, "loop device "+d.device+" on "+d.backing)
 	}
 	left = append(left, nodeNetworkLeft()...)
+	for _, r := range egressRulesLeft(ctx) {
+		left = append(left, "iptables rule "+strings.Join(r, " ")+" in the host's tables")
+	}
 	if linkExists(bridgeName) && !before.Bridge {
 		left = append(left, "bridge "+bridgeName+" in the host's network namespace")
 	}
@@ -768,6 +772,7 @@ func cleanHost(ctx context.Context, dirs ...string) error {
 		unmountAll(dirs...),
 		detachLoopDevices(ctx, dirs...),
 		removeNodeNetwork(ctx),
+		removeEgress(ctx),
 		removePodCgroups(),
 		removeContainerLogLinks(containerLogLinks, dirs...),
 		restoreSysctls(),

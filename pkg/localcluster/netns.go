@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -23,7 +24,12 @@ import (
 //
 // The host routes the pod and Service ranges to the node's side of the
 // link; the node's default route is the host's side, where kube-apiserver
-// (the kubernetes Service's endpoint) and the test servers listen.
+// (the kubernetes Service's endpoint) and the test servers listen. Traffic
+// from pods to other networks (an image on the internet) is masqueraded
+// twice: to the node's address by the CNI plugin, in the node's namespace,
+// then to the host's by the three rules of egressRules, the only ones this
+// launcher writes in the host's tables, marked with egressComment and
+// removed at stop.
 const (
 	// NodeNetns is the node's network namespace, pinned as
 	// /run/netns/datavolume-node (`ip netns exec datavolume-node …`, or
@@ -145,4 +151,67 @@ func nodeNetworkLeft() []string {
 		left = append(left, "link "+hostLinkName)
 	}
 	return left
+}
+
+// egressComment marks the host's rules that let the node's traffic out.
+const egressComment = "datavolume-node-egress"
+
+// egressRules are the host's rules (table, chain, rule) that forward the
+// node's traffic to other networks, masqueraded to the host's address, and
+// its replies back: inserted first in FORWARD, whose policy may be DROP
+// (Docker sets it).
+func egressRules(link nodeLink) [][]string {
+	mark := []string{"-m", "comment", "--comment", egressComment}
+	return [][]string{
+		append(append([]string{"nat", "POSTROUTING", "-s", link.cidr.String(), "!", "-o", hostLinkName}, mark...), "-j", "MASQUERADE"),
+		append(append([]string{"filter", "FORWARD", "-i", hostLinkName}, mark...), "-j", "ACCEPT"),
+		append(append([]string{"filter", "FORWARD", "-o", hostLinkName, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, mark...), "-j", "ACCEPT"),
+	}
+}
+
+// enableEgress lets the node's traffic out through the host: forwarding on
+// (the host's setting, recorded by saveSysctls and restored at stop) and
+// egressRules.
+func enableEgress(ctx context.Context, link nodeLink) error {
+	if err := writeSysctl("net.ipv4.ip_forward", "1"); err != nil {
+		return err
+	}
+	for _, r := range egressRules(link) {
+		args := append([]string{"-w", "-t", r[0], "-I", r[1]}, r[2:]...)
+		if out, err := exec.CommandContext(ctx, "iptables", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("letting the node's traffic out (iptables %s): %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+	}
+	return nil
+}
+
+// egressRulesLeft lists the host's rules marked with egressComment, as
+// `iptables -S` prints them, each with its table.
+func egressRulesLeft(ctx context.Context) [][]string {
+	var left [][]string
+	for _, tc := range [][2]string{{"nat", "POSTROUTING"}, {"filter", "FORWARD"}} {
+		out, err := exec.CommandContext(ctx, "iptables", "-w", "-t", tc[0], "-S", tc[1]).Output()
+		if err != nil {
+			continue // no iptables: nothing of ours either
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[0] == "-A" && slices.Contains(f, egressComment) {
+				left = append(left, append([]string{tc[0]}, f...))
+			}
+		}
+	}
+	return left
+}
+
+// removeEgress deletes the host's rules marked with egressComment, whatever
+// link range the run that made them had; no other rule.
+func removeEgress(ctx context.Context) error {
+	var errs []error
+	for _, r := range egressRulesLeft(ctx) {
+		args := append([]string{"-w", "-t", r[0], "-D"}, r[2:]...)
+		if out, err := exec.CommandContext(ctx, "iptables", args...).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out)))
+		}
+	}
+	return errors.Join(errs...)
 }

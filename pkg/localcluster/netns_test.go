@@ -1,6 +1,7 @@
 package localcluster
 
 import (
+	"strings"
 	"testing"
 
 	"gotest.tools/v3/assert"
@@ -31,4 +32,20 @@ func TestProcessesStartInTheNodesNetworkNamespaceOnly(t *testing.T) {
 	assert.Equal(t, bin, "nsenter")
 	// --net alone: no new mount namespace to copy the pods' mounts into.
 	assert.DeepEqual(t, args, []string{"--net=/run/netns/datavolume-node", "--", "/usr/bin/kubelet", "--config", "c.yaml"})
+}
+
+// The host's only rules: masquerade what leaves the link's range for another
+// network, forward it and its replies; each marked so cleanup removes them
+// and nothing else.
+func TestEgressRulesAreMarkedAndScopedToTheLink(t *testing.T) {
+	link, err := parseNodeLink(DefaultNodeLinkRange)
+	assert.NilError(t, err)
+	rules := egressRules(link)
+	assert.Equal(t, len(rules), 3)
+	assert.DeepEqual(t, rules[0], []string{"nat", "POSTROUTING", "-s", "10.244.255.0/30", "!", "-o", "dvnode0",
+		"-m", "comment", "--comment", egressComment, "-j", "MASQUERADE"})
+	for _, r := range rules {
+		assert.Assert(t, strings.Contains(strings.Join(r, " "), "--comment "+egressComment), r)
+		assert.Assert(t, strings.Contains(strings.Join(r, " "), hostLinkName), "only traffic through the node's link: %v", r)
+	}
 }
