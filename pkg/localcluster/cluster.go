@@ -421,7 +421,7 @@ func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort int) (*process, error) 
 		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
 		// The host's end of the node's link only: kubectl on this host,
 		// the node and the pods (the kubernetes Service's endpoint) reach
-		// it there, nothing off this machine.
+		// it there; not on the machine's network addresses.
 		"--bind-address", c.link.host.String(), "--advertise-address", c.link.host.String(), "--secure-port", strconv.Itoa(c.kubePort),
 		"--tls-cert-file", p.kubeServing.CertFile, "--tls-private-key-file", p.kubeServing.KeyFile,
 		"--client-ca-file", p.ca.CertFile,
