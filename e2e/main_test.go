@@ -33,11 +33,6 @@ func run(m *testing.M) int {
 	}
 	// A DataVolume annotated for it ends the controller mid-hand-over.
 	cfg.ControllerArgs = []string{"--test-crash-points"}
-	before, err := localcluster.ReadHostState()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: reading the machine's state: %v\n", err)
-		return 1
-	}
 	// Another node's container log at the kubelet's fixed paths, its
 	// process in a kubepods cgroup, a KUBE- chain in the host's filter table
 	// and a cni- network namespace in /run/netns: ours go elsewhere (the
@@ -47,6 +42,12 @@ func run(m *testing.M) int {
 	defer decoy.Remove()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: placing the decoy: %v\n", err)
+		return 1
+	}
+	// Read after the decoy is placed: its chain is the host's, not ours.
+	before, err := localcluster.ReadHostState()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: reading the machine's state: %v\n", err)
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
