@@ -68,7 +68,7 @@ func run(m *testing.M) int {
 		fmt.Printf("--- FAIL: TestStoppedClusterLeavesNothingBehind\n    left behind:\n      %s\n", strings.Join(left, "\n      "))
 		return 1
 	}
-	fmt.Println("--- PASS: TestStoppedClusterLeavesNothingBehind (no process, mount, loop device, node network namespace or link, bridge or iptables chain on the host, cgroup, container log link or changed sysctl)")
+	fmt.Println("--- PASS: TestStoppedClusterLeavesNothingBehind (no process, mount, loop device, node network namespace or link, bridge, iptables chain or egress rule on the host, cgroup, container log link or changed sysctl)")
 	fmt.Println("=== RUN   TestStoppedClusterTouchedNothingElse")
 	if gone := decoy.Touched(); len(gone) > 0 {
 		fmt.Printf("--- FAIL: TestStoppedClusterTouchedNothingElse\n    removed:\n      %s\n", strings.Join(gone, "\n      "))
