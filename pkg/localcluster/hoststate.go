@@ -732,6 +732,9 @@ func Leftovers(ctx context.Context, dir string, before HostState) []string {
 		left = append(left, "loop device "+d.device+" on "+d.backing)
 	}
 	left = append(left, nodeNetworkLeft()...)
+	for _, f := range cniCacheFilesOf(cniCacheDir) {
+		left = append(left, "CNI cache file "+f)
+	}
 	for _, r := range egressRulesLeft(ctx) {
 		left = append(left, "iptables rule "+strings.Join(r, " ")+" in the host's tables")
 	}
@@ -773,6 +776,7 @@ func cleanHost(ctx context.Context, dirs ...string) error {
 		detachLoopDevices(ctx, dirs...),
 		removeNodeNetwork(ctx),
 		removeEgress(ctx),
+		removeCNICache(cniCacheDir),
 		removePodCgroups(),
 		removeContainerLogLinks(containerLogLinks, dirs...),
 		restoreSysctls(),

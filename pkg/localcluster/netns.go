@@ -215,3 +215,47 @@ func removeEgress(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// cniNetworkName is the pod network's name in the node's CNI configuration.
+const cniNetworkName = "datavolume"
+
+// cniCacheDir is where libcni, in containerd's CRI plugin, caches each
+// attachment's result: a fixed path of the host, whatever containerd's root.
+const cniCacheDir = "/var/lib/cni/results"
+
+// cniCacheFilesOf lists the cache files in dir of the node's pods: those of
+// its network (datavolume-<sandbox>-eth0) and of the same sandboxes'
+// loopback (cni-loopback-<sandbox>-lo). Pods killed at stop are never torn
+// down, so libcni does not remove them; another runtime's files stay.
+func cniCacheFilesOf(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var found []string
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), cniNetworkName+"-")
+		if !ok {
+			continue
+		}
+		found = append(found, filepath.Join(dir, e.Name()))
+		// A sandbox's ID is 64 hex digits, then the interface's name.
+		if len(rest) > 64 && rest[64] == '-' {
+			loopback := filepath.Join(dir, "cni-loopback-"+rest[:64]+"-lo")
+			if exists(loopback) {
+				found = append(found, loopback)
+			}
+		}
+	}
+	return found
+}
+
+func removeCNICache(dir string) error {
+	var errs []error
+	for _, f := range cniCacheFilesOf(dir) {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,6 +1,8 @@
 package localcluster
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -48,4 +50,29 @@ func TestEgressRulesAreMarkedAndScopedToTheLink(t *testing.T) {
 		assert.Assert(t, strings.Contains(strings.Join(r, " "), "--comment "+egressComment), r)
 		assert.Assert(t, strings.Contains(strings.Join(r, " "), hostLinkName), "only traffic through the node's link: %v", r)
 	}
+}
+
+// The node's pods' CNI cache files go, their loopback's with them; another
+// runtime's stay.
+func TestCNICacheFilesOfTheNodesPodsOnly(t *testing.T) {
+	dir := t.TempDir()
+	ours := strings.Repeat("a", 64)
+	theirs := strings.Repeat("b", 64)
+	for _, name := range []string{
+		"datavolume-" + ours + "-eth0", "cni-loopback-" + ours + "-lo",
+		"kindnet-" + theirs + "-eth0", "cni-loopback-" + theirs + "-lo",
+	} {
+		assert.NilError(t, os.WriteFile(filepath.Join(dir, name), []byte("{}"), 0o600))
+	}
+	assert.DeepEqual(t, cniCacheFilesOf(dir), []string{
+		filepath.Join(dir, "datavolume-"+ours+"-eth0"), filepath.Join(dir, "cni-loopback-"+ours+"-lo"),
+	})
+	assert.NilError(t, removeCNICache(dir))
+	left, err := os.ReadDir(dir)
+	assert.NilError(t, err)
+	var names []string
+	for _, e := range left {
+		names = append(names, e.Name())
+	}
+	assert.DeepEqual(t, names, []string{"cni-loopback-" + theirs + "-lo", "kindnet-" + theirs + "-eth0"})
 }

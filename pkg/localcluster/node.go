@@ -128,7 +128,7 @@ func (c *Cluster) ctr(ctx context.Context, args ...string) (string, error) {
 func writeCNIConfig(confDir, ipamDir string) error {
 	conf := map[string]any{
 		"cniVersion": "0.4.0",
-		"name":       "datavolume",
+		"name":       cniNetworkName,
 		"plugins": []any{
 			map[string]any{
 				"type":        "bridge",
