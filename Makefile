@@ -37,10 +37,12 @@ help: ## Show this help.
 ##@ Build
 
 .PHONY: build
+# -v names each package as it compiles (nothing when the cache is warm), so a
+# first build shows progress rather than minutes of `go: downloading`.
 build: ## Build our commands into _output/bin (static, but for the cloner: it links liblzma and runs on Debian).
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(STATIC_COMMANDS)) ./hack/local-up
-	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/datavolume-cloner
+	CGO_ENABLED=0 $(GO) build -v -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(STATIC_COMMANDS)) ./hack/local-up
+	CGO_ENABLED=1 $(GO) build -v -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/datavolume-cloner
 	@hack/check-versions.sh $(BIN) $(REVISION) $(STATIC_COMMANDS) datavolume-cloner local-up
 
 .PHONY: preflight

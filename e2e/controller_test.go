@@ -375,7 +375,7 @@ func TestNotFoundIsReported(t *testing.T) {
 	})
 	dv := getDV(t, ns, "missing")
 	msg := conditionOf(dv, v1beta1.DataVolumeRunning).Message
-	assert.Assert(t, is.Contains(msg, cluster.NodeIP().String()), "names the host")
+	assert.Assert(t, is.Contains(msg, cluster.HostAddressForPods().String()), "names the host")
 	assert.Assert(t, !strings.Contains(msg, "SECRET"), "never the query string: %s", msg)
 	assert.Assert(t, dv.Status.Phase != v1beta1.Succeeded)
 	assert.Assert(t, is.Contains(eventsOf(t, ns, "missing"), "404"))

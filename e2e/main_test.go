@@ -33,18 +33,21 @@ func run(m *testing.M) int {
 	}
 	// A DataVolume annotated for it ends the controller mid-hand-over.
 	cfg.ControllerArgs = []string{"--test-crash-points"}
-	before, err := localcluster.ReadHostState()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: reading the machine's state: %v\n", err)
-		return 1
-	}
-	// Another node's container log at the kubelet's fixed paths, and its
-	// process in a kubepods cgroup: ours go elsewhere and cleaning up must
-	// leave these.
+	// Another node's container log at the kubelet's fixed paths, its
+	// process in a kubepods cgroup, a KUBE- chain in the host's filter table
+	// and a cni- network namespace in /run/netns: ours go elsewhere (the
+	// node's rules and pods' namespaces live in its own network namespace)
+	// and cleaning up must leave these.
 	decoy, err := localcluster.PlaceDecoy()
 	defer decoy.Remove()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: placing the decoy: %v\n", err)
+		return 1
+	}
+	// Read after the decoy is placed: its chain is the host's, not ours.
+	before, err := localcluster.ReadHostState()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: reading the machine's state: %v\n", err)
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -65,12 +68,12 @@ func run(m *testing.M) int {
 		fmt.Printf("--- FAIL: TestStoppedClusterLeavesNothingBehind\n    left behind:\n      %s\n", strings.Join(left, "\n      "))
 		return 1
 	}
-	fmt.Println("--- PASS: TestStoppedClusterLeavesNothingBehind (no process, mount, loop device, network namespace, bridge, iptables chain, cgroup, container log link or changed sysctl)")
+	fmt.Println("--- PASS: TestStoppedClusterLeavesNothingBehind (no process, mount, loop device, node network namespace or link, bridge, iptables chain or egress rule on the host, cgroup, container log link or changed sysctl)")
 	fmt.Println("=== RUN   TestStoppedClusterTouchedNothingElse")
 	if gone := decoy.Touched(); len(gone) > 0 {
 		fmt.Printf("--- FAIL: TestStoppedClusterTouchedNothingElse\n    removed:\n      %s\n", strings.Join(gone, "\n      "))
 		return 1
 	}
-	fmt.Println("--- PASS: TestStoppedClusterTouchedNothingElse (another node's pod log, container log link, kubepods cgroup and its process)")
+	fmt.Println("--- PASS: TestStoppedClusterTouchedNothingElse (another node's pod log, container log link, kubepods cgroup and its process, KUBE-DECOY chain in the host's filter table, cni-decoy network namespace)")
 	return code
 }

@@ -63,7 +63,7 @@ func TestJobWritesThroughFilesystemClaim(t *testing.T) {
 }
 
 // The cloner, from its image, imports as a Job an xz-compressed disk served
-// over HTTP from the node's address into a filesystem claim: liblzma decodes
+// over HTTP from the host's address for pods into a filesystem claim: liblzma decodes
 // a multi-block stream in the Pod, the file on the volume holds the disk's
 // bytes then zeros up to the target size, and the zeros are holes. The same
 // disk as qcow2 is mapped by the image's qemu-img and streamed.
@@ -88,7 +88,7 @@ func TestJobImportsDiskWithTheCloner(t *testing.T) {
 		assert.NilError(t, err, string(out))
 	}
 
-	listener, err := net.Listen("tcp", net.JoinHostPort(cluster.NodeIP().String(), "0"))
+	listener, err := net.Listen("tcp", net.JoinHostPort(cluster.HostAddressForPods().String(), "0"))
 	assert.NilError(t, err)
 	server := &http.Server{Handler: http.FileServer(http.Dir(served)), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = server.Serve(listener) }()
@@ -236,6 +236,48 @@ func TestPodsReachServicesByName(t *testing.T) {
 	assert.Check(t, is.Equal(fields[0], clusterIP))
 	assert.Check(t, is.Equal(fields[1], "kubernetes.default.svc.cluster.local"))
 	assert.Check(t, is.Equal(fields[len(fields)-1], "connected"))
+}
+
+// Pods reach a server beyond this host (the host's own DNS server, when it
+// is on another machine and answers TCP) through the node's link and the
+// host's marked egress rules, as an import from the internet does.
+func TestPodsReachOtherNetworksThroughTheHost(t *testing.T) {
+	server := nonLoopbackNameserver(t)
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(server, "53"), 3*time.Second)
+	if err != nil {
+		t.Skipf("this host cannot reach %s:53 over TCP either: %v", server, err)
+	}
+	conn.Close()
+	ns := namespace(t, "egress")
+	logs := runJob(t, ns, "", `timeout 5 bash -c '</dev/tcp/`+server+`/53' && echo connected`)
+	assert.Check(t, is.Equal(strings.TrimSpace(logs), "connected"))
+}
+
+// nonLoopbackNameserver is the first nameserver of this host's
+// /etc/resolv.conf that is on another machine; the test is skipped without.
+func nonLoopbackNameserver(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/etc/resolv.conf")
+	assert.NilError(t, err)
+	addrs, err := net.InterfaceAddrs()
+	assert.NilError(t, err)
+	local := map[string]bool{}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			local[n.IP.String()] = true
+		}
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "nameserver" {
+			continue
+		}
+		if ip := net.ParseIP(f[1]); ip != nil && ip.To4() != nil && !ip.IsLoopback() && !local[ip.String()] {
+			return f[1]
+		}
+	}
+	t.Skip("no IPv4 nameserver off this host in /etc/resolv.conf")
+	return ""
 }
 
 // runJob runs a batch/v1 Job with the cloner's image (Debian with a shell

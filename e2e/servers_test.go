@@ -85,11 +85,11 @@ func writeArchive(t *testing.T, path string, files map[string]string) {
 	assert.NilError(t, os.WriteFile(path, b.Bytes(), 0o644))
 }
 
-// serve serves handler on the node's address until the test ends and
+// serve serves handler at the host's address for pods until the test ends and
 // returns host:port.
 func serve(t *testing.T, handler http.Handler, config *tls.Config) string {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(cluster.NodeIP().String(), "0"))
+	l, err := net.Listen("tcp", net.JoinHostPort(cluster.HostAddressForPods().String(), "0"))
 	assert.NilError(t, err)
 	if config != nil {
 		l = tls.NewListener(l, config)
@@ -118,7 +118,7 @@ type tlsServer struct {
 
 func serveFilesTLS(t *testing.T, dir string) tlsServer {
 	t.Helper()
-	files, err := certs.Generate(t.TempDir(), []string{cluster.NodeIP().String()}, time.Hour)
+	files, err := certs.Generate(t.TempDir(), []string{cluster.HostAddressForPods().String()}, time.Hour)
 	assert.NilError(t, err)
 	pair, err := tls.LoadX509KeyPair(files.ServerCert, files.ServerKey)
 	assert.NilError(t, err)
@@ -177,12 +177,12 @@ func (s *slowWriter) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// registry starts Debian's docker-registry on the node's address and
+// registry starts Debian's docker-registry at the host's address for pods and
 // returns host:port.
 func registry(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", net.JoinHostPort(cluster.NodeIP().String(), "0"))
+	l, err := net.Listen("tcp", net.JoinHostPort(cluster.HostAddressForPods().String(), "0"))
 	assert.NilError(t, err)
 	host := l.Addr().String()
 	assert.NilError(t, l.Close())

@@ -31,6 +31,8 @@ needs=(
   conntrack:conntrack
   socat:socat
   ip:iproute2
+  # The node's components start in its network namespace through nsenter.
+  nsenter:util-linux
   debootstrap:debootstrap
 )
 

@@ -77,10 +77,10 @@ func clients(b *testing.B) (kubernetes.Interface, cdiclient.Interface) {
 	return kube, cdi
 }
 
-// serveDir serves dir over HTTP on the node's address (pods cannot reach
+// serveDir serves dir over HTTP at the host's address for pods (they cannot reach
 // this host's loopback) and returns the base URL and a stop function.
 func serveDir(dir string) (string, func(), error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(cluster.NodeIP().String(), "0"))
+	l, err := net.Listen("tcp", net.JoinHostPort(cluster.HostAddressForPods().String(), "0"))
 	if err != nil {
 		return "", nil, err
 	}

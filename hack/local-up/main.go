@@ -37,6 +37,7 @@ func run() error {
 	flag.StringVar(&cfg.ImagesDir, "images", "_output/images", "Directory with the image tarballs and images.json of hack/build-images.sh.")
 	flag.StringVar(&cfg.ArtifactsDir, "artifacts", "artifacts", "The repository's artifacts directory.")
 	flag.StringVar(&cfg.NodeName, "node-name", localcluster.DefaultNodeName, "Name of the node.")
+	flag.StringVar(&cfg.NodeLinkRange, "node-link-range", localcluster.DefaultNodeLinkRange, "IPv4 range of the link between this host and the node's network namespace: the host's end (kube-apiserver, and where pods reach this host) takes its first address, the node its second.")
 	flag.StringVar(&cfg.LockFile, "lock", localcluster.DefaultLockFile, "Machine-wide lock held while the cluster runs.")
 	startedAt := flag.Int64("started-at", 0, "When the command that runs this one started (Unix nanoseconds), e.g. make run with its builds; the ready line gives both times.")
 	showVersion := flag.Bool("version", false, "Print the build's version and revision, and exit.")
@@ -103,10 +104,14 @@ A demo disk to import, served in the cluster:
   kubectl explain datavolume.spec.source.pvc
 
 Host logs: %[4]s   Audit: %[5]s (datavolume-apiserver), %[6]s (kube-apiserver)
-Stop with Ctrl-C: every process, mount, loop device, network namespace, the
-bridge, iptables chains, cgroups and sysctls the node changed are put back.
+The node's network is a namespace of its own (ip netns exec %[9]s …),
+linked to this host at %[10]s (this host; kube-apiserver and servers pods
+must reach) and %[11]s (the node).
+Stop with Ctrl-C: every process, mount, loop device, the node's network
+namespace (its bridge, iptables rules and pods' namespaces with it), the
+host's three egress rules, cgroups and sysctls the node changed are put back.
 
-`, cfg.NodeName, c.Kubeconfig, cfg.KubeBinDir, c.LogDir(), c.AuditLog, c.KubeAuditLog, c.ProvisionedVolumesDir(), localcluster.DemoDiskURL)
+`, cfg.NodeName, c.Kubeconfig, cfg.KubeBinDir, c.LogDir(), c.AuditLog, c.KubeAuditLog, c.ProvisionedVolumesDir(), localcluster.DemoDiskURL, localcluster.NodeNetns, c.HostAddressForPods(), c.NodeIP())
 	total := ""
 	if startedAt > 0 {
 		total = fmt.Sprintf(" (%s since make run started, builds included)", time.Since(time.Unix(0, startedAt)).Round(100*time.Millisecond))

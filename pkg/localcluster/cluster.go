@@ -54,6 +54,10 @@ type Config struct {
 	ArtifactsDir string
 	// NodeName is the node's name; DefaultNodeName when empty.
 	NodeName string
+	// NodeLinkRange is the range of the link between the host and the
+	// node's network namespace: the host's end takes its first address, the
+	// node its second. DefaultNodeLinkRange when empty.
+	NodeLinkRange string
 	// DurableEtcd makes kube-apiserver's etcd sync each write to disk, as
 	// in a user's cluster (and as datavolume-apiserver's etcd, a Pod from
 	// artifacts/deploy, always does). Off, it skips fsync: the cluster is
@@ -90,7 +94,8 @@ type Cluster struct {
 	AuditLog string
 	// KubeAuditLog is kube-apiserver's audit log.
 	KubeAuditLog string
-	// APIServerURL is kube-apiserver's address on loopback.
+	// APIServerURL is kube-apiserver's address: the host's end of the
+	// node's link, an address of this host.
 	APIServerURL string
 	// KubeEtcdURL is the client URL of kube-apiserver's etcd, on loopback.
 	KubeEtcdURL string
@@ -98,7 +103,7 @@ type Cluster struct {
 	ca       *CA
 	pkiDir   string
 	logDir   string
-	nodeIP   net.IP
+	link     nodeLink
 	kubePort int
 	images   map[string]string
 	started  time.Time
@@ -118,6 +123,9 @@ var ErrBusy = errors.New("another local cluster is running on this machine")
 func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.NodeName == "" {
 		cfg.NodeName = DefaultNodeName
+	}
+	if cfg.NodeLinkRange == "" {
+		cfg.NodeLinkRange = DefaultNodeLinkRange
 	}
 	// Pods mount volumes from under it by absolute host paths.
 	dir, err := filepath.Abs(cfg.Dir)
@@ -145,10 +153,10 @@ func (c *Cluster) start(ctx context.Context) error {
 	if c.images, err = readImages(cfg.ImagesDir); err != nil {
 		return err
 	}
-	if c.nodeIP, err = nodeIP(); err != nil {
+	if c.link, err = parseNodeLink(cfg.NodeLinkRange); err != nil {
 		return err
 	}
-	if err := checkRangesAgainstRoutes(hostRoutesFile, podRange, serviceRange); err != nil {
+	if err := checkRangesAgainstRoutes(hostRoutesFile, podRange, serviceRange, cfg.NodeLinkRange); err != nil {
 		return err
 	}
 	// A run that did not stop cleanly may have left mounts under the
@@ -184,18 +192,21 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	c.Kubeconfig = filepath.Join(cfg.Dir, "kubeconfig")
 	c.KubeAuditLog = filepath.Join(cfg.Dir, "kube-audit.log")
-	if err := c.prepareHost(); err != nil {
+	if err := c.prepareHost(ctx); err != nil {
 		return err
 	}
 
-	ports, err := freePorts(3)
+	ports, err := freePorts("127.0.0.1", 2)
 	if err != nil {
 		return err
 	}
 	etcdPort, etcdPeer := ports[0], ports[1]
 	c.KubeEtcdURL = "http://127.0.0.1:" + strconv.Itoa(etcdPort)
-	c.kubePort = ports[2]
-	c.APIServerURL = "https://127.0.0.1:" + strconv.Itoa(c.kubePort)
+	if ports, err = freePorts(c.link.host.String(), 1); err != nil {
+		return err
+	}
+	c.kubePort = ports[0]
+	c.APIServerURL = "https://" + net.JoinHostPort(c.link.host.String(), strconv.Itoa(c.kubePort))
 
 	pki, err := c.makePKI()
 	if err != nil {
@@ -251,7 +262,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err := c.waitForNodeReady(ctx); err != nil {
 		return err
 	}
-	cfg.Log.Info("node ready", "node", cfg.NodeName, "address", c.nodeIP.String(), "after", c.since())
+	cfg.Log.Info("node ready", "node", cfg.NodeName, "address", c.link.node.String(), "netns", NodeNetns, "after", c.since())
 
 	if err := c.deployAddons(ctx); err != nil {
 		return err
@@ -265,19 +276,19 @@ func (c *Cluster) start(ctx context.Context) error {
 
 func (c *Cluster) since() time.Duration { return time.Since(c.started).Round(time.Millisecond) }
 
-// prepareHost records the sysctls the node changes, so that Stop can put
-// them back, and lets traffic between pods on the bridge pass iptables,
-// where kube-proxy translates Service addresses.
-func (c *Cluster) prepareHost() error {
+// prepareHost records the sysctls the node changes (the kubelet's kernel
+// settings and the host's forwarding), so that Stop can put them back, and
+// makes the node's network namespace and its link to the host. The host's
+// routes to the pods and Services go through the link, and the node's
+// traffic to other networks out through the host.
+func (c *Cluster) prepareHost(ctx context.Context) error {
 	if err := saveSysctls(); err != nil {
 		return err
 	}
-	for key, value := range map[string]string{"net.bridge.bridge-nf-call-iptables": "1", "net.ipv4.ip_forward": "1"} {
-		if err := writeSysctl(key, value); err != nil {
-			return err
-		}
+	if err := createNodeNetwork(ctx, c.link, podRange, serviceRange); err != nil {
+		return err
 	}
-	return nil
+	return enableEgress(ctx, c.link)
 }
 
 // startRuntime starts containerd and imports the images into it.
@@ -323,9 +334,9 @@ func (c *Cluster) makePKI() (*pkiSet, error) {
 			*kp, err = ca.Issue(dir, name, cn, orgs, hosts...)
 		}
 	}
-	node, ip := c.cfg.NodeName, c.nodeIP.String()
+	node, ip := c.cfg.NodeName, c.link.node.String()
 	issue(&p.kubeServing, p.ca, "kube-apiserver", "kube-apiserver", nil,
-		"127.0.0.1", "localhost", ip, kubernetesServiceIP, "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
+		c.link.host.String(), kubernetesServiceIP, "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
 	issue(&p.frontProxyClient, p.frontProxyCA, "front-proxy-client", "front-proxy-client", nil)
 	issue(&p.admin, p.ca, "admin", "kubernetes-admin", []string{"system:masters"})
 	issue(&p.controllerManager, p.ca, "kube-controller-manager", "system:kube-controller-manager", nil)
@@ -408,9 +419,10 @@ func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort int) (*process, error) 
 	}
 	proc, err := startProcess(c.cfg.Log, c.logDir, "kube-apiserver", filepath.Join(c.cfg.KubeBinDir, "kube-apiserver"),
 		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
-		// Loopback for us, the machine's own address for the node and the
-		// pods (the kubernetes Service's endpoint).
-		"--bind-address", "0.0.0.0", "--advertise-address", c.nodeIP.String(), "--secure-port", strconv.Itoa(c.kubePort),
+		// The host's end of the node's link only: kubectl on this host,
+		// the node and the pods (the kubernetes Service's endpoint) reach
+		// it there; not on the machine's network addresses.
+		"--bind-address", c.link.host.String(), "--advertise-address", c.link.host.String(), "--secure-port", strconv.Itoa(c.kubePort),
 		"--tls-cert-file", p.kubeServing.CertFile, "--tls-private-key-file", p.kubeServing.KeyFile,
 		"--client-ca-file", p.ca.CertFile,
 		"--authorization-mode", "Node,RBAC",
@@ -570,8 +582,16 @@ func (c *Cluster) DataVolumeEtcdClientTLS() (*tls.Config, error) {
 // imported into the node, by its logical name ("datavolume-cloner").
 func (c *Cluster) Image(name string) string { return c.images[name] }
 
-// NodeIP is node01's address: the machine's own, which Pods reach.
-func (c *Cluster) NodeIP() net.IP { return c.nodeIP }
+// NodeIP is node01's address: the node's end of its link, in its network
+// namespace (the kubelet's, the node's InternalIP).
+func (c *Cluster) NodeIP() net.IP { return c.link.node }
+
+// HostAddressForPods is the address of this host that pods reach: the host's
+// end of the node's link. Servers on this host that pods must reach (test
+// HTTP, TLS and registry servers) listen there; pods reach neither the
+// host's loopback nor, from the node's namespace, its other addresses'
+// services unless they listen on every address.
+func (c *Cluster) HostAddressForPods() net.IP { return c.link.host }
 
 // LogDir is where each component's log is.
 func (c *Cluster) LogDir() string { return c.logDir }
@@ -705,8 +725,8 @@ func httpOK(client *http.Client, url string) func(context.Context) error {
 	}
 }
 
-// freePorts finds n free TCP ports on loopback.
-func freePorts(n int) ([]int, error) {
+// freePorts finds n free TCP ports on the host's address ip.
+func freePorts(ip string, n int) ([]int, error) {
 	var ports []int
 	var listeners []net.Listener
 	defer func() {
@@ -715,7 +735,7 @@ func freePorts(n int) ([]int, error) {
 		}
 	}()
 	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 		if err != nil {
 			return nil, fmt.Errorf("finding a free port: %w", err)
 		}

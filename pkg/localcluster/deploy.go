@@ -114,8 +114,8 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 		CloneGrantPublicKeys: publicKeys,
 		AuditLogDir:          auditDir,
 		ClonerImage:          c.images["datavolume-cloner"],
-		// Test registries listen on the node's address over plain HTTP.
-		InsecureRegistries: []string{c.nodeIP.String()},
+		// Test registries listen on the host's address for pods, over plain HTTP.
+		InsecureRegistries: []string{c.link.host.String()},
 		ControllerArgs:     c.cfg.ControllerArgs,
 	}
 	if err := overlay.write(); err != nil {

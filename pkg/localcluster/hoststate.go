@@ -18,21 +18,27 @@ import (
 	"time"
 )
 
-// The node changes the machine: the kubelet and kube-proxy set sysctls and
-// iptables chains, the CNI bridge plugin makes a bridge and network
-// namespaces, containerd and the kubelet mount, the storage helpers attach
-// loop devices. This file puts all of it back, and says what is left.
+// The node changes the machine: the kubelet sets kernel sysctls, containerd
+// and the kubelet mount, the storage helpers attach loop devices, and the
+// launcher makes the node's network namespace and its link (netns.go),
+// inside which kube-proxy, the kubelet and the CNI plugins write their
+// iptables rules, the bridge and the pods' network namespaces. This file
+// puts all of it back, touching nothing it did not make, and says what is
+// left.
 
 // nodeSysctls are the kernel settings the node's components change.
 var nodeSysctls = []string{
 	// The kubelet (protectKernelDefaults: false).
 	"kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory", "vm.panic_on_oom",
 	"kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes",
-	// The bridge plugin (isGateway) and this launcher (pod-to-Service traffic
-	// on one bridge must pass iptables).
+	// Per network namespace: the bridge plugin, kube-proxy and the launcher
+	// set them in the node's; of the host's (read here, in its namespace)
+	// the launcher sets only ip_forward, for the node's traffic out
+	// (enableEgress).
 	"net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
-	// kube-proxy.
-	"net.ipv4.conf.all.route_localnet", "net.netfilter.nf_conntrack_max",
+	"net.ipv4.conf.all.route_localnet",
+	// kube-proxy (off in its configuration; global tables).
+	"net.netfilter.nf_conntrack_max",
 	"net.netfilter.nf_conntrack_tcp_timeout_established", "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
 }
 
@@ -120,7 +126,9 @@ func writeSysctl(key, value string) error {
 }
 
 // iptablesChainPrefixes name the chains kube-proxy, the kubelet and the CNI
-// plugins create.
+// plugins create: in the node's network namespace, never in the host's
+// tables, which nothing here writes. The host's are listed before and after
+// a run to prove it.
 var iptablesChainPrefixes = []string{"KUBE-", "CNI-"}
 
 func ourChain(name string) bool {
@@ -132,93 +140,33 @@ func ourChain(name string) bool {
 	return false
 }
 
-// iptablesTools are the save/restore pairs of each backend and family: the
-// kubelet and kube-proxy pick a backend at run time, so both are cleaned.
-var iptablesTools = [][2]string{
-	{"iptables-nft-save", "iptables-nft-restore"},
-	{"ip6tables-nft-save", "ip6tables-nft-restore"},
-	{"iptables-legacy-save", "iptables-legacy-restore"},
-	{"ip6tables-legacy-save", "ip6tables-legacy-restore"},
-}
+// iptablesTools are the save tools of each backend and family: the kubelet
+// and kube-proxy pick a backend at run time.
+var iptablesTools = []string{"iptables-nft-save", "ip6tables-nft-save", "iptables-legacy-save", "ip6tables-legacy-save"}
 
 // iptablesSaved is one backend's and family's rules as its save tool prints
 // them.
 type iptablesSaved struct {
-	save, restore string
-	rules         []byte
-	err           error
+	save  string
+	rules []byte
+	err   error
 }
 
 // saveIptables runs the save tool of each backend and family installed.
 func saveIptables(ctx context.Context) []iptablesSaved {
 	var all []iptablesSaved
 	for _, tool := range iptablesTools {
-		if _, err := exec.LookPath(tool[0]); err != nil {
+		if _, err := exec.LookPath(tool); err != nil {
 			continue
 		}
-		rules, err := exec.CommandContext(ctx, tool[0]).Output()
-		all = append(all, iptablesSaved{save: tool[0], restore: tool[1], rules: rules, err: err})
+		rules, err := exec.CommandContext(ctx, tool).Output()
+		all = append(all, iptablesSaved{save: tool, rules: rules, err: err})
 	}
 	return all
 }
 
-// removeIptablesChains deletes every rule in or jumping to our chains, and
-// the chains, leaving everything else as it is.
-func removeIptablesChains(ctx context.Context) error {
-	var errs []error
-	for _, t := range saveIptables(ctx) {
-		if t.err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", t.save, t.err))
-			continue
-		}
-		kept, changed := withoutOurChains(t.rules)
-		if !changed {
-			continue
-		}
-		cmd := exec.CommandContext(ctx, t.restore)
-		cmd.Stdin = bytes.NewReader(kept)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w: %s", t.restore, err, bytes.TrimSpace(out)))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// withoutOurChains filters iptables-save output. A table that had our chains
-// is rewritten whole (restore replaces a table it is given), so the result
-// names every table it touches.
-func withoutOurChains(saved []byte) ([]byte, bool) {
-	var out bytes.Buffer
-	changed := false
-	sc := bufio.NewScanner(bytes.NewReader(saved))
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		line := sc.Text()
-		fields := strings.Fields(line)
-		drop := false
-		switch {
-		case strings.HasPrefix(line, ":") && len(fields) > 0:
-			drop = ourChain(strings.TrimPrefix(fields[0], ":"))
-		case strings.HasPrefix(line, "-A ") && len(fields) > 1:
-			drop = ourChain(fields[1])
-			for i := 0; i+1 < len(fields); i++ {
-				if (fields[i] == "-j" || fields[i] == "-g") && ourChain(fields[i+1]) {
-					drop = true
-				}
-			}
-		}
-		if drop {
-			changed = true
-			continue
-		}
-		out.WriteString(line)
-		out.WriteByte('\n')
-	}
-	return out.Bytes(), changed
-}
-
-// iptablesChainsLeft lists our chains still present.
-func iptablesChainsLeft(ctx context.Context) []string {
+// iptablesChains lists the host's chains named as the node's are.
+func iptablesChains(ctx context.Context) []string {
 	var left []string
 	for _, t := range saveIptables(ctx) {
 		if t.err != nil {
@@ -357,26 +305,6 @@ func detachLoopDevices(ctx context.Context, dirs ...string) error {
 	return errors.Join(errs...)
 }
 
-// networkNamespaceDir is where containerd's CNI setup pins pod network
-// namespaces; the name prefix is the CNI library's.
-const networkNamespaceDir = "/run/netns"
-
-func podNetworkNamespaces() []string {
-	paths, _ := filepath.Glob(filepath.Join(networkNamespaceDir, "cni-*"))
-	return paths
-}
-
-func removeNetworkNamespaces() error {
-	var errs []error
-	for _, ns := range podNetworkNamespaces() {
-		_ = syscall.Unmount(ns, syscall.MNT_DETACH)
-		if err := os.Remove(ns); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
 func linkExists(name string) bool {
 	_, err := os.Stat(filepath.Join("/sys/class/net", name))
 	return err == nil
@@ -436,11 +364,14 @@ func containerLogLinksInto(links string, dirs ...string) []string {
 
 // Decoy is what another node on this machine (kind's, a kubeadm node's)
 // leaves where ours would: a container log under /var/log/pods with its
-// link in /var/log/containers, and a process in a cgroup named kubepods.
-// The e2e suite places one before the cluster starts and checks after it
-// stops that all of it is untouched.
+// link in /var/log/containers, a process in a cgroup named kubepods, a
+// KUBE- chain in the host's filter table and a pod's cni- network namespace
+// in /run/netns. The e2e suite places one before the cluster starts and
+// checks after it stops that all of it is untouched.
 type Decoy struct {
 	Log, Link string
+	// Chain is in the host's filter table; Netns is pinned in /run/netns.
+	Chain, Netns string
 	// Cgroup holds Process; createdParent says whether its parent
 	// (kubepods) was made for it.
 	Cgroup        string
@@ -454,6 +385,17 @@ func PlaceDecoy() (*Decoy, error) {
 		Log:    "/var/log/pods/datavolume-decoy_decoy_00000000-0000-0000-0000-000000000000/decoy/0.log",
 		Link:   filepath.Join(containerLogLinks, "decoy_datavolume-decoy_decoy-0000.log"),
 		Cgroup: filepath.Join(cgroupHierarchies, "pids", "kubepods", "datavolume-decoy"),
+		Chain:  "KUBE-DECOY",
+		Netns:  "cni-decoy",
+	}
+	// One left by a test run that was killed.
+	_ = exec.Command("iptables", "-t", "filter", "-X", d.Chain).Run()
+	_ = exec.Command("ip", "netns", "delete", d.Netns).Run()
+	if out, err := exec.Command("iptables", "-t", "filter", "-N", d.Chain).CombinedOutput(); err != nil {
+		return d, fmt.Errorf("creating the decoy chain: iptables -N %s: %w: %s", d.Chain, err, bytes.TrimSpace(out))
+	}
+	if out, err := exec.Command("ip", "netns", "add", d.Netns).CombinedOutput(); err != nil {
+		return d, fmt.Errorf("creating the decoy network namespace: ip netns add %s: %w: %s", d.Netns, err, bytes.TrimSpace(out))
 	}
 	if err := os.MkdirAll(filepath.Dir(d.Log), 0o755); err != nil {
 		return d, err
@@ -501,11 +443,23 @@ func (d *Decoy) Touched() []string {
 	if d.Process == nil || d.Process.Signal(syscall.Signal(0)) != nil {
 		gone = append(gone, "another node's process in "+d.Cgroup)
 	}
+	if exec.Command("iptables", "-t", "filter", "-S", d.Chain).Run() != nil {
+		gone = append(gone, "another node's iptables chain "+d.Chain+" in the host's filter table")
+	}
+	if mounts, err := mountsUnder(filepath.Join(nodeNetnsDir, d.Netns)); err != nil || len(mounts) == 0 {
+		gone = append(gone, "another node's network namespace "+filepath.Join(nodeNetnsDir, d.Netns))
+	}
 	return gone
 }
 
 // Remove removes the decoy.
 func (d *Decoy) Remove() {
+	if d.Chain != "" {
+		_ = exec.Command("iptables", "-t", "filter", "-X", d.Chain).Run()
+	}
+	if d.Netns != "" {
+		_ = exec.Command("ip", "netns", "delete", d.Netns).Run()
+	}
 	_ = os.Remove(d.Link)
 	_ = os.RemoveAll(filepath.Dir(filepath.Dir(d.Log)))
 	if d.Process != nil {
@@ -719,8 +673,11 @@ func underAny(path string, dirs []string) bool {
 // HostState is what a node changes on the machine, read at one moment.
 type HostState struct {
 	Sysctls map[string]string
-	// Bridge tells whether the node's bridge existed.
+	// Bridge tells whether a link named as the node's bridge was on the host.
 	Bridge bool
+	// IptablesChains are the host's chains named as the node's are
+	// (another node's, a decoy's).
+	IptablesChains []string
 }
 
 // ReadHostState reads the machine's state before a cluster starts, for
@@ -732,7 +689,7 @@ func ReadHostState() (HostState, error) {
 	if err != nil {
 		return HostState{}, err
 	}
-	return HostState{Sysctls: sysctls, Bridge: linkExists(bridgeName)}, nil
+	return HostState{Sysctls: sysctls, Bridge: linkExists(bridgeName), IptablesChains: iptablesChains(context.Background())}, nil
 }
 
 // sysctlsBeforeAnyNode is current with the values of the record at path, if
@@ -755,8 +712,10 @@ func sysctlsBeforeAnyNode(current map[string]string, path string) (map[string]st
 }
 
 // Leftovers lists what a stopped cluster whose state was in dir left on the
-// machine: processes, mounts, loop devices, network namespaces, the bridge,
-// iptables chains, cgroups and sysctls that differ from before.
+// machine: processes, mounts (the pods' network namespaces among them), loop
+// devices, the node's network namespace and link, a bridge or iptables
+// chains in the host's namespace that were not there before, cgroups and
+// sysctls that differ from before.
 func Leftovers(ctx context.Context, dir string, before HostState) []string {
 	var left []string
 	for _, p := range processesOf(dir) {
@@ -772,14 +731,20 @@ func Leftovers(ctx context.Context, dir string, before HostState) []string {
 	for _, d := range ourLoopDevices(dir) {
 		left = append(left, "loop device "+d.device+" on "+d.backing)
 	}
-	for _, ns := range podNetworkNamespaces() {
-		left = append(left, "network namespace "+ns)
+	left = append(left, nodeNetworkLeft()...)
+	for _, f := range cniCacheFilesOf(cniCacheDir) {
+		left = append(left, "CNI cache file "+f)
+	}
+	for _, r := range egressRulesLeft(ctx) {
+		left = append(left, "iptables rule "+strings.Join(r, " ")+" in the host's tables")
 	}
 	if linkExists(bridgeName) && !before.Bridge {
-		left = append(left, "bridge "+bridgeName)
+		left = append(left, "bridge "+bridgeName+" in the host's network namespace")
 	}
-	for _, c := range iptablesChainsLeft(ctx) {
-		left = append(left, "iptables chain "+c)
+	for _, c := range iptablesChains(ctx) {
+		if !slices.Contains(before.IptablesChains, c) {
+			left = append(left, "iptables chain "+c+" in the host's tables")
+		}
 	}
 	for _, c := range podCgroups(cgroupHierarchies) {
 		left = append(left, "cgroup "+c)
@@ -799,17 +764,19 @@ func Leftovers(ctx context.Context, dir string, before HostState) []string {
 
 // cleanHost removes everything a node whose state is in one of dirs may have
 // left, whether it stopped cleanly or not. Each step runs even if one before
-// failed.
+// failed. The host's iptables tables and /run/netns are not touched: the
+// node's rules, bridge and pods' network namespaces go with its own
+// namespace (the pods' are pinned under its directory, unmounted here).
 func cleanHost(ctx context.Context, dirs ...string) error {
 	killPodProcesses()
 	killProcessesOf(dirs...)
 	time.Sleep(200 * time.Millisecond) // let killed processes release mounts
 	errs := []error{
-		removeNetworkNamespaces(),
 		unmountAll(dirs...),
 		detachLoopDevices(ctx, dirs...),
-		deleteLink(ctx, bridgeName),
-		removeIptablesChains(ctx),
+		removeNodeNetwork(ctx),
+		removeEgress(ctx),
+		removeCNICache(cniCacheDir),
 		removePodCgroups(),
 		removeContainerLogLinks(containerLogLinks, dirs...),
 		restoreSysctls(),

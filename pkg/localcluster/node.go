@@ -1,11 +1,9 @@
 package localcluster
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,11 +14,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// The node's network: one bridge with a host-local pod range, Services in
-// serviceRange, cluster DNS at clusterDNS: kind's ranges, which stay clear
-// of the 10.0.0.0/24 many home and office networks use (checked against the
-// host's routes at start). None of it leaves this machine.
+// The node's network, in its network namespace (netns.go): one bridge with
+// a host-local pod range, Services in serviceRange, cluster DNS at
+// clusterDNS: kind's ranges, which stay clear of the 10.0.0.0/24 many home
+// and office networks use (checked against the host's routes at start).
+// None of it leaves this machine.
 const (
+	// bridgeName is the pods' bridge, in the node's network namespace.
 	bridgeName   = "dvcni0"
 	podRange     = "10.244.0.0/24"
 	serviceRange = "10.96.0.0/16"
@@ -34,63 +34,6 @@ const (
 	cniBinDir = "/usr/lib/cni"
 )
 
-// nodeIP is the machine's own address: the kubelet refuses a loopback one.
-// It is the address of the interface that holds the default route, or else
-// the first global IPv4 address.
-func nodeIP() (net.IP, error) {
-	if iface := defaultRouteInterface(); iface != "" {
-		if ip := firstIPv4(iface); ip != nil {
-			return ip, nil
-		}
-	}
-	ifaces, err := net.Interfaces()
-	if err != nil {
-		return nil, err
-	}
-	for _, iface := range ifaces {
-		if iface.Flags&net.FlagLoopback != 0 || iface.Flags&net.FlagUp == 0 || iface.Name == bridgeName {
-			continue
-		}
-		if ip := firstIPv4(iface.Name); ip != nil {
-			return ip, nil
-		}
-	}
-	return nil, fmt.Errorf("no non-loopback IPv4 address on this machine for the node")
-}
-
-func defaultRouteInterface() string {
-	f, err := os.Open("/proc/net/route")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 2 && fields[1] == "00000000" && fields[0] != "Iface" {
-			return fields[0]
-		}
-	}
-	return ""
-}
-
-func firstIPv4(name string) net.IP {
-	iface, err := net.InterfaceByName(name)
-	if err != nil {
-		return nil
-	}
-	addrs, err := iface.Addrs()
-	if err != nil {
-		return nil
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
-			return n.IP.To4()
-		}
-	}
-	return nil
-}
-
 // containerdSocket is where the node's containerd listens. A unix socket
 // path must fit in 108 bytes.
 func (c *Cluster) containerdSocket() string {
@@ -98,7 +41,10 @@ func (c *Cluster) containerdSocket() string {
 }
 
 // startContainerd runs Debian's containerd as a plain background process
-// with its root, state and socket under the cluster's directory.
+// with its root, state and socket under the cluster's directory, in the
+// node's network namespace: the CNI plugins it runs make the bridge there,
+// and the pods' network namespaces are pinned under its state directory
+// (netns_mounts_under_state_dir), not in the host's /run/netns.
 func (c *Cluster) startContainerd(ctx context.Context, pauseImage string) error {
 	dir := filepath.Join(c.cfg.Dir, "containerd")
 	if n := len(c.containerdSocket()); n > 100 {
@@ -132,6 +78,10 @@ state = %[2]q
   disable_apparmor = true
   enable_selinux = false
   device_ownership_from_security_context = true
+  netns_mounts_under_state_dir = true
+  # exec, attach and port-forward streams, for the kubelet only: the node's
+  # own loopback.
+  stream_server_address = "127.0.0.1"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -148,7 +98,8 @@ state = %[2]q
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		return err
 	}
-	proc, err := startProcess(c.cfg.Log, c.logDir, "containerd", "containerd", "--config", configFile)
+	bin, args := inNodeNetns("containerd", "--config", configFile)
+	proc, err := startProcess(c.cfg.Log, c.logDir, "containerd", bin, args...)
 	if err != nil {
 		return err
 	}
@@ -177,7 +128,7 @@ func (c *Cluster) ctr(ctx context.Context, args ...string) (string, error) {
 func writeCNIConfig(confDir, ipamDir string) error {
 	conf := map[string]any{
 		"cniVersion": "0.4.0",
-		"name":       "datavolume",
+		"name":       cniNetworkName,
 		"plugins": []any{
 			map[string]any{
 				"type":        "bridge",
@@ -205,9 +156,9 @@ func writeCNIConfig(confDir, ipamDir string) error {
 // podLogsDir is where the kubelet writes the pods' logs.
 func (c *Cluster) podLogsDir() string { return filepath.Join(c.cfg.Dir, "pod-logs") }
 
-// startKubelet runs the real kubelet as node nodeName at the machine's own
-// address, with webhook authentication and authorization against
-// kube-apiserver, on cgroup v1 with the cgroupfs driver.
+// startKubelet runs the real kubelet as node nodeName in the node's network
+// namespace, at the node's end of its link, with webhook authentication and
+// authorization against kube-apiserver, with the cgroupfs driver.
 func (c *Cluster) startKubelet(p *pkiSet) error {
 	dir := filepath.Join(c.cfg.Dir, "kubelet")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -259,7 +210,7 @@ shutdownGracePeriod: 0s
 # Pods' logs stay in the cluster's directory, so that cleaning up touches no
 # other node's in /var/log/pods.
 podLogsDir: %[7]s
-`, c.nodeIP, p.kubeletServing.CertFile, p.kubeletServing.KeyFile, p.ca.CertFile, c.containerdSocket(), clusterDNS, c.podLogsDir(), nodeCgroupRoot)
+`, c.link.node, p.kubeletServing.CertFile, p.kubeletServing.KeyFile, p.ca.CertFile, c.containerdSocket(), clusterDNS, c.podLogsDir(), nodeCgroupRoot)
 	if err := createNodeCgroupRoot(cgroupHierarchies); err != nil {
 		return err
 	}
@@ -267,13 +218,14 @@ podLogsDir: %[7]s
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		return err
 	}
-	proc, err := startProcess(c.cfg.Log, c.logDir, "kubelet", filepath.Join(c.cfg.KubeBinDir, "kubelet"),
+	bin, args := inNodeNetns(filepath.Join(c.cfg.KubeBinDir, "kubelet"),
 		"--config", configFile,
 		"--kubeconfig", kubeconfig,
 		"--root-dir", dir,
 		"--hostname-override", c.cfg.NodeName,
-		"--node-ip", c.nodeIP.String(),
+		"--node-ip", c.link.node.String(),
 	)
+	proc, err := startProcess(c.cfg.Log, c.logDir, "kubelet", bin, args...)
 	if err != nil {
 		return err
 	}
@@ -282,18 +234,18 @@ podLogsDir: %[7]s
 	return nil
 }
 
-// startKubeProxy runs kube-proxy in iptables mode so pods reach Services,
-// the kubernetes Service among them. It leaves conntrack limits alone and
-// does not route localhost NodePorts, which would need more sysctls.
+// startKubeProxy runs kube-proxy in iptables mode, in the node's network
+// namespace (its rules are that namespace's), so pods reach Services, the
+// kubernetes Service among them. It leaves conntrack limits alone and does
+// not route localhost NodePorts, which would need more sysctls. Its health
+// and metrics ports are on the namespace's own loopback.
 func (c *Cluster) startKubeProxy(p *pkiSet) error {
 	kubeconfig := filepath.Join(c.cfg.Dir, "kube-proxy.kubeconfig")
 	if err := writeKubeconfig(kubeconfig, c.nodeAPIServerURL(), p.ca.CertPEM(), p.kubeProxy); err != nil {
 		return err
 	}
-	ports, err := freePorts(2)
-	if err != nil {
-		return err
-	}
+	// Any port is free on the namespace's own loopback.
+	ports := []int{10256, 10249}
 	config := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
@@ -311,12 +263,13 @@ conntrack:
   min: 0
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
-`, kubeconfig, c.cfg.NodeName, podRange, c.nodeIP, ports[0], ports[1])
+`, kubeconfig, c.cfg.NodeName, podRange, c.link.node, ports[0], ports[1])
 	configFile := filepath.Join(c.cfg.Dir, "kube-proxy-config.yaml")
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		return err
 	}
-	proc, err := startProcess(c.cfg.Log, c.logDir, "kube-proxy", filepath.Join(c.cfg.KubeBinDir, "kube-proxy"), "--config", configFile)
+	bin, args := inNodeNetns(filepath.Join(c.cfg.KubeBinDir, "kube-proxy"), "--config", configFile)
+	proc, err := startProcess(c.cfg.Log, c.logDir, "kube-proxy", bin, args...)
 	if err != nil {
 		return err
 	}
@@ -343,11 +296,9 @@ func (c *Cluster) startScheduler(p *pkiSet) error {
 	return nil
 }
 
-// nodeAPIServerURL is kube-apiserver at the machine's own address, the one
-// the kubernetes Service points at.
-func (c *Cluster) nodeAPIServerURL() string {
-	return fmt.Sprintf("https://%s", net.JoinHostPort(c.nodeIP.String(), fmt.Sprint(c.kubePort)))
-}
+// nodeAPIServerURL is kube-apiserver as the node reaches it: the host's end
+// of the link, the kubernetes Service's endpoint.
+func (c *Cluster) nodeAPIServerURL() string { return c.APIServerURL }
 
 // waitForNodeReady waits until the kubelet has registered the node and
 // reports it Ready.

@@ -15,8 +15,9 @@ const hostRoutesFile = "/proc/net/route"
 
 // checkRangesAgainstRoutes refuses ranges that a route of the host's
 // already covers or lies in (a LAN, a VPN, another cluster), other than the
-// default route and this node's own bridge: the node's Services and pods
-// would shadow those addresses on this machine.
+// default route and this node's own link (left by a run that was killed,
+// removed before the node starts): the node's Services, pods and link would
+// shadow those addresses on this machine.
 func checkRangesAgainstRoutes(routesFile string, ranges ...string) error {
 	routes, err := readRoutes(routesFile)
 	if err != nil {
@@ -29,7 +30,7 @@ func checkRangesAgainstRoutes(routesFile string, ranges ...string) error {
 			return err
 		}
 		for _, route := range routes {
-			if route.iface == bridgeName || isDefault(route.dst) {
+			if route.iface == hostLinkName || isDefault(route.dst) {
 				continue
 			}
 			if ours.Contains(route.dst.IP) || route.dst.Contains(ours.IP) {

@@ -21,6 +21,12 @@ import (
 // new one. All of it lives under the cluster's directory and goes when the
 // cluster stops.
 
+// volumeOwner is the user and group a volume's directory belongs to: CDI's
+// qemu user (107), as which the cloner and VMs run, as local-path's helper
+// pods make them (artifacts/local-cluster/local-path/setup). Other pods get
+// in through their fsGroup, which the kubelet applies to `local` volumes.
+const volumeOwner = 107
+
 func (c *Cluster) volumesDir() string { return filepath.Join(c.cfg.Dir, "volumes") }
 
 // ProvisionedVolumesDir holds the directories local-path-provisioner makes.
@@ -41,7 +47,9 @@ func (c *Cluster) ProvisionedVolumePath(pv *corev1.PersistentVolume) (string, er
 }
 
 // AddFilesystemVolume makes a directory on the node and a PersistentVolume
-// of the given capacity for it, and returns the directory.
+// of the given capacity for it, and returns the directory. The directory is
+// volumeOwner's, mode 2770: not world-writable; the set-group-ID bit keeps
+// files made in it in the group.
 func (c *Cluster) AddFilesystemVolume(ctx context.Context, name, capacity string) (string, error) {
 	if _, err := resource.ParseQuantity(capacity); err != nil {
 		return "", fmt.Errorf("capacity %q: %w", capacity, err)
@@ -50,9 +58,11 @@ func (c *Cluster) AddFilesystemVolume(ctx context.Context, name, capacity string
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	// Pods run as many users; the claim's fsGroup, where set, narrows it.
-	if err := os.Chmod(dir, 0o777); err != nil {
-		return "", err
+	if err := os.Chown(dir, volumeOwner, volumeOwner); err != nil {
+		return "", fmt.Errorf("giving volume %s to its pods' group: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o770|os.ModeSetgid); err != nil {
+		return "", fmt.Errorf("setting the mode of volume %s: %w", dir, err)
 	}
 	if err := c.applyLocalPV(ctx, name, dir, capacity, "Filesystem"); err != nil {
 		return "", err
