@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/datavolume/datavolume/pkg/localcluster"
+	"github.com/datavolume/datavolume/internal/localcluster"
 )
 
 // cluster is the one local cluster all tests share.

@@ -17,7 +17,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/datavolume/datavolume/pkg/localcluster"
+	"github.com/datavolume/datavolume/internal/localcluster"
 )
 
 // A filesystem claim in the default StorageClass `local` with nothing made

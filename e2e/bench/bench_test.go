@@ -33,7 +33,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/datavolume/datavolume/pkg/localcluster"
+	"github.com/datavolume/datavolume/internal/localcluster"
 )
 
 var (

@@ -18,7 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 
-	"github.com/datavolume/datavolume/pkg/localcluster"
+	"github.com/datavolume/datavolume/internal/localcluster"
 	"github.com/datavolume/datavolume/pkg/version"
 )
 

@@ -194,7 +194,7 @@ func dirNames(t *testing.T, dir string) []string {
 	return out
 }
 
-// localClusterMarker is the file pkg/localcluster puts in a state directory.
+// localClusterMarker is the file internal/localcluster puts in a state directory.
 const localClusterMarker = ".datavolume-localcluster"
 
 // assertNothingOwnedElsewhere looks for anything uid 107 made since the
