@@ -67,7 +67,7 @@ push: images ## Push every image to REGISTRY (host[:port][/prefix]) under TAG (d
 
 .PHONY: run
 run: deps build images ## Start the embedded default: a real single-node cluster running our components; Ctrl-C stops it.
-	$(BIN)/local-up --kube-bin-dir $(KUBE_BIN) --etcd $(ETCD) --images $(OUTPUT)/images --started-at $(MAKE_STARTED)
+	$(BIN)/local-up --kube-bin-dir $(KUBE_BIN) --etcd $(ETCD) --images $(OUTPUT)/images --started-at $(MAKE_STARTED) $(LOCAL_UP_FLAGS)
 
 ##@ Test
 

@@ -33,6 +33,9 @@ func run(m *testing.M) int {
 	}
 	// A DataVolume annotated for it ends the controller mid-hand-over.
 	cfg.ControllerArgs = []string{"--test-crash-points"}
+	// Not the defaults (make run's, tried from a fresh clone): every range
+	// must come from the configuration, not from a constant somewhere.
+	cfg.PodRange, cfg.ServiceRange = "10.245.0.0/24", "10.97.0.0/16"
 	// Another node's container log at the kubelet's fixed paths, its
 	// process in a kubepods cgroup, a KUBE- chain in the host's filter table
 	// and a cni- network namespace in /run/netns: ours go elsewhere (the

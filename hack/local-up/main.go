@@ -38,6 +38,8 @@ func run() error {
 	flag.StringVar(&cfg.ArtifactsDir, "artifacts", "artifacts", "The repository's artifacts directory.")
 	flag.StringVar(&cfg.NodeName, "node-name", localcluster.DefaultNodeName, "Name of the node.")
 	flag.StringVar(&cfg.NodeLinkRange, "node-link-range", localcluster.DefaultNodeLinkRange, "IPv4 range of the link between this host and the node's network namespace: the host's end (kube-apiserver, and where pods reach this host) takes its first address, the node its second.")
+	flag.StringVar(&cfg.PodRange, "pod-range", localcluster.DefaultPodRange, "IPv4 range the node's pods take their addresses from (kind's pod range gives each node a /24 of 10.244.0.0/16; this is the one node's). Must clear the Service range, the link and the host's routes.")
+	flag.StringVar(&cfg.ServiceRange, "service-range", localcluster.DefaultServiceRange, "IPv4 range of the Services' cluster IPs (kind's); its first address is the kubernetes Service's and its tenth cluster DNS's. Must clear the pod range, the link and the host's routes.")
 	flag.StringVar(&cfg.LockFile, "lock", localcluster.DefaultLockFile, "Machine-wide lock held while the cluster runs.")
 	startedAt := flag.Int64("started-at", 0, "When the command that runs this one started (Unix nanoseconds), e.g. make run with its builds; the ready line gives both times.")
 	showVersion := flag.Bool("version", false, "Print the build's version and revision, and exit.")

@@ -3,6 +3,7 @@ package localcluster
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,9 @@ const (
 	// helperContainer is the container the provisioner copies helper pod
 	// logs from: its helper pod template must have one of this name.
 	helperContainer = "helper-pod"
+
+	// dnsService is CoreDNS's Service, at the kubelet's clusterDNS.
+	dnsService = "kube-dns"
 
 	demoNamespace = "datavolume-demo"
 	demoName      = "demo-disk"
@@ -48,9 +52,15 @@ type addonsOverlay struct {
 	// VolumesDir is the absolute directory of this host in which the
 	// provisioner makes a directory for each volume.
 	VolumesDir string
+	// ClusterDNS is the kube-dns Service's address, the kubelet's
+	// clusterDNS: the tenth of the Service range.
+	ClusterDNS string
 }
 
 func (o addonsOverlay) write() error {
+	if net.ParseIP(o.ClusterDNS) == nil {
+		return fmt.Errorf("the cluster DNS address %q is not an IP address", o.ClusterDNS)
+	}
 	if !filepath.IsAbs(o.VolumesDir) {
 		return fmt.Errorf("the provisioned volumes' directory %q is not absolute: pods mount it from the host", o.VolumesDir)
 	}
@@ -100,7 +110,14 @@ configMapGenerator:
     files:
       - config.json
       - helperPod.yaml
-`, provisionerConfigMap, provisionerNamespace)
+# Cluster DNS at the address the kubelet gives pods, in the Service range.
+patches:
+  - target: {kind: Service, name: %s, namespace: kube-system}
+    patch: |-
+      - op: replace
+        path: /spec/clusterIP
+        value: %s
+`, provisionerConfigMap, provisionerNamespace, dnsService, o.ClusterDNS)
 	return os.WriteFile(filepath.Join(o.Dir, "kustomization.yaml"), []byte(b.String()), 0o644)
 }
 

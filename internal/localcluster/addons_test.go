@@ -26,6 +26,7 @@ func TestAddonsOverlay(t *testing.T) {
 		Images:      map[string]string{"coredns": "datavolume.local/coredns:0123456789ab", "local-path-provisioner": "datavolume.local/local-path-provisioner:ba9876543210"},
 		HelperImage: "datavolume.local/datavolume-cloner:aaaabbbbcccc",
 		VolumesDir:  "/cluster/volumes/provisioned",
+		ClusterDNS:  "10.97.0.10",
 	}
 	assert.NilError(t, o.write())
 
@@ -41,6 +42,10 @@ func TestAddonsOverlay(t *testing.T) {
 			Name, Namespace, Behavior string
 			Files                     []string
 		} `json:"configMapGenerator"`
+		Patches []struct {
+			Target struct{ Kind, Name, Namespace string }
+			Patch  string
+		} `json:"patches"`
 	}
 	assert.NilError(t, yaml.UnmarshalStrict(raw, &k, yaml.DisallowUnknownFields), string(raw))
 	rel, err := filepath.Rel(o.Dir, base)
@@ -57,6 +62,12 @@ func TestAddonsOverlay(t *testing.T) {
 	assert.Check(t, is.Equal(gen.Namespace, "local-path-storage"))
 	assert.Check(t, is.Equal(gen.Behavior, "merge"))
 	assert.Check(t, is.DeepEqual(gen.Files, []string{"config.json", "helperPod.yaml"}))
+	assert.Assert(t, is.Len(k.Patches, 1))
+	assert.Check(t, is.Equal(k.Patches[0].Target.Kind, "Service"))
+	assert.Check(t, is.Equal(k.Patches[0].Target.Name, "kube-dns"))
+	var ops []struct{ Op, Path, Value string }
+	assert.NilError(t, yaml.UnmarshalStrict([]byte(k.Patches[0].Patch), &ops))
+	assert.Check(t, is.DeepEqual(ops, []struct{ Op, Path, Value string }{{"replace", "/spec/clusterIP", "10.97.0.10"}}))
 
 	var config struct {
 		NodePathMap []struct {
@@ -92,7 +103,7 @@ func TestAddonsOverlayRefuses(t *testing.T) {
 	assert.NilError(t, os.MkdirAll(filepath.Join(base, "local-path"), 0o755))
 	assert.NilError(t, os.WriteFile(filepath.Join(base, "local-path", "helperPod.yaml"),
 		[]byte("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - name: other\n"), 0o644))
-	o := addonsOverlay{Dir: filepath.Join(t.TempDir(), "addons"), Base: base, VolumesDir: "relative/volumes"}
+	o := addonsOverlay{Dir: filepath.Join(t.TempDir(), "addons"), Base: base, VolumesDir: "relative/volumes", ClusterDNS: "10.96.0.10"}
 	assert.ErrorContains(t, o.write(), `"relative/volumes" is not absolute`)
 	o.VolumesDir = "/volumes"
 	assert.ErrorContains(t, o.write(), `spec.containers has no container named "helper-pod"`)

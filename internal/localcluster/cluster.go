@@ -58,6 +58,10 @@ type Config struct {
 	// node's network namespace: the host's end takes its first address, the
 	// node its second. DefaultNodeLinkRange when empty.
 	NodeLinkRange string
+	// PodRange is the node's pod range (DefaultPodRange when empty) and
+	// ServiceRange the Services' (DefaultServiceRange): both IPv4, apart
+	// from each other, the link and the host's routes.
+	PodRange, ServiceRange string
 	// DurableEtcd makes kube-apiserver's etcd sync each write to disk, as
 	// in a user's cluster (and as datavolume-apiserver's etcd, a Pod from
 	// artifacts/deploy, always does). Off, it skips fsync: the cluster is
@@ -104,6 +108,7 @@ type Cluster struct {
 	pkiDir   string
 	logDir   string
 	link     nodeLink
+	ranges   nodeRanges
 	kubePort int
 	images   map[string]string
 	started  time.Time
@@ -126,6 +131,12 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	if cfg.NodeLinkRange == "" {
 		cfg.NodeLinkRange = DefaultNodeLinkRange
+	}
+	if cfg.PodRange == "" {
+		cfg.PodRange = DefaultPodRange
+	}
+	if cfg.ServiceRange == "" {
+		cfg.ServiceRange = DefaultServiceRange
 	}
 	// Pods mount volumes from under it by absolute host paths.
 	dir, err := filepath.Abs(cfg.Dir)
@@ -156,7 +167,10 @@ func (c *Cluster) start(ctx context.Context) error {
 	if c.link, err = parseNodeLink(cfg.NodeLinkRange); err != nil {
 		return err
 	}
-	if err := checkRangesAgainstRoutes(hostRoutesFile, podRange, serviceRange, cfg.NodeLinkRange); err != nil {
+	if c.ranges, err = parseRanges(cfg.PodRange, cfg.ServiceRange, c.link); err != nil {
+		return err
+	}
+	if err := checkRangesAgainstRoutes(hostRoutesFile, cfg.PodRange, cfg.ServiceRange, cfg.NodeLinkRange); err != nil {
 		return err
 	}
 	// A run that did not stop cleanly may have left mounts under the
@@ -285,7 +299,7 @@ func (c *Cluster) prepareHost(ctx context.Context) error {
 	if err := saveSysctls(); err != nil {
 		return err
 	}
-	if err := createNodeNetwork(ctx, c.link, podRange, serviceRange); err != nil {
+	if err := createNodeNetwork(ctx, c.link, c.cfg.PodRange, c.cfg.ServiceRange); err != nil {
 		return err
 	}
 	return enableEgress(ctx, c.link)
@@ -336,7 +350,7 @@ func (c *Cluster) makePKI() (*pkiSet, error) {
 	}
 	node, ip := c.cfg.NodeName, c.link.node.String()
 	issue(&p.kubeServing, p.ca, "kube-apiserver", "kube-apiserver", nil,
-		c.link.host.String(), kubernetesServiceIP, "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
+		c.link.host.String(), c.ranges.kubernetesService.String(), "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
 	issue(&p.frontProxyClient, p.frontProxyCA, "front-proxy-client", "front-proxy-client", nil)
 	issue(&p.admin, p.ca, "admin", "kubernetes-admin", []string{"system:masters"})
 	issue(&p.controllerManager, p.ca, "kube-controller-manager", "system:kube-controller-manager", nil)
@@ -431,7 +445,7 @@ func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort int) (*process, error) 
 		"--kubelet-certificate-authority", p.ca.CertFile,
 		// The node's name does not resolve on this machine; its address does.
 		"--kubelet-preferred-address-types", "InternalIP",
-		"--service-cluster-ip-range", serviceRange,
+		"--service-cluster-ip-range", c.cfg.ServiceRange,
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", p.saPub, "--service-account-signing-key-file", p.saKey,
 		// The aggregation layer's front proxy; APIServices and webhooks are

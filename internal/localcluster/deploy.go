@@ -44,6 +44,7 @@ func (c *Cluster) deployAddons(ctx context.Context) error {
 		},
 		HelperImage: c.images["datavolume-cloner"],
 		VolumesDir:  volumes,
+		ClusterDNS:  c.ranges.dnsIP.String(),
 	}
 	if err := overlay.write(); err != nil {
 		return fmt.Errorf("writing the add-ons overlay: %w", err)

@@ -15,19 +15,11 @@ import (
 )
 
 // The node's network, in its network namespace (netns.go): one bridge with
-// a host-local pod range, Services in serviceRange, cluster DNS at
-// clusterDNS: kind's ranges, which stay clear of the 10.0.0.0/24 many home
-// and office networks use (checked against the host's routes at start).
-// None of it leaves this machine.
+// a host-local pod range, Services and cluster DNS in the Service range
+// (ranges.go). None of it leaves this machine.
 const (
 	// bridgeName is the pods' bridge, in the node's network namespace.
 	bridgeName   = "dvcni0"
-	podRange     = "10.244.0.0/24"
-	serviceRange = "10.96.0.0/16"
-	// kubernetesServiceIP is the first address of serviceRange: the
-	// Service kubernetes.default, in kube-apiserver's certificate.
-	kubernetesServiceIP = "10.96.0.1"
-	clusterDNS          = "10.96.0.10"
 	// DefaultNodeName is the seed's: its local block PV names node01.
 	DefaultNodeName = "node01"
 	// cniBinDir is where Debian's containernetworking-plugins puts them.
@@ -56,7 +48,7 @@ func (c *Cluster) startContainerd(ctx context.Context, pauseImage string) error 
 			return err
 		}
 	}
-	if err := writeCNIConfig(cniConf, filepath.Join(c.cfg.Dir, "cni", "ipam")); err != nil {
+	if err := writeCNIConfig(cniConf, filepath.Join(c.cfg.Dir, "cni", "ipam"), c.ranges.pods.String()); err != nil {
 		return err
 	}
 	// The facts of these machines: no CAP_SYS_RESOURCE (restrict the OOM
@@ -125,7 +117,7 @@ func (c *Cluster) ctr(ctx context.Context, args ...string) (string, error) {
 // writeCNIConfig writes the pod network: a bridge that is the pods'
 // gateway, addresses from podRange, masquerade for traffic leaving the range,
 // hairpin so a pod reaches itself through a Service, and port mappings.
-func writeCNIConfig(confDir, ipamDir string) error {
+func writeCNIConfig(confDir, ipamDir, podRange string) error {
 	conf := map[string]any{
 		"cniVersion": "0.4.0",
 		"name":       cniNetworkName,
@@ -210,7 +202,7 @@ shutdownGracePeriod: 0s
 # Pods' logs stay in the cluster's directory, so that cleaning up touches no
 # other node's in /var/log/pods.
 podLogsDir: %[7]s
-`, c.link.node, p.kubeletServing.CertFile, p.kubeletServing.KeyFile, p.ca.CertFile, c.containerdSocket(), clusterDNS, c.podLogsDir(), nodeCgroupRoot)
+`, c.link.node, p.kubeletServing.CertFile, p.kubeletServing.KeyFile, p.ca.CertFile, c.containerdSocket(), c.ranges.dnsIP, c.podLogsDir(), nodeCgroupRoot)
 	if err := createNodeCgroupRoot(cgroupHierarchies); err != nil {
 		return err
 	}
@@ -263,7 +255,7 @@ conntrack:
   min: 0
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
-`, kubeconfig, c.cfg.NodeName, podRange, c.link.node, ports[0], ports[1])
+`, kubeconfig, c.cfg.NodeName, c.ranges.pods, c.link.node, ports[0], ports[1])
 	configFile := filepath.Join(c.cfg.Dir, "kube-proxy-config.yaml")
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		return err

@@ -25,12 +25,12 @@ func writeRoutes(t *testing.T, text string) string {
 }
 
 func TestRangesClearOfTheHostsRoutes(t *testing.T) {
-	assert.NilError(t, checkRangesAgainstRoutes(writeRoutes(t, routes), podRange, serviceRange, DefaultNodeLinkRange))
+	assert.NilError(t, checkRangesAgainstRoutes(writeRoutes(t, routes), DefaultPodRange, DefaultServiceRange, DefaultNodeLinkRange))
 }
 
 func TestRangesClashingWithAHostRoute(t *testing.T) {
 	vpn := routes + "tun0\t0004600A\t00000000\t0001\t0\t0\t0\t00FCFFFF\t0\t0\t0\n"
-	err := checkRangesAgainstRoutes(writeRoutes(t, vpn), podRange, serviceRange)
+	err := checkRangesAgainstRoutes(writeRoutes(t, vpn), DefaultPodRange, DefaultServiceRange)
 	assert.Error(t, err, "the local cluster's address ranges clash with this machine's network: 10.96.0.0/16 overlaps the host's route to 10.96.4.0/22 via tun0")
 	// The old Service range against a home network on 10.0.0.0/24.
 	home := routes + "wlan0\t0000000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
