@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/datavolume/datavolume/internal/localcluster"
+	"github.com/datavolume/datavolume/internal/localcluster/janitor"
 )
 
 // cluster is the one local cluster all tests share.
@@ -41,14 +42,14 @@ func run(m *testing.M) int {
 	// and a cni- network namespace in /run/netns: ours go elsewhere (the
 	// node's rules and pods' namespaces live in its own network namespace)
 	// and cleaning up must leave these.
-	decoy, err := localcluster.PlaceDecoy()
+	decoy, err := janitor.PlaceDecoy()
 	defer decoy.Remove()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: placing the decoy: %v\n", err)
 		return 1
 	}
 	// Read after the decoy is placed: its chain is the host's, not ours.
-	before, err := localcluster.ReadHostState()
+	before, err := janitor.ReadHostState()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: reading the machine's state: %v\n", err)
 		return 1
@@ -67,7 +68,7 @@ func run(m *testing.M) int {
 	}
 	// The node changed the machine; stopping it must have put everything back.
 	fmt.Println("=== RUN   TestStoppedClusterLeavesNothingBehind")
-	if left := localcluster.Leftovers(context.Background(), cfg.Dir, before); len(left) > 0 {
+	if left := janitor.Leftovers(context.Background(), cfg.Dir, before); len(left) > 0 {
 		fmt.Printf("--- FAIL: TestStoppedClusterLeavesNothingBehind\n    left behind:\n      %s\n", strings.Join(left, "\n      "))
 		return 1
 	}

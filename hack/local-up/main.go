@@ -19,6 +19,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 
 	"github.com/datavolume/datavolume/internal/localcluster"
+	"github.com/datavolume/datavolume/internal/localcluster/nodenet"
 	"github.com/datavolume/datavolume/pkg/version"
 )
 
@@ -37,9 +38,9 @@ func run() error {
 	flag.StringVar(&cfg.ImagesDir, "images", "_output/images", "Directory with the image tarballs and images.json of hack/build-images.sh.")
 	flag.StringVar(&cfg.ArtifactsDir, "artifacts", "artifacts", "The repository's artifacts directory.")
 	flag.StringVar(&cfg.NodeName, "node-name", localcluster.DefaultNodeName, "Name of the node.")
-	flag.StringVar(&cfg.NodeLinkRange, "node-link-range", localcluster.DefaultNodeLinkRange, "IPv4 range of the link between this host and the node's network namespace: the host's end (kube-apiserver, and where pods reach this host) takes its first address, the node its second.")
-	flag.StringVar(&cfg.PodRange, "pod-range", localcluster.DefaultPodRange, "IPv4 range the node's pods take their addresses from (kind's pod range gives each node a /24 of 10.244.0.0/16; this is the one node's). Must clear the Service range, the link and the host's routes.")
-	flag.StringVar(&cfg.ServiceRange, "service-range", localcluster.DefaultServiceRange, "IPv4 range of the Services' cluster IPs (kind's); its first address is the kubernetes Service's and its tenth cluster DNS's. Must clear the pod range, the link and the host's routes.")
+	flag.StringVar(&cfg.NodeLinkRange, "node-link-range", nodenet.DefaultNodeLinkRange, "IPv4 range of the link between this host and the node's network namespace: the host's end (kube-apiserver, and where pods reach this host) takes its first address, the node its second.")
+	flag.StringVar(&cfg.PodRange, "pod-range", nodenet.DefaultPodRange, "IPv4 range the node's pods take their addresses from (kind's pod range gives each node a /24 of 10.244.0.0/16; this is the one node's). Must clear the Service range, the link and the host's routes.")
+	flag.StringVar(&cfg.ServiceRange, "service-range", nodenet.DefaultServiceRange, "IPv4 range of the Services' cluster IPs (kind's); its first address is the kubernetes Service's and its tenth cluster DNS's. Must clear the pod range, the link and the host's routes.")
 	flag.StringVar(&cfg.LockFile, "lock", localcluster.DefaultLockFile, "Machine-wide lock held while the cluster runs.")
 	startedAt := flag.Int64("started-at", 0, "When the command that runs this one started (Unix nanoseconds), e.g. make run with its builds; the ready line gives both times.")
 	showVersion := flag.Bool("version", false, "Print the build's version and revision, and exit.")
@@ -113,7 +114,7 @@ Stop with Ctrl-C: every process, mount, loop device, the node's network
 namespace (its bridge, iptables rules and pods' namespaces with it), the
 host's three egress rules, cgroups and sysctls the node changed are put back.
 
-`, cfg.NodeName, c.Kubeconfig, cfg.KubeBinDir, c.LogDir(), c.AuditLog, c.KubeAuditLog, c.ProvisionedVolumesDir(), localcluster.DemoDiskURL, localcluster.NodeNetns, c.HostAddressForPods(), c.NodeIP())
+`, cfg.NodeName, c.Kubeconfig, cfg.KubeBinDir, c.LogDir(), c.AuditLog, c.KubeAuditLog, c.ProvisionedVolumesDir(), localcluster.DemoDiskURL, nodenet.NodeNetns, c.HostAddressForPods(), c.NodeIP())
 	total := ""
 	if startedAt > 0 {
 		total = fmt.Sprintf(" (%s since make run started, builds included)", time.Since(time.Unix(0, startedAt)).Round(100*time.Millisecond))

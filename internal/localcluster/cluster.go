@@ -13,6 +13,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/datavolume/datavolume/internal/localcluster/janitor"
+	"github.com/datavolume/datavolume/internal/localcluster/nodenet"
 	"io"
 	"net"
 	"net/http"
@@ -56,10 +58,10 @@ type Config struct {
 	NodeName string
 	// NodeLinkRange is the range of the link between the host and the
 	// node's network namespace: the host's end takes its first address, the
-	// node its second. DefaultNodeLinkRange when empty.
+	// node its second. nodenet.DefaultNodeLinkRange when empty.
 	NodeLinkRange string
-	// PodRange is the node's pod range (DefaultPodRange when empty) and
-	// ServiceRange the Services' (DefaultServiceRange): both IPv4, apart
+	// PodRange is the node's pod range (nodenet.DefaultPodRange when empty) and
+	// ServiceRange the Services' (nodenet.DefaultServiceRange): both IPv4, apart
 	// from each other, the link and the host's routes.
 	PodRange, ServiceRange string
 	// DurableEtcd makes kube-apiserver's etcd sync each write to disk, as
@@ -107,8 +109,8 @@ type Cluster struct {
 	ca       *CA
 	pkiDir   string
 	logDir   string
-	link     nodeLink
-	ranges   nodeRanges
+	link     nodenet.Link
+	ranges   nodenet.Ranges
 	kubePort int
 	images   map[string]string
 	started  time.Time
@@ -130,13 +132,13 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		cfg.NodeName = DefaultNodeName
 	}
 	if cfg.NodeLinkRange == "" {
-		cfg.NodeLinkRange = DefaultNodeLinkRange
+		cfg.NodeLinkRange = nodenet.DefaultNodeLinkRange
 	}
 	if cfg.PodRange == "" {
-		cfg.PodRange = DefaultPodRange
+		cfg.PodRange = nodenet.DefaultPodRange
 	}
 	if cfg.ServiceRange == "" {
-		cfg.ServiceRange = DefaultServiceRange
+		cfg.ServiceRange = nodenet.DefaultServiceRange
 	}
 	// Pods mount volumes from under it by absolute host paths.
 	dir, err := filepath.Abs(cfg.Dir)
@@ -164,22 +166,22 @@ func (c *Cluster) start(ctx context.Context) error {
 	if c.images, err = readImages(cfg.ImagesDir); err != nil {
 		return err
 	}
-	if c.link, err = parseNodeLink(cfg.NodeLinkRange); err != nil {
+	if c.link, err = nodenet.ParseLink(cfg.NodeLinkRange); err != nil {
 		return err
 	}
-	if c.ranges, err = parseRanges(cfg.PodRange, cfg.ServiceRange, c.link); err != nil {
+	if c.ranges, err = nodenet.ParseRanges(cfg.PodRange, cfg.ServiceRange, c.link); err != nil {
 		return err
 	}
-	if err := checkRangesAgainstRoutes(hostRoutesFile, cfg.PodRange, cfg.ServiceRange, cfg.NodeLinkRange); err != nil {
+	if err := nodenet.CheckHostRoutes(cfg.PodRange, cfg.ServiceRange, cfg.NodeLinkRange); err != nil {
 		return err
 	}
 	// A run that did not stop cleanly may have left mounts under the
 	// directory: unmount before removing, or removal would reach into them.
-	if err := checkStateDir(cfg.Dir); err != nil {
+	if err := janitor.CheckStateDir(cfg.Dir); err != nil {
 		return err
 	}
 	if c.earlierDir != "" {
-		if err := checkStateDir(c.earlierDir); err != nil {
+		if err := janitor.CheckStateDir(c.earlierDir); err != nil {
 			cfg.Log.Info("not cleaning up the directory of a run that was killed", "dir", c.earlierDir, "reason", err.Error())
 			c.earlierDir = ""
 		}
@@ -189,7 +191,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	if len(dirs) > 1 {
 		cfg.Log.Info("cleaning up after a run that was killed", "dir", dirs[1])
 	}
-	if err := cleanHost(ctx, dirs...); err != nil {
+	if err := janitor.Clean(ctx, dirs...); err != nil {
 		return fmt.Errorf("cleaning up after an earlier run: %w", err)
 	}
 	if err := os.RemoveAll(cfg.Dir); err != nil {
@@ -201,7 +203,7 @@ func (c *Cluster) start(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := markStateDir(cfg.Dir); err != nil {
+	if err := janitor.MarkStateDir(cfg.Dir); err != nil {
 		return err
 	}
 	c.Kubeconfig = filepath.Join(cfg.Dir, "kubeconfig")
@@ -216,11 +218,11 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	etcdPort, etcdPeer := ports[0], ports[1]
 	c.KubeEtcdURL = "http://127.0.0.1:" + strconv.Itoa(etcdPort)
-	if ports, err = freePorts(c.link.host.String(), 1); err != nil {
+	if ports, err = freePorts(c.link.Host.String(), 1); err != nil {
 		return err
 	}
 	c.kubePort = ports[0]
-	c.APIServerURL = "https://" + net.JoinHostPort(c.link.host.String(), strconv.Itoa(c.kubePort))
+	c.APIServerURL = "https://" + net.JoinHostPort(c.link.Host.String(), strconv.Itoa(c.kubePort))
 
 	pki, err := c.makePKI()
 	if err != nil {
@@ -276,7 +278,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err := c.waitForNodeReady(ctx); err != nil {
 		return err
 	}
-	cfg.Log.Info("node ready", "node", cfg.NodeName, "address", c.link.node.String(), "netns", NodeNetns, "after", c.since())
+	cfg.Log.Info("node ready", "node", cfg.NodeName, "address", c.link.Node.String(), "netns", nodenet.NodeNetns, "after", c.since())
 
 	if err := c.deployAddons(ctx); err != nil {
 		return err
@@ -296,13 +298,17 @@ func (c *Cluster) since() time.Duration { return time.Since(c.started).Round(tim
 // routes to the pods and Services go through the link, and the node's
 // traffic to other networks out through the host.
 func (c *Cluster) prepareHost(ctx context.Context) error {
-	if err := saveSysctls(); err != nil {
+	if err := janitor.SaveSysctls(); err != nil {
 		return err
 	}
-	if err := createNodeNetwork(ctx, c.link, c.cfg.PodRange, c.cfg.ServiceRange); err != nil {
+	if err := nodenet.Create(ctx, c.link, c.cfg.PodRange, c.cfg.ServiceRange); err != nil {
 		return err
 	}
-	return enableEgress(ctx, c.link)
+	// The host forwards the node's traffic out (saved above, put back at stop).
+	if err := janitor.WriteSysctl("net.ipv4.ip_forward", "1"); err != nil {
+		return err
+	}
+	return nodenet.EnableEgress(ctx, c.link)
 }
 
 // startRuntime starts containerd and imports the images into it.
@@ -348,9 +354,9 @@ func (c *Cluster) makePKI() (*pkiSet, error) {
 			*kp, err = ca.Issue(dir, name, cn, orgs, hosts...)
 		}
 	}
-	node, ip := c.cfg.NodeName, c.link.node.String()
+	node, ip := c.cfg.NodeName, c.link.Node.String()
 	issue(&p.kubeServing, p.ca, "kube-apiserver", "kube-apiserver", nil,
-		c.link.host.String(), c.ranges.kubernetesService.String(), "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
+		c.link.Host.String(), c.ranges.KubernetesService.String(), "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
 	issue(&p.frontProxyClient, p.frontProxyCA, "front-proxy-client", "front-proxy-client", nil)
 	issue(&p.admin, p.ca, "admin", "kubernetes-admin", []string{"system:masters"})
 	issue(&p.controllerManager, p.ca, "kube-controller-manager", "system:kube-controller-manager", nil)
@@ -436,7 +442,7 @@ func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort int) (*process, error) 
 		// The host's end of the node's link only: kubectl on this host,
 		// the node and the pods (the kubernetes Service's endpoint) reach
 		// it there; not on the machine's network addresses.
-		"--bind-address", c.link.host.String(), "--advertise-address", c.link.host.String(), "--secure-port", strconv.Itoa(c.kubePort),
+		"--bind-address", c.link.Host.String(), "--advertise-address", c.link.Host.String(), "--secure-port", strconv.Itoa(c.kubePort),
 		"--tls-cert-file", p.kubeServing.CertFile, "--tls-private-key-file", p.kubeServing.KeyFile,
 		"--client-ca-file", p.ca.CertFile,
 		"--authorization-mode", "Node,RBAC",
@@ -508,7 +514,7 @@ func (c *Cluster) Stop() error {
 		}
 	}
 	if c.hostChanged {
-		killPodProcesses()
+		janitor.KillPodProcesses()
 	}
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		if err := c.procs[i].stop(10 * time.Second); err != nil {
@@ -518,7 +524,7 @@ func (c *Cluster) Stop() error {
 	c.procs = nil
 	if c.hostChanged {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		errs = append(errs, cleanHost(ctx, c.stateDirs()...))
+		errs = append(errs, janitor.Clean(ctx, c.stateDirs()...))
 		cancel()
 		c.hostChanged = false
 	}
@@ -598,14 +604,14 @@ func (c *Cluster) Image(name string) string { return c.images[name] }
 
 // NodeIP is node01's address: the node's end of its link, in its network
 // namespace (the kubelet's, the node's InternalIP).
-func (c *Cluster) NodeIP() net.IP { return c.link.node }
+func (c *Cluster) NodeIP() net.IP { return c.link.Node }
 
 // HostAddressForPods is the address of this host that pods reach: the host's
 // end of the node's link. Servers on this host that pods must reach (test
 // HTTP, TLS and registry servers) listen there; pods reach neither the
 // host's loopback nor, from the node's namespace, its other addresses'
 // services unless they listen on every address.
-func (c *Cluster) HostAddressForPods() net.IP { return c.link.host }
+func (c *Cluster) HostAddressForPods() net.IP { return c.link.Host }
 
 // LogDir is where each component's log is.
 func (c *Cluster) LogDir() string { return c.logDir }

@@ -44,7 +44,7 @@ func (c *Cluster) deployAddons(ctx context.Context) error {
 		},
 		HelperImage: c.images["datavolume-cloner"],
 		VolumesDir:  volumes,
-		ClusterDNS:  c.ranges.dnsIP.String(),
+		ClusterDNS:  c.ranges.DNS.String(),
 	}
 	if err := overlay.write(); err != nil {
 		return fmt.Errorf("writing the add-ons overlay: %w", err)
@@ -116,7 +116,7 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 		AuditLogDir:          auditDir,
 		ClonerImage:          c.images["datavolume-cloner"],
 		// Test registries listen on the host's address for pods, over plain HTTP.
-		InsecureRegistries: []string{c.link.host.String()},
+		InsecureRegistries: []string{c.link.Host.String()},
 		ControllerArgs:     c.cfg.ControllerArgs,
 	}
 	if err := overlay.write(); err != nil {

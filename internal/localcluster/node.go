@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/datavolume/datavolume/internal/localcluster/janitor"
+	"github.com/datavolume/datavolume/internal/localcluster/nodenet"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +20,6 @@ import (
 // a host-local pod range, Services and cluster DNS in the Service range
 // (ranges.go). None of it leaves this machine.
 const (
-	// bridgeName is the pods' bridge, in the node's network namespace.
-	bridgeName   = "dvcni0"
 	// DefaultNodeName is the seed's: its local block PV names node01.
 	DefaultNodeName = "node01"
 	// cniBinDir is where Debian's containernetworking-plugins puts them.
@@ -48,7 +48,7 @@ func (c *Cluster) startContainerd(ctx context.Context, pauseImage string) error 
 			return err
 		}
 	}
-	if err := writeCNIConfig(cniConf, filepath.Join(c.cfg.Dir, "cni", "ipam"), c.ranges.pods.String()); err != nil {
+	if err := nodenet.WriteCNIConfig(cniConf, filepath.Join(c.cfg.Dir, "cni", "ipam"), c.ranges.Pods); err != nil {
 		return err
 	}
 	// The facts of these machines: no CAP_SYS_RESOURCE (restrict the OOM
@@ -90,7 +90,7 @@ state = %[2]q
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		return err
 	}
-	bin, args := inNodeNetns("containerd", "--config", configFile)
+	bin, args := nodenet.InNodeNetns("containerd", "--config", configFile)
 	proc, err := startProcess(c.cfg.Log, c.logDir, "containerd", bin, args...)
 	if err != nil {
 		return err
@@ -112,37 +112,6 @@ func (c *Cluster) ctr(ctx context.Context, args ...string) (string, error) {
 		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return string(out), nil
-}
-
-// writeCNIConfig writes the pod network: a bridge that is the pods'
-// gateway, addresses from podRange, masquerade for traffic leaving the range,
-// hairpin so a pod reaches itself through a Service, and port mappings.
-func writeCNIConfig(confDir, ipamDir, podRange string) error {
-	conf := map[string]any{
-		"cniVersion": "0.4.0",
-		"name":       cniNetworkName,
-		"plugins": []any{
-			map[string]any{
-				"type":        "bridge",
-				"bridge":      bridgeName,
-				"isGateway":   true,
-				"ipMasq":      true,
-				"hairpinMode": true,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": podRange}}},
-					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
-					"dataDir": ipamDir,
-				},
-			},
-			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
-		},
-	}
-	b, err := json.MarshalIndent(conf, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(confDir, "10-datavolume.conflist"), b, 0o644)
 }
 
 // podLogsDir is where the kubelet writes the pods' logs.
@@ -202,20 +171,20 @@ shutdownGracePeriod: 0s
 # Pods' logs stay in the cluster's directory, so that cleaning up touches no
 # other node's in /var/log/pods.
 podLogsDir: %[7]s
-`, c.link.node, p.kubeletServing.CertFile, p.kubeletServing.KeyFile, p.ca.CertFile, c.containerdSocket(), c.ranges.dnsIP, c.podLogsDir(), nodeCgroupRoot)
-	if err := createNodeCgroupRoot(cgroupHierarchies); err != nil {
+`, c.link.Node, p.kubeletServing.CertFile, p.kubeletServing.KeyFile, p.ca.CertFile, c.containerdSocket(), c.ranges.DNS, c.podLogsDir(), janitor.NodeCgroupRoot)
+	if err := janitor.CreateNodeCgroupRoot(janitor.CgroupHierarchies); err != nil {
 		return err
 	}
 	configFile := filepath.Join(c.cfg.Dir, "kubelet-config.yaml")
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		return err
 	}
-	bin, args := inNodeNetns(filepath.Join(c.cfg.KubeBinDir, "kubelet"),
+	bin, args := nodenet.InNodeNetns(filepath.Join(c.cfg.KubeBinDir, "kubelet"),
 		"--config", configFile,
 		"--kubeconfig", kubeconfig,
 		"--root-dir", dir,
 		"--hostname-override", c.cfg.NodeName,
-		"--node-ip", c.link.node.String(),
+		"--node-ip", c.link.Node.String(),
 	)
 	proc, err := startProcess(c.cfg.Log, c.logDir, "kubelet", bin, args...)
 	if err != nil {
@@ -255,12 +224,12 @@ conntrack:
   min: 0
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
-`, kubeconfig, c.cfg.NodeName, c.ranges.pods, c.link.node, ports[0], ports[1])
+`, kubeconfig, c.cfg.NodeName, c.ranges.Pods, c.link.Node, ports[0], ports[1])
 	configFile := filepath.Join(c.cfg.Dir, "kube-proxy-config.yaml")
 	if err := os.WriteFile(configFile, []byte(config), 0o644); err != nil {
 		return err
 	}
-	bin, args := inNodeNetns(filepath.Join(c.cfg.KubeBinDir, "kube-proxy"), "--config", configFile)
+	bin, args := nodenet.InNodeNetns(filepath.Join(c.cfg.KubeBinDir, "kube-proxy"), "--config", configFile)
 	proc, err := startProcess(c.cfg.Log, c.logDir, "kube-proxy", bin, args...)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package localcluster
+package nodenet
 
 import (
 	"bufio"
@@ -12,6 +12,12 @@ import (
 
 // hostRoutesFile is the kernel's IPv4 routing table.
 const hostRoutesFile = "/proc/net/route"
+
+// CheckHostRoutes refuses ranges that clash with the host's routes; see
+// checkRangesAgainstRoutes.
+func CheckHostRoutes(ranges ...string) error {
+	return checkRangesAgainstRoutes(hostRoutesFile, ranges...)
+}
 
 // checkRangesAgainstRoutes refuses ranges that a route of the host's
 // already covers or lies in (a LAN, a VPN, another cluster), other than the
@@ -30,7 +36,7 @@ func checkRangesAgainstRoutes(routesFile string, ranges ...string) error {
 			return err
 		}
 		for _, route := range routes {
-			if route.iface == hostLinkName || isDefault(route.dst) {
+			if route.iface == HostLinkName || isDefault(route.dst) {
 				continue
 			}
 			if ours.Contains(route.dst.IP) || route.dst.Contains(ours.IP) {

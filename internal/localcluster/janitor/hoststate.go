@@ -1,4 +1,9 @@
-package localcluster
+// Package janitor records and puts back what the local node changes on the
+// host (sysctls, mounts, loop devices, cgroups, processes, container log
+// links, and through nodenet its network), touching nothing another node
+// or runtime made; Leftovers says what is left, and a Decoy proves what was
+// not touched.
+package janitor
 
 import (
 	"bufio"
@@ -7,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/datavolume/datavolume/internal/localcluster/nodenet"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,7 +40,7 @@ var nodeSysctls = []string{
 	// Per network namespace: the bridge plugin, kube-proxy and the launcher
 	// set them in the node's; of the host's (read here, in its namespace)
 	// the launcher sets only ip_forward, for the node's traffic out
-	// (enableEgress).
+	// (nodenet.EnableEgress).
 	"net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
 	"net.ipv4.conf.all.route_localnet",
 	// kube-proxy (off in its configuration; global tables).
@@ -63,9 +69,9 @@ func ReadSysctls() map[string]string {
 	return values
 }
 
-// saveSysctls records the settings unless a record from a run that did not
+// SaveSysctls records the settings unless a record from a run that did not
 // stop cleanly exists: that one holds the true originals.
-func saveSysctls() error {
+func SaveSysctls() error {
 	if _, err := os.Stat(sysctlSnapshot); err == nil {
 		return nil
 	}
@@ -80,7 +86,7 @@ func saveSysctls() error {
 	return os.Rename(tmp, sysctlSnapshot)
 }
 
-// readSysctlRecord reads a record saveSysctls wrote; nil if there is none.
+// readSysctlRecord reads a record SaveSysctls wrote; nil if there is none.
 func readSysctlRecord(path string) (map[string]string, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -104,7 +110,7 @@ func restoreSysctls() error {
 	}
 	var errs []error
 	for key, value := range values {
-		if err := writeSysctl(key, value); err != nil {
+		if err := WriteSysctl(key, value); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -114,7 +120,7 @@ func restoreSysctls() error {
 	return os.Remove(sysctlSnapshot)
 }
 
-func writeSysctl(key, value string) error {
+func WriteSysctl(key, value string) error {
 	current, err := os.ReadFile(sysctlPath(key))
 	if err == nil && strings.TrimSpace(string(current)) == value {
 		return nil
@@ -305,21 +311,6 @@ func detachLoopDevices(ctx context.Context, dirs ...string) error {
 	return errors.Join(errs...)
 }
 
-func linkExists(name string) bool {
-	_, err := os.Stat(filepath.Join("/sys/class/net", name))
-	return err == nil
-}
-
-func deleteLink(ctx context.Context, name string) error {
-	if !linkExists(name) {
-		return nil
-	}
-	if out, err := exec.CommandContext(ctx, "ip", "link", "delete", name).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip link delete %s: %w: %s", name, err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
 // containerLogLinks is where the kubelet links each container's log, at a
 // fixed path whatever its podLogsDir: one link per container, into the
 // podLogsDir of the node that runs it.
@@ -384,7 +375,7 @@ func PlaceDecoy() (*Decoy, error) {
 	d := &Decoy{
 		Log:    "/var/log/pods/datavolume-decoy_decoy_00000000-0000-0000-0000-000000000000/decoy/0.log",
 		Link:   filepath.Join(containerLogLinks, "decoy_datavolume-decoy_decoy-0000.log"),
-		Cgroup: filepath.Join(cgroupHierarchies, "pids", "kubepods", "datavolume-decoy"),
+		Cgroup: filepath.Join(CgroupHierarchies, "pids", "kubepods", "datavolume-decoy"),
 		Chain:  "KUBE-DECOY",
 		Netns:  "cni-decoy",
 	}
@@ -446,8 +437,8 @@ func (d *Decoy) Touched() []string {
 	if exec.Command("iptables", "-t", "filter", "-S", d.Chain).Run() != nil {
 		gone = append(gone, "another node's iptables chain "+d.Chain+" in the host's filter table")
 	}
-	if mounts, err := mountsUnder(filepath.Join(nodeNetnsDir, d.Netns)); err != nil || len(mounts) == 0 {
-		gone = append(gone, "another node's network namespace "+filepath.Join(nodeNetnsDir, d.Netns))
+	if mounts, err := mountsUnder(filepath.Join(nodenet.NetnsDir, d.Netns)); err != nil || len(mounts) == 0 {
+		gone = append(gone, "another node's network namespace "+filepath.Join(nodenet.NetnsDir, d.Netns))
 	}
 	return gone
 }
@@ -481,14 +472,14 @@ func within(path, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
-// nodeCgroupRoot is the kubelet's cgroupRoot (cgroupfs driver): it puts the
-// pods in nodeCgroupRoot/kubepods, so that cleaning up kills and removes
+// NodeCgroupRoot is the kubelet's cgroupRoot (cgroupfs driver): it puts the
+// pods in NodeCgroupRoot/kubepods, so that cleaning up kills and removes
 // what is under it and never another node's /kubepods.
-const nodeCgroupRoot = "datavolume"
+const NodeCgroupRoot = "datavolume"
 
-// cgroupHierarchies is where the cgroups are mounted: one directory per v1
+// CgroupHierarchies is where the cgroups are mounted: one directory per v1
 // hierarchy (and the hybrid layout's unified one), or the v2 tree itself.
-const cgroupHierarchies = "/sys/fs/cgroup"
+const CgroupHierarchies = "/sys/fs/cgroup"
 
 // unifiedCgroups says whether root is a cgroup v2 (unified) tree, whose
 // root cgroup lists its controllers.
@@ -497,11 +488,11 @@ func unifiedCgroups(root string) bool {
 	return err == nil
 }
 
-// nodeCgroupDirs are where nodeCgroupRoot is under root: in every v1
+// nodeCgroupDirs are where NodeCgroupRoot is under root: in every v1
 // hierarchy, or once in a v2 tree.
 func nodeCgroupDirs(root string) ([]string, error) {
 	if unifiedCgroups(root) {
-		return []string{filepath.Join(root, nodeCgroupRoot)}, nil
+		return []string{filepath.Join(root, NodeCgroupRoot)}, nil
 	}
 	entries, err := os.ReadDir(root)
 	if err != nil {
@@ -510,18 +501,18 @@ func nodeCgroupDirs(root string) ([]string, error) {
 	var dirs []string
 	for _, e := range entries {
 		if e.IsDir() { // co-mounted hierarchies appear as links too
-			dirs = append(dirs, filepath.Join(root, e.Name(), nodeCgroupRoot))
+			dirs = append(dirs, filepath.Join(root, e.Name(), NodeCgroupRoot))
 		}
 	}
 	return dirs, nil
 }
 
-// createNodeCgroupRoot makes nodeCgroupRoot under root, as the kubelet
+// CreateNodeCgroupRoot makes NodeCgroupRoot under root, as the kubelet
 // requires of its cgroupRoot: in every v1 hierarchy, where a cpuset cgroup
 // takes its parent's CPUs and memory nodes (or no process could join it);
 // once in a v2 tree, where the kubelet enables the controllers it needs
 // below it.
-func createNodeCgroupRoot(root string) error {
+func CreateNodeCgroupRoot(root string) error {
 	dirs, err := nodeCgroupDirs(root)
 	if err != nil {
 		return err
@@ -547,7 +538,7 @@ func createNodeCgroupRoot(root string) error {
 }
 
 // podCgroups lists the node's cgroup directories under root,
-// nodeCgroupRoot included, deepest first.
+// NodeCgroupRoot included, deepest first.
 func podCgroups(root string) []string {
 	roots, _ := nodeCgroupDirs(root)
 	var dirs []string
@@ -563,11 +554,11 @@ func podCgroups(root string) []string {
 	return dirs
 }
 
-// killPodProcesses kills every process in the node's cgroups: the
+// KillPodProcesses kills every process in the node's cgroups: the
 // containers and their sandboxes, which outlive the kubelet and containerd.
 // Another node's, in its own cgroups, live on.
-func killPodProcesses() {
-	for _, dir := range podCgroups(cgroupHierarchies) {
+func KillPodProcesses() {
+	for _, dir := range podCgroups(CgroupHierarchies) {
 		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 		if err != nil {
 			continue
@@ -583,7 +574,7 @@ func killPodProcesses() {
 func removePodCgroups() error {
 	var errs []error
 	deadline := time.Now().Add(10 * time.Second)
-	for _, dir := range podCgroups(cgroupHierarchies) {
+	for _, dir := range podCgroups(CgroupHierarchies) {
 		for {
 			err := syscall.Rmdir(dir)
 			if err == nil || errors.Is(err, syscall.ENOENT) {
@@ -689,7 +680,7 @@ func ReadHostState() (HostState, error) {
 	if err != nil {
 		return HostState{}, err
 	}
-	return HostState{Sysctls: sysctls, Bridge: linkExists(bridgeName), IptablesChains: iptablesChains(context.Background())}, nil
+	return HostState{Sysctls: sysctls, Bridge: nodenet.LinkExists(nodenet.BridgeName), IptablesChains: iptablesChains(context.Background())}, nil
 }
 
 // sysctlsBeforeAnyNode is current with the values of the record at path, if
@@ -731,22 +722,22 @@ func Leftovers(ctx context.Context, dir string, before HostState) []string {
 	for _, d := range ourLoopDevices(dir) {
 		left = append(left, "loop device "+d.device+" on "+d.backing)
 	}
-	left = append(left, nodeNetworkLeft()...)
-	for _, f := range cniCacheFilesOf(cniCacheDir) {
+	left = append(left, nodenet.Left()...)
+	for _, f := range nodenet.CNICacheFilesOf(nodenet.CNICacheDir) {
 		left = append(left, "CNI cache file "+f)
 	}
-	for _, r := range egressRulesLeft(ctx) {
+	for _, r := range nodenet.EgressRulesLeft(ctx) {
 		left = append(left, "iptables rule "+strings.Join(r, " ")+" in the host's tables")
 	}
-	if linkExists(bridgeName) && !before.Bridge {
-		left = append(left, "bridge "+bridgeName+" in the host's network namespace")
+	if nodenet.LinkExists(nodenet.BridgeName) && !before.Bridge {
+		left = append(left, "bridge "+nodenet.BridgeName+" in the host's network namespace")
 	}
 	for _, c := range iptablesChains(ctx) {
 		if !slices.Contains(before.IptablesChains, c) {
 			left = append(left, "iptables chain "+c+" in the host's tables")
 		}
 	}
-	for _, c := range podCgroups(cgroupHierarchies) {
+	for _, c := range podCgroups(CgroupHierarchies) {
 		left = append(left, "cgroup "+c)
 	}
 	for _, l := range containerLogLinksInto(containerLogLinks, dir) {
@@ -762,21 +753,21 @@ func Leftovers(ctx context.Context, dir string, before HostState) []string {
 	return left
 }
 
-// cleanHost removes everything a node whose state is in one of dirs may have
+// Clean removes everything a node whose state is in one of dirs may have
 // left, whether it stopped cleanly or not. Each step runs even if one before
 // failed. The host's iptables tables and /run/netns are not touched: the
 // node's rules, bridge and pods' network namespaces go with its own
 // namespace (the pods' are pinned under its directory, unmounted here).
-func cleanHost(ctx context.Context, dirs ...string) error {
-	killPodProcesses()
+func Clean(ctx context.Context, dirs ...string) error {
+	KillPodProcesses()
 	killProcessesOf(dirs...)
 	time.Sleep(200 * time.Millisecond) // let killed processes release mounts
 	errs := []error{
 		unmountAll(dirs...),
 		detachLoopDevices(ctx, dirs...),
-		removeNodeNetwork(ctx),
-		removeEgress(ctx),
-		removeCNICache(cniCacheDir),
+		nodenet.Remove(ctx),
+		nodenet.RemoveEgress(ctx),
+		nodenet.RemoveCNICache(nodenet.CNICacheDir),
 		removePodCgroups(),
 		removeContainerLogLinks(containerLogLinks, dirs...),
 		restoreSysctls(),

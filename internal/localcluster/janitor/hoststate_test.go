@@ -1,4 +1,4 @@
-package localcluster
+package janitor
 
 import (
 	"os"
@@ -14,18 +14,6 @@ import (
 func TestUnescapeMount(t *testing.T) {
 	assert.Equal(t, unescapeMount(`/var/lib/with\040space/x`), "/var/lib/with space/x")
 	assert.Equal(t, unescapeMount("/plain"), "/plain")
-}
-
-func TestSplitReference(t *testing.T) {
-	for _, tc := range []struct{ ref, name, tag string }{
-		{"datavolume.local/coredns:0123456789ab", "datavolume.local/coredns", "0123456789ab"},
-		{"localhost:5000/pause", "localhost:5000/pause", "latest"},
-		{"localhost:5000/pause:v1", "localhost:5000/pause", "v1"},
-	} {
-		name, tag := splitReference(tc.ref)
-		assert.Equal(t, name, tc.name, tc.ref)
-		assert.Equal(t, tag, tc.tag, tc.ref)
-	}
 }
 
 // A killed run leaves the node's settings and a record of the ones before
@@ -89,22 +77,22 @@ func TestNodeCgroupRootOnCgroupV1(t *testing.T) {
 	// Another node's pods, which are not ours.
 	assert.NilError(t, os.MkdirAll(filepath.Join(root, "memory", "kubepods", "besteffort"), 0o755))
 
-	assert.NilError(t, createNodeCgroupRoot(root))
+	assert.NilError(t, CreateNodeCgroupRoot(root))
 	for _, h := range []string{"cpu,cpuacct", "cpuset", "memory", "pids", "unified"} {
-		info, err := os.Stat(filepath.Join(root, h, nodeCgroupRoot))
+		info, err := os.Stat(filepath.Join(root, h, NodeCgroupRoot))
 		assert.NilError(t, err, h)
 		assert.Check(t, info.IsDir(), h)
 	}
-	cpus, err := os.ReadFile(filepath.Join(root, "cpuset", nodeCgroupRoot, "cpuset.cpus"))
+	cpus, err := os.ReadFile(filepath.Join(root, "cpuset", NodeCgroupRoot, "cpuset.cpus"))
 	assert.NilError(t, err)
 	assert.Equal(t, string(cpus), "0-1\n")
 
-	assert.NilError(t, os.MkdirAll(filepath.Join(root, "memory", nodeCgroupRoot, "kubepods", "pod1"), 0o755))
+	assert.NilError(t, os.MkdirAll(filepath.Join(root, "memory", NodeCgroupRoot, "kubepods", "pod1"), 0o755))
 	got := podCgroups(root)
 	assert.DeepEqual(t, got[:3], []string{
-		filepath.Join(root, "memory", nodeCgroupRoot, "kubepods", "pod1"),
-		filepath.Join(root, "memory", nodeCgroupRoot, "kubepods"),
-		filepath.Join(root, "cpu,cpuacct", nodeCgroupRoot),
+		filepath.Join(root, "memory", NodeCgroupRoot, "kubepods", "pod1"),
+		filepath.Join(root, "memory", NodeCgroupRoot, "kubepods"),
+		filepath.Join(root, "cpu,cpuacct", NodeCgroupRoot),
 	})
 	assert.Equal(t, len(got), 7, "%v", got)
 	for _, dir := range got {
@@ -120,19 +108,19 @@ func TestNodeCgroupRootOnCgroupV2(t *testing.T) {
 	for _, d := range []string{"system.slice", "user.slice", "kubepods"} {
 		assert.NilError(t, os.Mkdir(filepath.Join(root, d), 0o755))
 	}
-	assert.NilError(t, createNodeCgroupRoot(root))
-	_, err := os.Stat(filepath.Join(root, nodeCgroupRoot))
+	assert.NilError(t, CreateNodeCgroupRoot(root))
+	_, err := os.Stat(filepath.Join(root, NodeCgroupRoot))
 	assert.NilError(t, err)
 	for _, d := range []string{"system.slice", "user.slice", "kubepods"} {
-		_, err := os.Stat(filepath.Join(root, d, nodeCgroupRoot))
+		_, err := os.Stat(filepath.Join(root, d, NodeCgroupRoot))
 		assert.Check(t, os.IsNotExist(err), "%s got a node root of its own", d)
 	}
-	assert.NilError(t, os.MkdirAll(filepath.Join(root, nodeCgroupRoot, "kubepods", "burstable", "pod1"), 0o755))
+	assert.NilError(t, os.MkdirAll(filepath.Join(root, NodeCgroupRoot, "kubepods", "burstable", "pod1"), 0o755))
 	assert.DeepEqual(t, podCgroups(root), []string{
-		filepath.Join(root, nodeCgroupRoot, "kubepods", "burstable", "pod1"),
-		filepath.Join(root, nodeCgroupRoot, "kubepods", "burstable"),
-		filepath.Join(root, nodeCgroupRoot, "kubepods"),
-		filepath.Join(root, nodeCgroupRoot),
+		filepath.Join(root, NodeCgroupRoot, "kubepods", "burstable", "pod1"),
+		filepath.Join(root, NodeCgroupRoot, "kubepods", "burstable"),
+		filepath.Join(root, NodeCgroupRoot, "kubepods"),
+		filepath.Join(root, NodeCgroupRoot),
 	})
 }
 

@@ -1,4 +1,4 @@
-package localcluster
+package nodenet
 
 import (
 	"encoding/binary"
@@ -16,18 +16,18 @@ const (
 	DefaultServiceRange = "10.96.0.0/16"
 )
 
-// nodeRanges are the addresses the node hands out: pods from pods, Services
+// Ranges are the addresses the node hands out: pods from pods, Services
 // from services, of which the first is the kubernetes Service's and the
 // tenth cluster DNS's, as in kubeadm and kind.
-type nodeRanges struct {
-	pods, services           *net.IPNet
-	kubernetesService, dnsIP net.IP
+type Ranges struct {
+	Pods, Services         *net.IPNet
+	KubernetesService, DNS net.IP
 }
 
-// parseRanges reads the pod and Service ranges and checks them against each
+// ParseRanges reads the pod and Service ranges and checks them against each
 // other and against the node's link, naming every problem at once.
-func parseRanges(pods, services string, link nodeLink) (nodeRanges, error) {
-	var r nodeRanges
+func ParseRanges(pods, services string, link Link) (Ranges, error) {
+	var r Ranges
 	var problems []string
 	parse := func(what, cidr string, minOnes, maxOnes int) *net.IPNet {
 		ip, n, err := net.ParseCIDR(cidr)
@@ -52,12 +52,12 @@ func parseRanges(pods, services string, link nodeLink) (nodeRanges, error) {
 	// host-local needs room for the gateway and a few dozen pods;
 	// kube-apiserver takes at most a /12 of Services, and cluster DNS is
 	// the range's tenth address.
-	r.pods = parse("the pod range", pods, 8, 26)
-	r.services = parse("the Service range", services, 12, 28)
+	r.Pods = parse("the pod range", pods, 8, 26)
+	r.Services = parse("the Service range", services, 12, 28)
 	named := []struct {
 		name string
 		n    *net.IPNet
-	}{{"the pod range", r.pods}, {"the Service range", r.services}, {"the node's link range", link.cidr}}
+	}{{"the pod range", r.Pods}, {"the Service range", r.Services}, {"the node's link range", link.CIDR}}
 	for i := range named {
 		for _, other := range named[i+1:] {
 			a, b := named[i], other
@@ -67,10 +67,10 @@ func parseRanges(pods, services string, link nodeLink) (nodeRanges, error) {
 		}
 	}
 	if len(problems) > 0 {
-		return nodeRanges{}, fmt.Errorf("the local cluster's address ranges: %s", strings.Join(problems, "; "))
+		return Ranges{}, fmt.Errorf("the local cluster's address ranges: %s", strings.Join(problems, "; "))
 	}
-	r.kubernetesService = nthAddress(r.services, 1)
-	r.dnsIP = nthAddress(r.services, 10)
+	r.KubernetesService = nthAddress(r.Services, 1)
+	r.DNS = nthAddress(r.Services, 10)
 	return r, nil
 }
 

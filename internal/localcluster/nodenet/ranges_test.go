@@ -1,4 +1,4 @@
-package localcluster
+package nodenet
 
 import (
 	"testing"
@@ -8,27 +8,27 @@ import (
 )
 
 func TestDefaultRanges(t *testing.T) {
-	link, err := parseNodeLink(DefaultNodeLinkRange)
+	link, err := ParseLink(DefaultNodeLinkRange)
 	assert.NilError(t, err)
-	r, err := parseRanges(DefaultPodRange, DefaultServiceRange, link)
+	r, err := ParseRanges(DefaultPodRange, DefaultServiceRange, link)
 	assert.NilError(t, err)
-	assert.Check(t, is.Equal(r.pods.String(), "10.244.0.0/24"))
-	assert.Check(t, is.Equal(r.services.String(), "10.96.0.0/16"))
-	assert.Check(t, is.Equal(r.kubernetesService.String(), "10.96.0.1"), "the kubernetes Service: the range's first address")
-	assert.Check(t, is.Equal(r.dnsIP.String(), "10.96.0.10"), "cluster DNS: the tenth, as kubeadm and kind have it")
+	assert.Check(t, is.Equal(r.Pods.String(), "10.244.0.0/24"))
+	assert.Check(t, is.Equal(r.Services.String(), "10.96.0.0/16"))
+	assert.Check(t, is.Equal(r.KubernetesService.String(), "10.96.0.1"), "the kubernetes Service: the range's first address")
+	assert.Check(t, is.Equal(r.DNS.String(), "10.96.0.10"), "cluster DNS: the tenth, as kubeadm and kind have it")
 }
 
 func TestOtherRanges(t *testing.T) {
-	link, err := parseNodeLink("192.168.77.0/30")
+	link, err := ParseLink("192.168.77.0/30")
 	assert.NilError(t, err)
-	r, err := parseRanges("172.30.4.0/23", "172.31.240.0/20", link)
+	r, err := ParseRanges("172.30.4.0/23", "172.31.240.0/20", link)
 	assert.NilError(t, err)
-	assert.Check(t, is.Equal(r.kubernetesService.String(), "172.31.240.1"))
-	assert.Check(t, is.Equal(r.dnsIP.String(), "172.31.240.10"))
+	assert.Check(t, is.Equal(r.KubernetesService.String(), "172.31.240.1"))
+	assert.Check(t, is.Equal(r.DNS.String(), "172.31.240.10"))
 }
 
 func TestRangesRefusedNameEveryProblem(t *testing.T) {
-	link, err := parseNodeLink(DefaultNodeLinkRange)
+	link, err := ParseLink(DefaultNodeLinkRange)
 	assert.NilError(t, err)
 	for _, tc := range []struct {
 		pods, services string
@@ -44,7 +44,7 @@ func TestRangesRefusedNameEveryProblem(t *testing.T) {
 			"the Service range 10.96.0.0/11: want a prefix between /12 and /28"}},
 		{"pods", "", []string{`the pod range "pods" is not a CIDR range`, `the Service range "" is not a CIDR range`}},
 	} {
-		_, err := parseRanges(tc.pods, tc.services, link)
+		_, err := ParseRanges(tc.pods, tc.services, link)
 		assert.Assert(t, err != nil, "%s %s", tc.pods, tc.services)
 		for _, w := range tc.want {
 			assert.Check(t, is.Contains(err.Error(), w))

@@ -1,4 +1,4 @@
-package localcluster
+package janitor
 
 import (
 	"errors"
@@ -8,9 +8,9 @@ import (
 	"syscall"
 )
 
-// stateDirMarker marks a directory as one this tool made, and so may reset:
+// StateDirMarker marks a directory as one this tool made, and so may reset:
 // start removes everything under it, as root.
-const stateDirMarker = ".datavolume-localcluster"
+const StateDirMarker = ".datavolume-localcluster"
 
 // systemDirs are never a cluster directory.
 var systemDirs = map[string]bool{
@@ -19,12 +19,12 @@ var systemDirs = map[string]bool{
 	"/sys": true, "/tmp": true, "/usr": true, "/var": true,
 }
 
-// checkStateDir refuses a --dir that start must not reset: /, the home
+// CheckStateDir refuses a --dir that start must not reset: /, the home
 // directory or another top-level system directory, a mount point, or an
 // existing directory with files this tool did not put there. A new or
 // empty directory, or one with the marker (or, from before the marker, the
 // layout of a cluster directory: pki, logs and a kubeconfig) is fine.
-func checkStateDir(dir string) error {
+func CheckStateDir(dir string) error {
 	if !filepath.IsAbs(dir) {
 		return fmt.Errorf("cluster directory %q is not absolute", dir)
 	}
@@ -56,18 +56,18 @@ func checkStateDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("cluster directory %s: %w", dir, err)
 	}
-	if len(entries) == 0 || exists(filepath.Join(dir, stateDirMarker)) {
+	if len(entries) == 0 || exists(filepath.Join(dir, StateDirMarker)) {
 		return nil
 	}
 	if exists(filepath.Join(dir, "pki")) && exists(filepath.Join(dir, "logs")) && exists(filepath.Join(dir, "kubeconfig")) {
 		return nil
 	}
-	return fmt.Errorf("cluster directory %s holds files this tool did not create (no %s in it): start would delete them; choose a new or empty directory", dir, stateDirMarker)
+	return fmt.Errorf("cluster directory %s holds files this tool did not create (no %s in it): start would delete them; choose a new or empty directory", dir, StateDirMarker)
 }
 
-// markStateDir marks dir as made by this tool.
-func markStateDir(dir string) error {
-	return os.WriteFile(filepath.Join(dir, stateDirMarker), []byte("made by datavolume's local cluster; reset at each start\n"), 0o644)
+// MarkStateDir marks dir as made by this tool.
+func MarkStateDir(dir string) error {
+	return os.WriteFile(filepath.Join(dir, StateDirMarker), []byte("made by datavolume's local cluster; reset at each start\n"), 0o644)
 }
 
 func dev(info os.FileInfo) uint64 {

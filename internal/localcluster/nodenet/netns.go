@@ -1,4 +1,8 @@
-package localcluster
+// Package nodenet is the local node's network: a network namespace of its
+// own joined to the host by a veth pair, its pod and Service ranges, the
+// pods' CNI configuration, and the few host routes and rules it needs, each
+// made, listed and removed here and touching nothing else of the host's.
+package nodenet
 
 import (
 	"bytes"
@@ -35,9 +39,9 @@ const (
 	// /run/netns/datavolume-node (`ip netns exec datavolume-node …`, or
 	// `nsenter --net=/run/netns/datavolume-node …`, to look inside).
 	NodeNetns = "datavolume-node"
-	// hostLinkName is the host's end of the veth pair; nodeLinkName the
+	// HostLinkName is the host's end of the veth pair; nodeLinkName the
 	// node's, inside its namespace.
-	hostLinkName = "dvnode0"
+	HostLinkName = "dvnode0"
 	nodeLinkName = "eth0"
 	// DefaultNodeLinkRange holds the two ends of the link: the first address
 	// is the host's, the second the node's. It lies in kind's pod range
@@ -46,75 +50,75 @@ const (
 	DefaultNodeLinkRange = "10.244.255.0/30"
 )
 
-// nodeNetnsDir is where `ip netns` pins named network namespaces.
-const nodeNetnsDir = "/run/netns"
+// NetnsDir is where `ip netns` pins named network namespaces.
+const NetnsDir = "/run/netns"
 
-// nodeLink is the link between the host and the node's namespace.
-type nodeLink struct {
-	// cidr is the link's range; host and node its first two addresses.
-	cidr       *net.IPNet
-	host, node net.IP
+// Link is the link between the host and the node's namespace.
+type Link struct {
+	// CIDR is the link's range; Host and Node its first two addresses.
+	CIDR       *net.IPNet
+	Host, Node net.IP
 }
 
-// parseNodeLink reads a link range: IPv4, with room for two addresses.
-func parseNodeLink(cidr string) (nodeLink, error) {
+// ParseLink reads a link range: IPv4, with room for two addresses.
+func ParseLink(cidr string) (Link, error) {
 	ip, n, err := net.ParseCIDR(cidr)
 	if err != nil {
-		return nodeLink{}, fmt.Errorf("the node's link range: %w", err)
+		return Link{}, fmt.Errorf("the node's link range: %w", err)
 	}
 	ones, bits := n.Mask.Size()
 	if ip.To4() == nil || bits != 32 || ones > 30 {
-		return nodeLink{}, fmt.Errorf("the node's link range %s: want an IPv4 range of at least 4 addresses (/30)", cidr)
+		return Link{}, fmt.Errorf("the node's link range %s: want an IPv4 range of at least 4 addresses (/30)", cidr)
 	}
 	base := n.IP.To4()
 	host := net.IPv4(base[0], base[1], base[2], base[3]+1).To4()
 	node := net.IPv4(base[0], base[1], base[2], base[3]+2).To4()
-	return nodeLink{cidr: n, host: host, node: node}, nil
+	return Link{CIDR: n, Host: host, Node: node}, nil
 }
 
-func (l nodeLink) prefixLen() int {
-	ones, _ := l.cidr.Mask.Size()
+func (l Link) prefixLen() int {
+	ones, _ := l.CIDR.Mask.Size()
 	return ones
 }
 
-// nodeNetnsPath is the pin of the node's network namespace.
-func nodeNetnsPath() string { return filepath.Join(nodeNetnsDir, NodeNetns) }
+// NodeNetnsPath is the pin of the node's network namespace.
+func NodeNetnsPath() string { return filepath.Join(NetnsDir, NodeNetns) }
 
-// inNodeNetns returns the command line that runs bin with args in the node's
+// InNodeNetns returns the command line that runs bin with args in the node's
 // network namespace. nsenter joins only the network namespace, then execs
 // bin: no new mount namespace, which would copy (and hold) the pods'
 // network namespace mounts, as `ip netns exec` does.
-func inNodeNetns(bin string, args ...string) (string, []string) {
-	return "nsenter", append([]string{"--net=" + nodeNetnsPath(), "--", bin}, args...)
+func InNodeNetns(bin string, args ...string) (string, []string) {
+	return "nsenter", append([]string{"--net=" + NodeNetnsPath(), "--", bin}, args...)
 }
 
-// createNodeNetwork makes the node's network namespace and the link to it,
+// Create makes the node's network namespace and the link to it,
 // and routes the pod and Service ranges to it. routed are the ranges the
 // host sends to the node.
-func createNodeNetwork(ctx context.Context, link nodeLink, routed ...string) error {
+func Create(ctx context.Context, link Link, routed ...string) error {
 	host := func(args ...string) []string { return args }
 	node := func(args ...string) []string {
-		bin, all := inNodeNetns(args[0], args[1:]...)
+		bin, all := InNodeNetns(args[0], args[1:]...)
 		return append([]string{bin}, all...)
 	}
-	hostAddr := fmt.Sprintf("%s/%d", link.host, link.prefixLen())
-	nodeAddr := fmt.Sprintf("%s/%d", link.node, link.prefixLen())
+	hostAddr := fmt.Sprintf("%s/%d", link.Host, link.prefixLen())
+	nodeAddr := fmt.Sprintf("%s/%d", link.Node, link.prefixLen())
 	steps := [][]string{
 		host("ip", "netns", "add", NodeNetns),
-		host("ip", "link", "add", hostLinkName, "type", "veth", "peer", "name", nodeLinkName, "netns", NodeNetns),
-		host("ip", "addr", "add", hostAddr, "dev", hostLinkName),
-		host("ip", "link", "set", hostLinkName, "up"),
+		host("ip", "link", "add", HostLinkName, "type", "veth", "peer", "name", nodeLinkName, "netns", NodeNetns),
+		host("ip", "addr", "add", hostAddr, "dev", HostLinkName),
+		host("ip", "link", "set", HostLinkName, "up"),
 		node("ip", "link", "set", "lo", "up"),
 		node("ip", "addr", "add", nodeAddr, "dev", nodeLinkName),
 		node("ip", "link", "set", nodeLinkName, "up"),
-		node("ip", "route", "add", "default", "via", link.host.String()),
+		node("ip", "route", "add", "default", "via", link.Host.String()),
 		// Per network namespace: the node forwards between its link and the
 		// bridge, and pod-to-Service traffic on one bridge passes iptables
 		// (br_netfilter, loaded by the host, is checked by preflight).
 		node("sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"),
 	}
 	for _, r := range routed {
-		steps = append(steps, host("ip", "route", "add", r, "via", link.node.String(), "dev", hostLinkName))
+		steps = append(steps, host("ip", "route", "add", r, "via", link.Node.String(), "dev", HostLinkName))
 	}
 	for _, step := range steps {
 		if out, err := exec.CommandContext(ctx, step[0], step[1:]...).CombinedOutput(); err != nil {
@@ -124,14 +128,14 @@ func createNodeNetwork(ctx context.Context, link nodeLink, routed ...string) err
 	return nil
 }
 
-// removeNodeNetwork deletes the link (and with it the host's routes through
+// Remove deletes the link (and with it the host's routes through
 // it) and the node's network namespace, and with it the bridge, the node's
 // iptables rules and whatever else the node made in it, once no process is
 // left in it.
-func removeNodeNetwork(ctx context.Context) error {
+func Remove(ctx context.Context) error {
 	var errs []error
-	errs = append(errs, deleteLink(ctx, hostLinkName))
-	if _, err := os.Stat(nodeNetnsPath()); err == nil {
+	errs = append(errs, deleteLink(ctx, HostLinkName))
+	if _, err := os.Stat(NodeNetnsPath()); err == nil {
 		if out, err := exec.CommandContext(ctx, "ip", "netns", "delete", NodeNetns).CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Errorf("ip netns delete %s: %w: %s", NodeNetns, err, bytes.TrimSpace(out)))
 		}
@@ -141,14 +145,14 @@ func removeNodeNetwork(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// nodeNetworkLeft lists what of the node's network is still on the host.
-func nodeNetworkLeft() []string {
+// Left lists what of the node's network is still on the host.
+func Left() []string {
 	var left []string
-	if exists(nodeNetnsPath()) {
-		left = append(left, "network namespace "+nodeNetnsPath())
+	if exists(NodeNetnsPath()) {
+		left = append(left, "network namespace "+NodeNetnsPath())
 	}
-	if linkExists(hostLinkName) {
-		left = append(left, "link "+hostLinkName)
+	if LinkExists(HostLinkName) {
+		left = append(left, "link "+HostLinkName)
 	}
 	return left
 }
@@ -160,22 +164,19 @@ const egressComment = "datavolume-node-egress"
 // node's traffic to other networks, masqueraded to the host's address, and
 // its replies back: inserted first in FORWARD, whose policy may be DROP
 // (Docker sets it).
-func egressRules(link nodeLink) [][]string {
+func egressRules(link Link) [][]string {
 	mark := []string{"-m", "comment", "--comment", egressComment}
 	return [][]string{
-		append(append([]string{"nat", "POSTROUTING", "-s", link.cidr.String(), "!", "-o", hostLinkName}, mark...), "-j", "MASQUERADE"),
-		append(append([]string{"filter", "FORWARD", "-i", hostLinkName}, mark...), "-j", "ACCEPT"),
-		append(append([]string{"filter", "FORWARD", "-o", hostLinkName, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, mark...), "-j", "ACCEPT"),
+		append(append([]string{"nat", "POSTROUTING", "-s", link.CIDR.String(), "!", "-o", HostLinkName}, mark...), "-j", "MASQUERADE"),
+		append(append([]string{"filter", "FORWARD", "-i", HostLinkName}, mark...), "-j", "ACCEPT"),
+		append(append([]string{"filter", "FORWARD", "-o", HostLinkName, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, mark...), "-j", "ACCEPT"),
 	}
 }
 
-// enableEgress lets the node's traffic out through the host: forwarding on
-// (the host's setting, recorded by saveSysctls and restored at stop) and
-// egressRules.
-func enableEgress(ctx context.Context, link nodeLink) error {
-	if err := writeSysctl("net.ipv4.ip_forward", "1"); err != nil {
-		return err
-	}
+// EnableEgress lets the node's traffic out through the host with
+// egressRules. The host must forward (net.ipv4.ip_forward), which the
+// caller turns on and puts back at stop.
+func EnableEgress(ctx context.Context, link Link) error {
 	for _, r := range egressRules(link) {
 		args := append([]string{"-w", "-t", r[0], "-I", r[1]}, r[2:]...)
 		if out, err := exec.CommandContext(ctx, "iptables", args...).CombinedOutput(); err != nil {
@@ -185,9 +186,9 @@ func enableEgress(ctx context.Context, link nodeLink) error {
 	return nil
 }
 
-// egressRulesLeft lists the host's rules marked with egressComment, as
+// EgressRulesLeft lists the host's rules marked with egressComment, as
 // `iptables -S` prints them, each with its table.
-func egressRulesLeft(ctx context.Context) [][]string {
+func EgressRulesLeft(ctx context.Context) [][]string {
 	var left [][]string
 	for _, tc := range [][2]string{{"nat", "POSTROUTING"}, {"filter", "FORWARD"}} {
 		out, err := exec.CommandContext(ctx, "iptables", "-w", "-t", tc[0], "-S", tc[1]).Output()
@@ -203,11 +204,11 @@ func egressRulesLeft(ctx context.Context) [][]string {
 	return left
 }
 
-// removeEgress deletes the host's rules marked with egressComment, whatever
+// RemoveEgress deletes the host's rules marked with egressComment, whatever
 // link range the run that made them had; no other rule.
-func removeEgress(ctx context.Context) error {
+func RemoveEgress(ctx context.Context) error {
 	var errs []error
-	for _, r := range egressRulesLeft(ctx) {
+	for _, r := range EgressRulesLeft(ctx) {
 		args := append([]string{"-w", "-t", r[0], "-D"}, r[2:]...)
 		if out, err := exec.CommandContext(ctx, "iptables", args...).CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out)))
@@ -219,15 +220,15 @@ func removeEgress(ctx context.Context) error {
 // cniNetworkName is the pod network's name in the node's CNI configuration.
 const cniNetworkName = "datavolume"
 
-// cniCacheDir is where libcni, in containerd's CRI plugin, caches each
+// CNICacheDir is where libcni, in containerd's CRI plugin, caches each
 // attachment's result: a fixed path of the host, whatever containerd's root.
-const cniCacheDir = "/var/lib/cni/results"
+const CNICacheDir = "/var/lib/cni/results"
 
-// cniCacheFilesOf lists the cache files in dir of the node's pods: those of
+// CNICacheFilesOf lists the cache files in dir of the node's pods: those of
 // its network (datavolume-<sandbox>-eth0) and of the same sandboxes'
 // loopback (cni-loopback-<sandbox>-lo). Pods killed at stop are never torn
 // down, so libcni does not remove them; another runtime's files stay.
-func cniCacheFilesOf(dir string) []string {
+func CNICacheFilesOf(dir string) []string {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil
@@ -250,12 +251,34 @@ func cniCacheFilesOf(dir string) []string {
 	return found
 }
 
-func removeCNICache(dir string) error {
+func RemoveCNICache(dir string) error {
 	var errs []error
-	for _, f := range cniCacheFilesOf(dir) {
+	for _, f := range CNICacheFilesOf(dir) {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// LinkExists says whether a network interface of that name is in the
+// host's network namespace.
+func LinkExists(name string) bool {
+	_, err := os.Stat(filepath.Join("/sys/class/net", name))
+	return err == nil
+}
+
+func deleteLink(ctx context.Context, name string) error {
+	if !LinkExists(name) {
+		return nil
+	}
+	if out, err := exec.CommandContext(ctx, "ip", "link", "delete", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip link delete %s: %w: %s", name, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }

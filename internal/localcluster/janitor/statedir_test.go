@@ -1,4 +1,4 @@
-package localcluster
+package janitor
 
 import (
 	"os"
@@ -22,7 +22,7 @@ func TestCheckStateDir(t *testing.T) {
 		return dir
 	}
 	ours := mkdir("ours", "pki/ca.crt")
-	assert.NilError(t, markStateDir(ours))
+	assert.NilError(t, MarkStateDir(ours))
 	home, err := os.UserHomeDir()
 	assert.NilError(t, err)
 
@@ -32,7 +32,7 @@ func TestCheckStateDir(t *testing.T) {
 		ours,
 		mkdir("before-the-marker", "pki/ca.crt", "logs/etcd.log", "kubeconfig"),
 	} {
-		assert.Check(t, checkStateDir(ok), ok)
+		assert.Check(t, CheckStateDir(ok), ok)
 	}
 	for dir, want := range map[string]string{
 		"/":                               "cluster directory / is a system directory",
@@ -43,10 +43,10 @@ func TestCheckStateDir(t *testing.T) {
 		mkdir("photos", "holiday.jpg"):    "holds files this tool did not create (no .datavolume-localcluster in it)",
 		filepath.Join(ours, "pki/ca.crt"): "is not a directory",
 	} {
-		assert.ErrorContains(t, checkStateDir(dir), want, dir)
+		assert.ErrorContains(t, CheckStateDir(dir), want, dir)
 	}
 	// A mount point: /dev/shm is a tmpfs of its own on Linux.
 	if info, err := os.Stat("/dev/shm"); err == nil && info.IsDir() {
-		assert.ErrorContains(t, checkStateDir("/dev/shm"), "is a mount point")
+		assert.ErrorContains(t, CheckStateDir("/dev/shm"), "is a mount point")
 	}
 }

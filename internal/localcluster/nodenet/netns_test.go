@@ -1,4 +1,4 @@
-package localcluster
+package nodenet
 
 import (
 	"os"
@@ -10,27 +10,27 @@ import (
 )
 
 func TestNodeLinkAddresses(t *testing.T) {
-	link, err := parseNodeLink(DefaultNodeLinkRange)
+	link, err := ParseLink(DefaultNodeLinkRange)
 	assert.NilError(t, err)
-	assert.Equal(t, link.host.String(), "10.244.255.1", "the host's end: kube-apiserver, test servers")
-	assert.Equal(t, link.node.String(), "10.244.255.2", "the node's end: the kubelet's address")
+	assert.Equal(t, link.Host.String(), "10.244.255.1", "the host's end: kube-apiserver, test servers")
+	assert.Equal(t, link.Node.String(), "10.244.255.2", "the node's end: the kubelet's address")
 	assert.Equal(t, link.prefixLen(), 30)
 
-	link, err = parseNodeLink("192.168.77.16/28")
+	link, err = ParseLink("192.168.77.16/28")
 	assert.NilError(t, err)
-	assert.Equal(t, link.host.String(), "192.168.77.17")
-	assert.Equal(t, link.node.String(), "192.168.77.18")
+	assert.Equal(t, link.Host.String(), "192.168.77.17")
+	assert.Equal(t, link.Node.String(), "192.168.77.18")
 }
 
 func TestNodeLinkRangeRefused(t *testing.T) {
 	for _, cidr := range []string{"10.244.255.0/31", "10.244.255.4/32", "fd00::/64", "10.244.255.0"} {
-		_, err := parseNodeLink(cidr)
+		_, err := ParseLink(cidr)
 		assert.Assert(t, err != nil, cidr)
 	}
 }
 
 func TestProcessesStartInTheNodesNetworkNamespaceOnly(t *testing.T) {
-	bin, args := inNodeNetns("/usr/bin/kubelet", "--config", "c.yaml")
+	bin, args := InNodeNetns("/usr/bin/kubelet", "--config", "c.yaml")
 	assert.Equal(t, bin, "nsenter")
 	// --net alone: no new mount namespace to copy the pods' mounts into.
 	assert.DeepEqual(t, args, []string{"--net=/run/netns/datavolume-node", "--", "/usr/bin/kubelet", "--config", "c.yaml"})
@@ -40,7 +40,7 @@ func TestProcessesStartInTheNodesNetworkNamespaceOnly(t *testing.T) {
 // network, forward it and its replies; each marked so cleanup removes them
 // and nothing else.
 func TestEgressRulesAreMarkedAndScopedToTheLink(t *testing.T) {
-	link, err := parseNodeLink(DefaultNodeLinkRange)
+	link, err := ParseLink(DefaultNodeLinkRange)
 	assert.NilError(t, err)
 	rules := egressRules(link)
 	assert.Equal(t, len(rules), 3)
@@ -48,7 +48,7 @@ func TestEgressRulesAreMarkedAndScopedToTheLink(t *testing.T) {
 		"-m", "comment", "--comment", egressComment, "-j", "MASQUERADE"})
 	for _, r := range rules {
 		assert.Assert(t, strings.Contains(strings.Join(r, " "), "--comment "+egressComment), r)
-		assert.Assert(t, strings.Contains(strings.Join(r, " "), hostLinkName), "only traffic through the node's link: %v", r)
+		assert.Assert(t, strings.Contains(strings.Join(r, " "), HostLinkName), "only traffic through the node's link: %v", r)
 	}
 }
 
@@ -64,10 +64,10 @@ func TestCNICacheFilesOfTheNodesPodsOnly(t *testing.T) {
 	} {
 		assert.NilError(t, os.WriteFile(filepath.Join(dir, name), []byte("{}"), 0o600))
 	}
-	assert.DeepEqual(t, cniCacheFilesOf(dir), []string{
+	assert.DeepEqual(t, CNICacheFilesOf(dir), []string{
 		filepath.Join(dir, "datavolume-"+ours+"-eth0"), filepath.Join(dir, "cni-loopback-"+ours+"-lo"),
 	})
-	assert.NilError(t, removeCNICache(dir))
+	assert.NilError(t, RemoveCNICache(dir))
 	left, err := os.ReadDir(dir)
 	assert.NilError(t, err)
 	var names []string
