@@ -17,7 +17,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/datavolume/datavolume/internal/localcluster"
+	"github.com/datavolume/datavolume/internal/localcluster/overlay"
 )
 
 // A filesystem claim in the default StorageClass `local` with nothing made
@@ -171,14 +171,14 @@ spec:
 	assert.Equal(t, kubectl(t, "get", "pod", "consumer", "-n", ns, "-o", "jsonpath={.status.phase}"), "Pending")
 }
 
-// The demo disk is served in the cluster at localcluster.DemoDiskURL, with
+// The demo disk is served in the cluster at overlay.DemoDiskURL, with
 // Range requests: a pod downloads it (bash's /dev/tcp, in the cloner's
 // Debian image) and gets the bytes hack/build-images.sh made.
 func TestPodsDownloadTheDemoDisk(t *testing.T) {
 	want, err := os.ReadFile(cluster.DemoDiskFile())
 	assert.NilError(t, err)
 	sum := sha256.Sum256(want)
-	u, err := url.Parse(localcluster.DemoDiskURL)
+	u, err := url.Parse(overlay.DemoDiskURL)
 	assert.NilError(t, err)
 
 	ns := namespace(t, "demodisk")
@@ -202,7 +202,7 @@ SCRIPT
 	logs := lines(runJob(t, ns, "", script))
 	assert.Assert(t, is.Len(logs, 4), "job printed %q", logs)
 	assert.Check(t, strings.HasSuffix(logs[0], " 200 OK"), "status %q", logs[0])
-	assert.Check(t, is.Equal(logs[1], hex.EncodeToString(sum[:])), "sha256 of %s as downloaded vs as built", localcluster.DemoDiskURL)
+	assert.Check(t, is.Equal(logs[1], hex.EncodeToString(sum[:])), "sha256 of %s as downloaded vs as built", overlay.DemoDiskURL)
 	assert.Check(t, strings.HasSuffix(logs[2], " 206 Partial Content"), "status %q", logs[2])
 	assert.Check(t, is.Equal(logs[3], "514649fb"), "a range holds the qcow2 magic QFI\\xfb")
 }

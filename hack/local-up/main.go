@@ -20,6 +20,7 @@ import (
 
 	"github.com/datavolume/datavolume/internal/localcluster"
 	"github.com/datavolume/datavolume/internal/localcluster/nodenet"
+	"github.com/datavolume/datavolume/internal/localcluster/overlay"
 	"github.com/datavolume/datavolume/pkg/version"
 )
 
@@ -114,7 +115,7 @@ Stop with Ctrl-C: every process, mount, loop device, the node's network
 namespace (its bridge, iptables rules and pods' namespaces with it), the
 host's three egress rules, cgroups and sysctls the node changed are put back.
 
-`, cfg.NodeName, c.Kubeconfig, cfg.KubeBinDir, c.LogDir(), c.AuditLog, c.KubeAuditLog, c.ProvisionedVolumesDir(), localcluster.DemoDiskURL, nodenet.NodeNetns, c.HostAddressForPods(), c.NodeIP())
+`, cfg.NodeName, c.Kubeconfig, cfg.KubeBinDir, c.LogDir(), c.AuditLog, c.KubeAuditLog, c.ProvisionedVolumesDir(), overlay.DemoDiskURL, nodenet.NodeNetns, c.HostAddressForPods(), c.NodeIP())
 	total := ""
 	if startedAt > 0 {
 		total = fmt.Sprintf(" (%s since make run started, builds included)", time.Since(time.Unix(0, startedAt)).Round(100*time.Millisecond))

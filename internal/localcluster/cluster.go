@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"github.com/datavolume/datavolume/internal/localcluster/janitor"
 	"github.com/datavolume/datavolume/internal/localcluster/nodenet"
+	"github.com/datavolume/datavolume/internal/localcluster/overlay"
+	"github.com/datavolume/datavolume/internal/localcluster/pki"
 	"io"
 	"net"
 	"net/http"
@@ -29,14 +31,6 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-)
-
-// Names of our objects, as in artifacts/deploy.
-const (
-	systemNamespace = "datavolume-system"
-	apiserverName   = "datavolume-apiserver"
-	webhookName     = "datavolume-webhook"
-	controllerName  = "datavolume-controller"
 )
 
 // Config says where the cluster keeps its state and finds its binaries.
@@ -106,7 +100,7 @@ type Cluster struct {
 	// KubeEtcdURL is the client URL of kube-apiserver's etcd, on loopback.
 	KubeEtcdURL string
 
-	ca       *CA
+	ca       *pki.CA
 	pkiDir   string
 	logDir   string
 	link     nodenet.Link
@@ -321,20 +315,20 @@ func (c *Cluster) startRuntime(ctx context.Context) error {
 
 // pkiSet is the certificates of one cluster.
 type pkiSet struct {
-	ca, frontProxyCA              *CA
-	kubeServing, frontProxyClient KeyPair
-	admin, controllerManager      KeyPair
-	scheduler, kubeProxy          KeyPair
-	kubeletClient, kubeletServing KeyPair
-	apiserverKubeletClient        KeyPair
-	dvServing, webhookServing     KeyPair
+	ca, frontProxyCA              *pki.CA
+	kubeServing, frontProxyClient pki.KeyPair
+	admin, controllerManager      pki.KeyPair
+	scheduler, kubeProxy          pki.KeyPair
+	kubeletClient, kubeletServing pki.KeyPair
+	apiserverKubeletClient        pki.KeyPair
+	dvServing, webhookServing     pki.KeyPair
 	// etcdCA signs datavolume-apiserver's etcd's certificates and the one
 	// client certificate it answers; webhookClientCA the certificates of the
-	// webhook's two callers. Both are CAs of their own: the cluster's CA
+	// webhook's two callers. Both are CAs of their own: the cluster's pki.CA
 	// signs any approved user's certificate.
-	etcdCA, webhookClientCA            *CA
-	etcdServing, etcdClient            KeyPair
-	kubeWebhookClient, dvWebhookClient KeyPair
+	etcdCA, webhookClientCA            *pki.CA
+	etcdServing, etcdClient            pki.KeyPair
+	kubeWebhookClient, dvWebhookClient pki.KeyPair
 	saKey, saPub                       string
 }
 
@@ -342,14 +336,14 @@ func (c *Cluster) makePKI() (*pkiSet, error) {
 	var p pkiSet
 	var err error
 	dir := c.pkiDir
-	if p.ca, err = NewCA(dir, "ca"); err != nil {
+	if p.ca, err = pki.NewCA(dir, "ca"); err != nil {
 		return nil, err
 	}
 	c.ca = p.ca
-	if p.frontProxyCA, err = NewCA(dir, "front-proxy-ca"); err != nil {
+	if p.frontProxyCA, err = pki.NewCA(dir, "front-proxy-ca"); err != nil {
 		return nil, err
 	}
-	issue := func(kp *KeyPair, ca *CA, name, cn string, orgs []string, hosts ...string) {
+	issue := func(kp *pki.KeyPair, ca *pki.CA, name, cn string, orgs []string, hosts ...string) {
 		if err == nil {
 			*kp, err = ca.Issue(dir, name, cn, orgs, hosts...)
 		}
@@ -368,27 +362,27 @@ func (c *Cluster) makePKI() (*pkiSet, error) {
 	issue(&p.apiserverKubeletClient, p.ca, "kube-apiserver-kubelet-client", "kube-apiserver-kubelet-client", []string{"system:masters"})
 	// The aggregator and the webhook clients check the serving certificates
 	// against the Services' DNS names.
-	issue(&p.dvServing, p.ca, apiserverName, apiserverName, nil, serviceHosts(apiserverName)...)
-	issue(&p.webhookServing, p.ca, webhookName, webhookName, nil, serviceHosts(webhookName)...)
+	issue(&p.dvServing, p.ca, overlay.APIServerName, overlay.APIServerName, nil, serviceHosts(overlay.APIServerName)...)
+	issue(&p.webhookServing, p.ca, overlay.WebhookName, overlay.WebhookName, nil, serviceHosts(overlay.WebhookName)...)
 	if err != nil {
 		return nil, err
 	}
-	if p.etcdCA, err = NewCA(dir, "datavolume-etcd-ca"); err != nil {
+	if p.etcdCA, err = pki.NewCA(dir, "datavolume-etcd-ca"); err != nil {
 		return nil, err
 	}
-	if p.webhookClientCA, err = NewCA(dir, "datavolume-webhook-client-ca"); err != nil {
+	if p.webhookClientCA, err = pki.NewCA(dir, "datavolume-webhook-client-ca"); err != nil {
 		return nil, err
 	}
 	// The members' certificate serves clients and peers alike.
 	issue(&p.etcdServing, p.etcdCA, "datavolume-etcd", "datavolume-etcd", nil, etcdHosts()...)
-	issue(&p.etcdClient, p.etcdCA, "datavolume-etcd-client", apiserverName, nil)
+	issue(&p.etcdClient, p.etcdCA, "datavolume-etcd-client", overlay.APIServerName, nil)
 	// The names the webhook's --allowed-client-names admits.
 	issue(&p.kubeWebhookClient, p.webhookClientCA, "kube-apiserver-webhook-client", "kube-apiserver", nil)
-	issue(&p.dvWebhookClient, p.webhookClientCA, "datavolume-apiserver-webhook-client", apiserverName, nil)
+	issue(&p.dvWebhookClient, p.webhookClientCA, "datavolume-apiserver-webhook-client", overlay.APIServerName, nil)
 	if err != nil {
 		return nil, err
 	}
-	if p.saKey, p.saPub, err = newServiceAccountKey(dir); err != nil {
+	if p.saKey, p.saPub, err = pki.NewServiceAccountKey(dir); err != nil {
 		return nil, err
 	}
 	return &p, nil
@@ -397,13 +391,13 @@ func (c *Cluster) makePKI() (*pkiSet, error) {
 // etcdHosts are the names of datavolume-apiserver's etcd: its Service and
 // each member of its StatefulSet, and loopback for the member itself.
 func etcdHosts() []string {
-	const service = "datavolume-etcd." + systemNamespace + ".svc"
+	const service = "datavolume-etcd." + overlay.SystemNamespace + ".svc"
 	return []string{service, service + ".cluster.local", "*." + service, "*." + service + ".cluster.local", "localhost", "127.0.0.1"}
 }
 
 // serviceHosts are the names a Service of ours answers to in the cluster.
 func serviceHosts(name string) []string {
-	svc := name + "." + systemNamespace + ".svc"
+	svc := name + "." + overlay.SystemNamespace + ".svc"
 	return []string{svc, svc + ".cluster.local"}
 }
 
@@ -433,7 +427,7 @@ func (c *Cluster) startKubeAPIServer(p *pkiSet, etcdPort int) (*process, error) 
 	if policy == "" {
 		policy = filepath.Join(c.cfg.ArtifactsDir, "deploy", "audit-policy.yaml")
 	}
-	admission, err := writeWebhookAdmissionConfig(c.cfg.Dir, webhookName+"."+systemNamespace+".svc", p.kubeWebhookClient)
+	admission, err := writeWebhookAdmissionConfig(c.cfg.Dir, overlay.WebhookName+"."+overlay.SystemNamespace+".svc", p.kubeWebhookClient)
 	if err != nil {
 		return nil, err
 	}
@@ -554,7 +548,7 @@ func (c *Cluster) stateDirs() []string {
 // with, as its Secret holds them.
 func (c *Cluster) CloneGrantKeysDir() string { return filepath.Join(c.pkiDir, "clone-grant-keys") }
 
-// DataVolumeEtcdCAFile is the CA of datavolume-apiserver's etcd: its
+// DataVolumeEtcdCAFile is the pki.CA of datavolume-apiserver's etcd: its
 // serving certificate, and the one client certificate it answers.
 func (c *Cluster) DataVolumeEtcdCAFile() string {
 	return filepath.Join(c.pkiDir, "datavolume-etcd-ca.crt")
@@ -578,7 +572,7 @@ func (c *Cluster) DataVolumeEtcdClientTLS() (*tls.Config, error) {
 	}
 	// Verified for the Service's name whatever address is dialled (gRPC puts
 	// the address in ServerName).
-	name := "datavolume-etcd." + systemNamespace + ".svc"
+	name := "datavolume-etcd." + overlay.SystemNamespace + ".svc"
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS12,
@@ -662,11 +656,11 @@ func (c *Cluster) kubectlAs(ctx context.Context, kubeconfig, stdin string, args 
 }
 
 func (c *Cluster) adminHTTPClient() (*http.Client, error) {
-	kp := KeyPair{CertFile: filepath.Join(c.pkiDir, "admin.crt"), KeyFile: filepath.Join(c.pkiDir, "admin.key")}
+	kp := pki.KeyPair{CertFile: filepath.Join(c.pkiDir, "admin.crt"), KeyFile: filepath.Join(c.pkiDir, "admin.key")}
 	return c.httpClient(kp)
 }
 
-func (c *Cluster) httpClient(client KeyPair) (*http.Client, error) {
+func (c *Cluster) httpClient(client pki.KeyPair) (*http.Client, error) {
 	cert, err := tls.LoadX509KeyPair(client.CertFile, client.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("loading client certificate: %w", err)

@@ -3,6 +3,7 @@ package localcluster
 import (
 	"context"
 	"fmt"
+	"github.com/datavolume/datavolume/internal/localcluster/overlay"
 	"io"
 	"net/http"
 	"os"
@@ -34,7 +35,7 @@ func (c *Cluster) deployAddons(ctx context.Context) error {
 	if err := os.Mkdir(volumes, 0o700); err != nil {
 		return err
 	}
-	overlay := addonsOverlay{
+	ov := overlay.Addons{
 		Dir:  filepath.Join(c.cfg.Dir, "addons"),
 		Base: filepath.Join(c.cfg.ArtifactsDir, "local-cluster"),
 		Images: map[string]string{
@@ -46,10 +47,10 @@ func (c *Cluster) deployAddons(ctx context.Context) error {
 		VolumesDir:  volumes,
 		ClusterDNS:  c.ranges.DNS.String(),
 	}
-	if err := overlay.write(); err != nil {
+	if err := ov.Write(); err != nil {
 		return fmt.Errorf("writing the add-ons overlay: %w", err)
 	}
-	_, err := c.Kubectl(ctx, "", "apply", "-k", overlay.Dir)
+	_, err := c.Kubectl(ctx, "", "apply", "-k", ov.Dir)
 	return err
 }
 
@@ -88,7 +89,7 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 	if err != nil {
 		return err
 	}
-	overlay := localOverlay{
+	ov := overlay.Deploy{
 		Dir:  filepath.Join(c.cfg.Dir, "deploy"),
 		Base: filepath.Join(c.cfg.ArtifactsDir, "deploy"),
 		Images: map[string]string{
@@ -119,13 +120,13 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 		InsecureRegistries: []string{c.link.Host.String()},
 		ControllerArgs:     c.cfg.ControllerArgs,
 	}
-	if err := overlay.write(); err != nil {
+	if err := ov.Write(); err != nil {
 		return fmt.Errorf("writing the local overlay: %w", err)
 	}
 	if err := c.ensureVirtualMachineCRD(ctx); err != nil {
 		return err
 	}
-	if _, err := c.Kubectl(ctx, "", "apply", "-k", overlay.Dir); err != nil {
+	if _, err := c.Kubectl(ctx, "", "apply", "-k", ov.Dir); err != nil {
 		return err
 	}
 	if err := c.waitForWorkloads(ctx); err != nil {
@@ -145,8 +146,8 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 	// informers; until both call the webhook, objects would be admitted
 	// without it.
 	for _, probe := range []struct{ what, path, body string }{
-		{"datavolume-apiserver calling " + webhookName, "/apis/cdi.kubevirt.io/v1beta1/namespaces/default/datavolumes", probeDataVolume},
-		{"kube-apiserver calling " + webhookName, "/apis/kubevirt.io/v1/namespaces/default/virtualmachines", probeVirtualMachine},
+		{"datavolume-apiserver calling " + overlay.WebhookName, "/apis/cdi.kubevirt.io/v1beta1/namespaces/default/datavolumes", probeDataVolume},
+		{"kube-apiserver calling " + overlay.WebhookName, "/apis/kubevirt.io/v1/namespaces/default/virtualmachines", probeVirtualMachine},
 	} {
 		if err := waitFor(ctx, probe.what, 60*time.Second, c.procs, warnedOnDryRun(adminHTTP, c.APIServerURL+probe.path, probe.body)); err != nil {
 			return c.diagnosed(ctx, err)
@@ -160,12 +161,12 @@ func (c *Cluster) deployDataVolume(ctx context.Context, p *pkiSet, adminHTTP *ht
 func (c *Cluster) waitForWorkloads(ctx context.Context) error {
 	for _, w := range []struct{ namespace, resource string }{
 		{"kube-system", "deployment/coredns"},
-		{provisionerNamespace, "deployment/" + provisionerName},
-		{demoNamespace, "deployment/" + demoName},
-		{systemNamespace, "statefulset/datavolume-etcd"},
-		{systemNamespace, "deployment/" + apiserverName},
-		{systemNamespace, "deployment/" + webhookName},
-		{systemNamespace, "deployment/" + controllerName},
+		{overlay.ProvisionerNamespace, "deployment/" + overlay.ProvisionerName},
+		{overlay.DemoNamespace, "deployment/" + overlay.DemoName},
+		{overlay.SystemNamespace, "statefulset/datavolume-etcd"},
+		{overlay.SystemNamespace, "deployment/" + overlay.APIServerName},
+		{overlay.SystemNamespace, "deployment/" + overlay.WebhookName},
+		{overlay.SystemNamespace, "deployment/" + overlay.ControllerName},
 	} {
 		if _, err := c.Kubectl(ctx, "", "rollout", "status", "-n", w.namespace, w.resource, "--timeout=180s"); err != nil {
 			return c.diagnosed(ctx, err)
@@ -179,10 +180,10 @@ func (c *Cluster) waitForWorkloads(ctx context.Context) error {
 // or an eviction would, and returns once its Deployment's replacement serves
 // DataVolumes again.
 func (c *Cluster) DeleteAPIServerPod(ctx context.Context) error {
-	if _, err := c.Kubectl(ctx, "", "delete", "pod", "-n", systemNamespace, "-l", "app.kubernetes.io/name="+apiserverName, "--wait=true"); err != nil {
+	if _, err := c.Kubectl(ctx, "", "delete", "pod", "-n", overlay.SystemNamespace, "-l", "app.kubernetes.io/name="+overlay.APIServerName, "--wait=true"); err != nil {
 		return err
 	}
-	if _, err := c.Kubectl(ctx, "", "rollout", "status", "-n", systemNamespace, "deployment/"+apiserverName, "--timeout=120s"); err != nil {
+	if _, err := c.Kubectl(ctx, "", "rollout", "status", "-n", overlay.SystemNamespace, "deployment/"+overlay.APIServerName, "--timeout=120s"); err != nil {
 		return c.diagnosed(ctx, err)
 	}
 	client, err := c.adminHTTPClient()
@@ -206,7 +207,7 @@ func (c *Cluster) diagnosed(ctx context.Context, err error) error {
 		{"get", "events", "-A", "--sort-by=.lastTimestamp"},
 		{"logs", "-A", "--all-containers", "--prefix", "--tail=200", "-l", "app.kubernetes.io/part-of=datavolume"},
 		{"logs", "-n", "kube-system", "--all-containers", "--prefix", "--tail=100", "-l", "k8s-app=kube-dns"},
-		{"logs", "-n", provisionerNamespace, "--all-containers", "--prefix", "--tail=100", "-l", "app.kubernetes.io/name=" + provisionerName},
+		{"logs", "-n", overlay.ProvisionerNamespace, "--all-containers", "--prefix", "--tail=100", "-l", "app.kubernetes.io/name=" + overlay.ProvisionerName},
 	} {
 		out, kerr := c.Kubectl(ctx, "", args...)
 		fmt.Fprintf(&b, "$ kubectl %s\n%s\n", strings.Join(args, " "), out)
@@ -218,15 +219,6 @@ func (c *Cluster) diagnosed(ctx context.Context, err error) error {
 		return err
 	}
 	return fmt.Errorf("%w (pods, events and logs: %s)", err, file)
-}
-
-// splitReference splits "registry/name:tag" into name and tag.
-func splitReference(ref string) (string, string) {
-	i := strings.LastIndex(ref, ":")
-	if i < 0 || strings.Contains(ref[i:], "/") {
-		return ref, "latest"
-	}
-	return ref[:i], ref[i+1:]
 }
 
 // readDir reads every regular file of dir by name.
@@ -304,4 +296,10 @@ func warnedOnDryRun(client *http.Client, url, body string) func(context.Context)
 		}
 		return nil
 	}
+}
+
+// DemoDiskFile is the demo disk hack/build-images.sh made, which the demo
+// disk server serves at DemoDiskURL.
+func (c *Cluster) DemoDiskFile() string {
+	return filepath.Join(c.cfg.ImagesDir, overlay.DemoDiskFileName)
 }

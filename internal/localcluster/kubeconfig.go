@@ -2,6 +2,7 @@ package localcluster
 
 import (
 	"fmt"
+	"github.com/datavolume/datavolume/internal/localcluster/pki"
 	"os"
 	"path/filepath"
 
@@ -11,7 +12,7 @@ import (
 
 // writeKubeconfig writes a kubeconfig that reaches server as the holder of
 // the client certificate.
-func writeKubeconfig(path, server string, caPEM []byte, client KeyPair) error {
+func writeKubeconfig(path, server string, caPEM []byte, client pki.KeyPair) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caPEM}
 	cfg.AuthInfos["user"] = &clientcmdapi.AuthInfo{ClientCertificateData: client.CertPEM, ClientKeyData: client.KeyPEM}
@@ -27,7 +28,7 @@ func writeKubeconfig(path, server string, caPEM []byte, client KeyPair) error {
 // whose webhook plugins present client's certificate to the webhook Service
 // named host (kube-apiserver looks the credentials up by that name), and
 // returns its path.
-func writeWebhookAdmissionConfig(dir, host string, client KeyPair) (string, error) {
+func writeWebhookAdmissionConfig(dir, host string, client pki.KeyPair) (string, error) {
 	kubeconfig := filepath.Join(dir, "admission-webhooks.kubeconfig")
 	cfg := clientcmdapi.NewConfig()
 	cfg.AuthInfos[host] = &clientcmdapi.AuthInfo{ClientCertificateData: client.CertPEM, ClientKeyData: client.KeyPEM}

@@ -1,4 +1,4 @@
-package localcluster
+package overlay
 
 import (
 	"encoding/json"
@@ -18,9 +18,9 @@ import (
 // and everything else of artifacts/local-cluster's template kept.
 func TestAddonsOverlay(t *testing.T) {
 	root := t.TempDir()
-	base, err := filepath.Abs(filepath.Join("..", "..", "artifacts", "local-cluster"))
+	base, err := filepath.Abs(filepath.Join("..", "..", "..", "artifacts", "local-cluster"))
 	assert.NilError(t, err)
-	o := addonsOverlay{
+	o := Addons{
 		Dir:         filepath.Join(root, "cluster", "addons"),
 		Base:        base,
 		Images:      map[string]string{"coredns": "datavolume.local/coredns:0123456789ab", "local-path-provisioner": "datavolume.local/local-path-provisioner:ba9876543210"},
@@ -28,7 +28,7 @@ func TestAddonsOverlay(t *testing.T) {
 		VolumesDir:  "/cluster/volumes/provisioned",
 		ClusterDNS:  "10.97.0.10",
 	}
-	assert.NilError(t, o.write())
+	assert.NilError(t, o.Write())
 
 	raw, err := os.ReadFile(filepath.Join(o.Dir, "kustomization.yaml"))
 	assert.NilError(t, err)
@@ -103,8 +103,8 @@ func TestAddonsOverlayRefuses(t *testing.T) {
 	assert.NilError(t, os.MkdirAll(filepath.Join(base, "local-path"), 0o755))
 	assert.NilError(t, os.WriteFile(filepath.Join(base, "local-path", "helperPod.yaml"),
 		[]byte("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - name: other\n"), 0o644))
-	o := addonsOverlay{Dir: filepath.Join(t.TempDir(), "addons"), Base: base, VolumesDir: "relative/volumes", ClusterDNS: "10.96.0.10"}
-	assert.ErrorContains(t, o.write(), `"relative/volumes" is not absolute`)
+	o := Addons{Dir: filepath.Join(t.TempDir(), "addons"), Base: base, VolumesDir: "relative/volumes", ClusterDNS: "10.96.0.10"}
+	assert.ErrorContains(t, o.Write(), `"relative/volumes" is not absolute`)
 	o.VolumesDir = "/volumes"
-	assert.ErrorContains(t, o.write(), `spec.containers has no container named "helper-pod"`)
+	assert.ErrorContains(t, o.Write(), `spec.containers has no container named "helper-pod"`)
 }

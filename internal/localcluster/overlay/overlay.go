@@ -1,18 +1,33 @@
-package localcluster
+// Package overlay writes the kustomize overlays the local cluster applies
+// over the repository's manifests: artifacts/deploy with the images, the
+// certificates and keys made on this machine, and artifacts/local-cluster's
+// add-ons with the node's own settings. Nothing else differs from what a
+// user deploys.
+package overlay
 
 import (
+	"encoding/base64"
 	"fmt"
+	"github.com/datavolume/datavolume/internal/localcluster/pki"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 )
 
-// localOverlay is what the local cluster adds to artifacts/deploy, and all
+// Names of our objects, as in artifacts/deploy.
+const (
+	SystemNamespace = "datavolume-system"
+	APIServerName   = "datavolume-apiserver"
+	WebhookName     = "datavolume-webhook"
+	ControllerName  = "datavolume-controller"
+)
+
+// Deploy is what the local cluster adds to artifacts/deploy, and all
 // it adds: the names of the images built on this machine, the certificate
 // material and grant keys, and the host directory that receives
 // datavolume-apiserver's audit log. The rest is the manifests a user deploys.
-type localOverlay struct {
+type Deploy struct {
 	Dir    string            // kustomization.yaml and the files it names are written here
 	Base   string            // artifacts/deploy
 	Images map[string]string // base image name without tag → local reference "registry/name:tag"
@@ -23,11 +38,11 @@ type localOverlay struct {
 	WebhookCert, WebhookKey     []byte // for datavolume-webhook.datavolume-system.svc
 	// Etcd is the certificate of datavolume-apiserver's etcd, EtcdClient
 	// the apiserver's client certificate for it, EtcdCAPEM their CA.
-	Etcd, EtcdClient KeyPair
+	Etcd, EtcdClient pki.KeyPair
 	EtcdCAPEM        []byte
 	// WebhookClient is datavolume-apiserver's client certificate for the
 	// webhook; WebhookClientCAPEM the CA the webhook checks callers with.
-	WebhookClient      KeyPair
+	WebhookClient      pki.KeyPair
 	WebhookClientCAPEM []byte
 	CloneGrantKeys     map[string][]byte
 	// CloneGrantPublicKeys are their public halves, for the controller.
@@ -48,7 +63,7 @@ var (
 	validatingWebhooks = []string{"datavolumes.validate.cdi.kubevirt.io", "clone.cdi.kubevirt.io"}
 )
 
-func (o localOverlay) write() error {
+func (o Deploy) Write() error {
 	base, err := filepath.Rel(o.Dir, o.Base)
 	if err != nil {
 		return err
@@ -76,7 +91,7 @@ generatorOptions:
 
 	b.WriteString("images:\n")
 	for _, name := range sortedKeys(o.Images) {
-		newName, tag := splitReference(o.Images[name])
+		newName, tag := SplitReference(o.Images[name])
 		fmt.Fprintf(&b, "  - name: %s\n    newName: %s\n    newTag: %q\n", name, newName, tag)
 	}
 
@@ -88,11 +103,11 @@ generatorOptions:
 		ca     []byte
 		withCA bool
 	}{
-		{apiserverName + "-tls", o.APIServerCert, o.APIServerKey, nil, false},
-		{webhookName + "-tls", o.WebhookCert, o.WebhookKey, nil, false},
+		{APIServerName + "-tls", o.APIServerCert, o.APIServerKey, nil, false},
+		{WebhookName + "-tls", o.WebhookCert, o.WebhookKey, nil, false},
 		{"datavolume-etcd-tls", o.Etcd.CertPEM, o.Etcd.KeyPEM, o.EtcdCAPEM, true},
 		{"datavolume-etcd-client", o.EtcdClient.CertPEM, o.EtcdClient.KeyPEM, o.EtcdCAPEM, true},
-		{apiserverName + "-webhook-client", o.WebhookClient.CertPEM, o.WebhookClient.KeyPEM, nil, false},
+		{APIServerName + "-webhook-client", o.WebhookClient.CertPEM, o.WebhookClient.KeyPEM, nil, false},
 	} {
 		certPath, err := secret(s.secretName+".crt", s.cert)
 		if err != nil {
@@ -103,7 +118,7 @@ generatorOptions:
 			return err
 		}
 		fmt.Fprintf(&b, "  - name: %s\n    namespace: %s\n    type: kubernetes.io/tls\n    files:\n      - tls.crt=%s\n      - tls.key=%s\n",
-			s.secretName, systemNamespace, certPath, keyPath)
+			s.secretName, SystemNamespace, certPath, keyPath)
 		if s.withCA {
 			caPath, err := secret(s.secretName+"-ca.crt", s.ca)
 			if err != nil {
@@ -112,7 +127,7 @@ generatorOptions:
 			fmt.Fprintf(&b, "      - ca.crt=%s\n", caPath)
 		}
 	}
-	fmt.Fprintf(&b, "  - name: datavolume-clone-grant-keys\n    namespace: %s\n    files:\n", systemNamespace)
+	fmt.Fprintf(&b, "  - name: datavolume-clone-grant-keys\n    namespace: %s\n    files:\n", SystemNamespace)
 	for _, name := range sortedKeys(o.CloneGrantKeys) {
 		path, err := secret("grant-key-"+name, o.CloneGrantKeys[name])
 		if err != nil {
@@ -129,9 +144,9 @@ generatorOptions:
 	if err := os.WriteFile(filepath.Join(o.Dir, clientCA), o.WebhookClientCAPEM, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(&b, "configMapGenerator:\n  - name: %s-client-ca\n    namespace: %s\n    files:\n      - ca.crt=%s\n", webhookName, systemNamespace, clientCA)
+	fmt.Fprintf(&b, "configMapGenerator:\n  - name: %s-client-ca\n    namespace: %s\n    files:\n      - ca.crt=%s\n", WebhookName, SystemNamespace, clientCA)
 	// The controller verifies grants with the public keys only: a ConfigMap.
-	fmt.Fprintf(&b, "  - name: datavolume-clone-grant-public-keys\n    namespace: %s\n    files:\n", systemNamespace)
+	fmt.Fprintf(&b, "  - name: datavolume-clone-grant-public-keys\n    namespace: %s\n    files:\n", SystemNamespace)
 	for _, name := range sortedKeys(o.CloneGrantPublicKeys) {
 		rel := filepath.Join("public", name)
 		if err := os.MkdirAll(filepath.Join(o.Dir, "public"), 0o755); err != nil {
@@ -143,7 +158,7 @@ generatorOptions:
 		fmt.Fprintf(&b, "      - %s=%s\n", name, rel)
 	}
 
-	ca := encodeBase64(o.CAPEM)
+	ca := base64.StdEncoding.EncodeToString(o.CAPEM)
 	b.WriteString("patches:\n")
 	for _, version := range []string{"v1beta1", "v1alpha1"} {
 		fmt.Fprintf(&b, `  - target:
@@ -159,7 +174,7 @@ generatorOptions:
 		kind  string
 		hooks []string
 	}{{"MutatingWebhookConfiguration", mutatingWebhooks}, {"ValidatingWebhookConfiguration", validatingWebhooks}} {
-		fmt.Fprintf(&b, "  - target:\n      kind: %s\n      name: %s\n    patch: |-\n", wc.kind, webhookName)
+		fmt.Fprintf(&b, "  - target:\n      kind: %s\n      name: %s\n    patch: |-\n", wc.kind, WebhookName)
 		for i, hook := range wc.hooks {
 			// The test guards the index: it must still name this webhook.
 			fmt.Fprintf(&b, "      - op: test\n        path: /webhooks/%d/name\n        value: %s\n", i, hook)
@@ -184,7 +199,7 @@ generatorOptions:
                 hostPath:
                   path: %s
                   type: DirectoryOrCreate
-`, apiserverName, apiserverName, systemNamespace, o.AuditLogDir)
+`, APIServerName, APIServerName, SystemNamespace, o.AuditLogDir)
 	// The controller's Jobs run the cloner image built here; its args take
 	// the insecure registries on top of the base's.
 	fmt.Fprintf(&b, `  - target:
@@ -197,7 +212,7 @@ generatorOptions:
       - op: replace
         path: /spec/template/spec/containers/0/env/1/value
         value: %[2]s
-`, controllerName, o.ClonerImage)
+`, ControllerName, o.ClonerImage)
 	for _, registry := range o.InsecureRegistries {
 		fmt.Fprintf(&b, "      - op: add\n        path: /spec/template/spec/containers/0/args/-\n        value: --insecure-registry=%s\n", registry)
 	}
@@ -216,4 +231,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// SplitReference splits "registry/name:tag" into name and tag.
+func SplitReference(ref string) (string, string) {
+	i := strings.LastIndex(ref, ":")
+	if i < 0 || strings.Contains(ref[i:], "/") {
+		return ref, "latest"
+	}
+	return ref[:i], ref[i+1:]
 }

@@ -1,4 +1,4 @@
-package localcluster
+package overlay
 
 import (
 	"encoding/json"
@@ -14,8 +14,8 @@ import (
 
 // Names of the add-ons of artifacts/local-cluster.
 const (
-	provisionerNamespace = "local-path-storage"
-	provisionerName      = "local-path-provisioner"
+	ProvisionerNamespace = "local-path-storage"
+	ProvisionerName      = "local-path-provisioner"
 	provisionerConfigMap = "local-path-config"
 	// helperContainer is the container the provisioner copies helper pod
 	// logs from: its helper pod template must have one of this name.
@@ -24,25 +24,21 @@ const (
 	// dnsService is CoreDNS's Service, at the kubelet's clusterDNS.
 	dnsService = "kube-dns"
 
-	demoNamespace = "datavolume-demo"
-	demoName      = "demo-disk"
-	// demoDiskFile is the name of the demo disk hack/build-images.sh makes,
+	DemoNamespace = "datavolume-demo"
+	DemoName      = "demo-disk"
+	// DemoDiskFileName is the name of the demo disk hack/build-images.sh makes,
 	// in the images directory and on the demo server.
-	demoDiskFile = "demo-disk.qcow2"
+	DemoDiskFileName = "demo-disk.qcow2"
 	// DemoDiskURL is where pods download the demo disk.
-	DemoDiskURL = "http://" + demoName + "." + demoNamespace + ".svc/" + demoDiskFile
+	DemoDiskURL = "http://" + DemoName + "." + DemoNamespace + ".svc/" + DemoDiskFileName
 )
 
-// DemoDiskFile is the demo disk hack/build-images.sh made, which the demo
-// disk server serves at DemoDiskURL.
-func (c *Cluster) DemoDiskFile() string { return filepath.Join(c.cfg.ImagesDir, demoDiskFile) }
-
-// addonsOverlay is what the local cluster adds to artifacts/local-cluster,
+// Addons is what the local cluster adds to artifacts/local-cluster,
 // and all it adds: the names of the images built on this machine, the
 // directory on this host that provisioned volumes go in, and the image of
 // the provisioner's helper pods (named inside its ConfigMap, where
 // kustomize's image transformer does not reach).
-type addonsOverlay struct {
+type Addons struct {
 	Dir    string            // kustomization.yaml and the files it names are written here
 	Base   string            // artifacts/local-cluster
 	Images map[string]string // base image name without tag → local reference "registry/name:tag"
@@ -57,7 +53,8 @@ type addonsOverlay struct {
 	ClusterDNS string
 }
 
-func (o addonsOverlay) write() error {
+// Write writes the add-ons overlay into o.Dir.
+func (o Addons) Write() error {
 	if net.ParseIP(o.ClusterDNS) == nil {
 		return fmt.Errorf("the cluster DNS address %q is not an IP address", o.ClusterDNS)
 	}
@@ -98,7 +95,7 @@ resources:
 images:
 `, base)
 	for _, name := range sortedKeys(o.Images) {
-		newName, tag := splitReference(o.Images[name])
+		newName, tag := SplitReference(o.Images[name])
 		fmt.Fprintf(&b, "  - name: %s\n    newName: %s\n    newTag: %q\n", name, newName, tag)
 	}
 	fmt.Fprintf(&b, `generatorOptions:
@@ -117,7 +114,7 @@ patches:
       - op: replace
         path: /spec/clusterIP
         value: %s
-`, provisionerConfigMap, provisionerNamespace, dnsService, o.ClusterDNS)
+`, provisionerConfigMap, ProvisionerNamespace, dnsService, o.ClusterDNS)
 	return os.WriteFile(filepath.Join(o.Dir, "kustomization.yaml"), []byte(b.String()), 0o644)
 }
 

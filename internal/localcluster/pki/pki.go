@@ -1,4 +1,7 @@
-package localcluster
+// Package pki makes the local cluster's certificate authorities, the
+// certificates each component serves and presents, and the service account
+// signing key, as PEM files in a directory of the cluster's.
+package pki
 
 import (
 	"crypto/ecdsa"
@@ -7,7 +10,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -135,8 +137,8 @@ func (ca *CA) Issue(dir, name, commonName string, organizations []string, hosts 
 	return kp, nil
 }
 
-// newServiceAccountKey writes the RSA key pair that signs service account tokens.
-func newServiceAccountKey(dir string) (keyFile, pubFile string, err error) {
+// NewServiceAccountKey writes the RSA key pair that signs service account tokens.
+func NewServiceAccountKey(dir string) (keyFile, pubFile string, err error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return "", "", fmt.Errorf("generating service account key: %w", err)
@@ -158,5 +160,3 @@ func writePEM(path, blockType string, der []byte, mode os.FileMode) error {
 	}
 	return nil
 }
-
-func encodeBase64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

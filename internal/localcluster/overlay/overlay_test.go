@@ -1,6 +1,8 @@
-package localcluster
+package overlay
 
 import (
+	"encoding/base64"
+	"github.com/datavolume/datavolume/internal/localcluster/pki"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +18,7 @@ import (
 // and keys in files of its own, and patches caBundle and the audit volume.
 func TestLocalOverlay(t *testing.T) {
 	root := t.TempDir()
-	o := localOverlay{
+	o := Deploy{
 		Dir:                  filepath.Join(root, "cluster", "deploy"),
 		Base:                 filepath.Join(root, "repo", "artifacts", "deploy"),
 		Images:               map[string]string{"datavolume-apiserver": "datavolume.local/datavolume-apiserver:0123456789ab", "quay.io/coreos/etcd": "datavolume.local/etcd:ba9876543210"},
@@ -25,10 +27,10 @@ func TestLocalOverlay(t *testing.T) {
 		APIServerKey:         []byte("apiserver key"),
 		WebhookCert:          []byte("webhook cert"),
 		WebhookKey:           []byte("webhook key"),
-		Etcd:                 KeyPair{CertPEM: []byte("etcd cert"), KeyPEM: []byte("etcd key")},
-		EtcdClient:           KeyPair{CertPEM: []byte("etcd client cert"), KeyPEM: []byte("etcd client key")},
+		Etcd:                 pki.KeyPair{CertPEM: []byte("etcd cert"), KeyPEM: []byte("etcd key")},
+		EtcdClient:           pki.KeyPair{CertPEM: []byte("etcd client cert"), KeyPEM: []byte("etcd client key")},
 		EtcdCAPEM:            []byte("etcd CA"),
-		WebhookClient:        KeyPair{CertPEM: []byte("webhook client cert"), KeyPEM: []byte("webhook client key")},
+		WebhookClient:        pki.KeyPair{CertPEM: []byte("webhook client cert"), KeyPEM: []byte("webhook client key")},
 		WebhookClientCAPEM:   []byte("webhook client CA"),
 		CloneGrantKeys:       map[string][]byte{"key-1": []byte("0123456789abcdef0123456789abcdef")},
 		CloneGrantPublicKeys: map[string][]byte{"key-1": []byte("PUBLIC KEY PEM")},
@@ -36,7 +38,7 @@ func TestLocalOverlay(t *testing.T) {
 		ClonerImage:          "datavolume.local/datavolume-cloner:00aa",
 		InsecureRegistries:   []string{"192.0.2.7"},
 	}
-	assert.NilError(t, o.write())
+	assert.NilError(t, o.Write())
 
 	raw, err := os.ReadFile(filepath.Join(o.Dir, "kustomization.yaml"))
 	assert.NilError(t, err)
@@ -116,7 +118,7 @@ func TestLocalOverlay(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(info.Mode().Perm(), os.FileMode(0o600)))
 
-	ca := encodeBase64([]byte("CA PEM"))
+	ca := base64.StdEncoding.EncodeToString([]byte("CA PEM"))
 	patched := map[string]int{}
 	for _, p := range k.Patches {
 		patched[p.Target["kind"]] += strings.Count(p.Patch, ca)
@@ -133,7 +135,7 @@ func TestLocalOverlay(t *testing.T) {
 
 // The overlay patches webhooks by index: the indexes must match the base.
 func TestOverlayWebhookOrderMatchesBase(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "artifacts", "deploy", "webhook", "webhookconfigurations.yaml"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "artifacts", "deploy", "webhook", "webhookconfigurations.yaml"))
 	assert.NilError(t, err)
 	var names []string
 	for _, doc := range strings.Split(string(raw), "\n---\n") {
@@ -146,4 +148,16 @@ func TestOverlayWebhookOrderMatchesBase(t *testing.T) {
 		}
 	}
 	assert.DeepEqual(t, names, append(append([]string{}, mutatingWebhooks...), validatingWebhooks...))
+}
+
+func TestSplitReference(t *testing.T) {
+	for _, tc := range []struct{ ref, name, tag string }{
+		{"datavolume.local/coredns:0123456789ab", "datavolume.local/coredns", "0123456789ab"},
+		{"localhost:5000/pause", "localhost:5000/pause", "latest"},
+		{"localhost:5000/pause:v1", "localhost:5000/pause", "v1"},
+	} {
+		name, tag := SplitReference(tc.ref)
+		assert.Equal(t, name, tc.name, tc.ref)
+		assert.Equal(t, tag, tc.tag, tc.ref)
+	}
 }
