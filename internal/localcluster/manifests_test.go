@@ -11,6 +11,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -106,4 +107,50 @@ func TestDeployedStoreAndWebhookRequireCertificates(t *testing.T) {
 		assert.Check(t, probe.HTTPGet.Port.String() == "health" && probe.HTTPGet.Scheme != corev1.URISchemeHTTPS,
 			"a probe presents no client certificate: it must use the health port")
 	}
+}
+
+// In a real cluster the API, its admission and its controller survive a
+// node drained or a pod replaced: two replicas each, spread over nodes,
+// and a PodDisruptionBudget keeping one.
+func TestDeployedComponentsAreHighlyAvailable(t *testing.T) {
+	deploy := filepath.Join("..", "..", "artifacts", "deploy")
+	replicas := map[string]int32{}
+	spread := map[string]bool{}
+	files, err := filepath.Glob(filepath.Join(deploy, "*", "deployment.yaml"))
+	assert.NilError(t, err)
+	for _, file := range files {
+		raw, err := os.ReadFile(file)
+		assert.NilError(t, err)
+		for _, doc := range strings.Split(string(raw), "\n---\n") {
+			var d appsv1.Deployment
+			if yaml.Unmarshal([]byte(doc), &d) != nil || d.Kind != "Deployment" {
+				continue
+			}
+			assert.Assert(t, d.Spec.Replicas != nil, d.Name)
+			replicas[d.Name] = *d.Spec.Replicas
+			for _, c := range d.Spec.Template.Spec.TopologySpreadConstraints {
+				spread[d.Name] = spread[d.Name] || (c.TopologyKey == "kubernetes.io/hostname" &&
+					c.LabelSelector.MatchLabels["app.kubernetes.io/name"] == d.Name &&
+					c.WhenUnsatisfiable == corev1.ScheduleAnyway)
+			}
+		}
+	}
+	assert.DeepEqual(t, replicas, map[string]int32{"datavolume-apiserver": 2, "datavolume-webhook": 2, "datavolume-controller": 2})
+	assert.DeepEqual(t, spread, map[string]bool{"datavolume-apiserver": true, "datavolume-webhook": true, "datavolume-controller": true})
+
+	raw, err := os.ReadFile(filepath.Join(deploy, "disruption.yaml"))
+	assert.NilError(t, err)
+	budgets := map[string]string{}
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var pdb policyv1.PodDisruptionBudget
+		assert.NilError(t, yaml.UnmarshalStrict([]byte(doc), &pdb))
+		assert.Assert(t, pdb.Spec.MinAvailable != nil, pdb.Name)
+		assert.Check(t, is.Equal(pdb.Spec.MinAvailable.IntValue(), 1), pdb.Name)
+		budgets[pdb.Name] = pdb.Spec.Selector.MatchLabels["app.kubernetes.io/name"]
+	}
+	assert.DeepEqual(t, budgets, map[string]string{"datavolume-apiserver": "datavolume-apiserver",
+		"datavolume-webhook": "datavolume-webhook", "datavolume-controller": "datavolume-controller"})
+	kustomization, err := os.ReadFile(filepath.Join(deploy, "kustomization.yaml"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Contains(string(kustomization), "\n  - disruption.yaml\n"))
 }

@@ -200,6 +200,12 @@ generatorOptions:
                   path: %s
                   type: DirectoryOrCreate
 `, APIServerName, APIServerName, SystemNamespace, o.AuditLogDir)
+	// One replica each of the API server and the webhook (two in the base):
+	// make run starts sooner, and the e2e suite reads their one log and
+	// their metrics. The controller keeps its two, leader and standby.
+	for _, name := range []string{APIServerName, WebhookName} {
+		fmt.Fprintf(&b, "  - target:\n      kind: Deployment\n      name: %s\n    patch: |-\n      - op: replace\n        path: /spec/replicas\n        value: 1\n", name)
+	}
 	// The controller's Jobs run the cloner image built here; its args take
 	// the insecure registries on top of the base's.
 	fmt.Fprintf(&b, `  - target:

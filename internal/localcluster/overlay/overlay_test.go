@@ -120,8 +120,14 @@ func TestLocalOverlay(t *testing.T) {
 
 	ca := base64.StdEncoding.EncodeToString([]byte("CA PEM"))
 	patched := map[string]int{}
+	oneReplica := map[string]bool{}
 	for _, p := range k.Patches {
 		patched[p.Target["kind"]] += strings.Count(p.Patch, ca)
+		if strings.Contains(p.Patch, "path: /spec/replicas") {
+			assert.Check(t, is.Equal(p.Patch, "- op: replace\n  path: /spec/replicas\n  value: 1"))
+			oneReplica[p.Target["name"]] = true
+			continue
+		}
 		switch p.Target["name"] {
 		case "datavolume-apiserver":
 			assert.Check(t, strings.Contains(p.Patch, "path: /host/audit"), p.Patch)
@@ -131,6 +137,8 @@ func TestLocalOverlay(t *testing.T) {
 		}
 	}
 	assert.DeepEqual(t, patched, map[string]int{"APIService": 2, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 2, "Deployment": 0})
+	// The base's two replicas of each become one here; the controller keeps two.
+	assert.DeepEqual(t, oneReplica, map[string]bool{"datavolume-apiserver": true, "datavolume-webhook": true})
 }
 
 // The overlay patches webhooks by index: the indexes must match the base.
