@@ -206,6 +206,22 @@ generatorOptions:
 	for _, name := range []string{APIServerName, WebhookName} {
 		fmt.Fprintf(&b, "  - target:\n      kind: Deployment\n      name: %s\n    patch: |-\n      - op: replace\n        path: /spec/replicas\n        value: 1\n", name)
 	}
+	// One etcd member (three in the base): a one-node cluster gains nothing
+	// from three on the same disk. The test op guards the argument's index.
+	fmt.Fprintf(&b, `  - target:
+      kind: StatefulSet
+      name: datavolume-etcd
+    patch: |-
+      - op: replace
+        path: /spec/replicas
+        value: 1
+      - op: test
+        path: /spec/template/spec/containers/0/args/%[1]d
+        value: %[2]s
+      - op: replace
+        path: /spec/template/spec/containers/0/args/%[1]d
+        value: %[3]s
+`, etcdInitialClusterArg, etcdInitialCluster(3), etcdInitialCluster(1))
 	// The controller's Jobs run the cloner image built here; its args take
 	// the insecure registries on top of the base's.
 	fmt.Fprintf(&b, `  - target:
@@ -228,6 +244,20 @@ generatorOptions:
 		fmt.Fprintf(&b, "      - op: add\n        path: /spec/template/spec/containers/0/args/-\n        value: %s\n", arg)
 	}
 	return os.WriteFile(filepath.Join(o.Dir, "kustomization.yaml"), []byte(b.String()), 0o644)
+}
+
+// etcdInitialClusterArg is the index of --initial-cluster among the etcd
+// container's arguments in artifacts/deploy/apiserver/etcd.yaml.
+const etcdInitialClusterArg = 6
+
+// etcdInitialCluster is the --initial-cluster argument of members
+// datavolume-etcd-0 … n-1, as the StatefulSet names them.
+func etcdInitialCluster(members int) string {
+	urls := make([]string, members)
+	for i := range urls {
+		urls[i] = fmt.Sprintf("datavolume-etcd-%[1]d=https://datavolume-etcd-%[1]d.datavolume-etcd.%[2]s.svc:2380", i, SystemNamespace)
+	}
+	return "--initial-cluster=" + strings.Join(urls, ",")
 }
 
 func sortedKeys[V any](m map[string]V) []string {

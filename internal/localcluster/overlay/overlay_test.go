@@ -3,6 +3,7 @@ package overlay
 import (
 	"encoding/base64"
 	"github.com/datavolume/datavolume/internal/localcluster/pki"
+	appsv1 "k8s.io/api/apps/v1"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,6 +124,12 @@ func TestLocalOverlay(t *testing.T) {
 	oneReplica := map[string]bool{}
 	for _, p := range k.Patches {
 		patched[p.Target["kind"]] += strings.Count(p.Patch, ca)
+		if p.Target["kind"] == "StatefulSet" {
+			assert.Check(t, is.Contains(p.Patch, "- op: replace\n  path: /spec/replicas\n  value: 1\n"))
+			assert.Check(t, is.Contains(p.Patch, "value: "+etcdInitialCluster(1)))
+			oneReplica[p.Target["name"]] = true
+			continue
+		}
 		if strings.Contains(p.Patch, "path: /spec/replicas") {
 			assert.Check(t, is.Equal(p.Patch, "- op: replace\n  path: /spec/replicas\n  value: 1"))
 			oneReplica[p.Target["name"]] = true
@@ -136,9 +143,10 @@ func TestLocalOverlay(t *testing.T) {
 			assert.Check(t, strings.Contains(p.Patch, "value: --insecure-registry=192.0.2.7"), p.Patch)
 		}
 	}
-	assert.DeepEqual(t, patched, map[string]int{"APIService": 2, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 2, "Deployment": 0})
-	// The base's two replicas of each become one here; the controller keeps two.
-	assert.DeepEqual(t, oneReplica, map[string]bool{"datavolume-apiserver": true, "datavolume-webhook": true})
+	assert.DeepEqual(t, patched, map[string]int{"APIService": 2, "MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 2, "Deployment": 0, "StatefulSet": 0})
+	// The base's two replicas of each, and three etcd members, become one
+	// here; the controller keeps two.
+	assert.DeepEqual(t, oneReplica, map[string]bool{"datavolume-apiserver": true, "datavolume-webhook": true, "datavolume-etcd": true})
 }
 
 // The overlay patches webhooks by index: the indexes must match the base.
@@ -156,6 +164,29 @@ func TestOverlayWebhookOrderMatchesBase(t *testing.T) {
 		}
 	}
 	assert.DeepEqual(t, names, append(append([]string{}, mutatingWebhooks...), validatingWebhooks...))
+}
+
+// The overlay makes etcd one member by replacing --initial-cluster at its
+// index: the base must have the three members' there, and the StatefulSet
+// three replicas.
+func TestOverlayEtcdMemberMatchesBase(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "artifacts", "deploy", "apiserver", "etcd.yaml"))
+	assert.NilError(t, err)
+	found := false
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var sts appsv1.StatefulSet
+		if yaml.Unmarshal([]byte(doc), &sts) != nil || sts.Kind != "StatefulSet" {
+			continue
+		}
+		found = true
+		assert.Check(t, is.Equal(*sts.Spec.Replicas, int32(3)))
+		assert.Check(t, is.Equal(sts.Spec.PodManagementPolicy, appsv1.ParallelPodManagement), "no member is ready before a quorum is")
+		args := sts.Spec.Template.Spec.Containers[0].Args
+		assert.Check(t, is.Equal(args[etcdInitialClusterArg], etcdInitialCluster(3)))
+	}
+	assert.Assert(t, found, "no StatefulSet in etcd.yaml")
+	assert.Check(t, is.Equal(etcdInitialCluster(1),
+		"--initial-cluster=datavolume-etcd-0=https://datavolume-etcd-0.datavolume-etcd.datavolume-system.svc:2380"))
 }
 
 func TestSplitReference(t *testing.T) {
