@@ -15,10 +15,11 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// workloads reads the Deployments and StatefulSets of artifacts/deploy.
-func workloads(t *testing.T) map[string]corev1.PodSpec {
+// manifests returns the documents of kind in artifacts/deploy's
+// subdirectories, each as YAML.
+func manifests(t *testing.T, kind string) [][]byte {
 	t.Helper()
-	specs := map[string]corev1.PodSpec{}
+	var docs [][]byte
 	files, err := filepath.Glob(filepath.Join("..", "..", "artifacts", "deploy", "*", "*.yaml"))
 	assert.NilError(t, err)
 	for _, file := range files {
@@ -27,17 +28,38 @@ func workloads(t *testing.T) map[string]corev1.PodSpec {
 		for _, doc := range strings.Split(string(raw), "\n---\n") {
 			var meta struct{ Kind string }
 			assert.NilError(t, yaml.Unmarshal([]byte(doc), &meta), file)
-			switch meta.Kind {
-			case "Deployment":
-				var d appsv1.Deployment
-				assert.NilError(t, yaml.UnmarshalStrict([]byte(doc), &d), file)
-				specs[d.Name] = d.Spec.Template.Spec
-			case "StatefulSet":
-				var s appsv1.StatefulSet
-				assert.NilError(t, yaml.UnmarshalStrict([]byte(doc), &s), file)
-				specs[s.Name] = s.Spec.Template.Spec
+			if meta.Kind == kind {
+				docs = append(docs, []byte(doc))
 			}
 		}
+	}
+	return docs
+}
+
+// deployments reads the Deployments of artifacts/deploy.
+func deployments(t *testing.T) []appsv1.Deployment {
+	t.Helper()
+	var out []appsv1.Deployment
+	for _, doc := range manifests(t, "Deployment") {
+		var d appsv1.Deployment
+		assert.NilError(t, yaml.UnmarshalStrict(doc, &d))
+		out = append(out, d)
+	}
+	return out
+}
+
+// workloads reads the pod specs of the Deployments and StatefulSets of
+// artifacts/deploy.
+func workloads(t *testing.T) map[string]corev1.PodSpec {
+	t.Helper()
+	specs := map[string]corev1.PodSpec{}
+	for _, d := range deployments(t) {
+		specs[d.Name] = d.Spec.Template.Spec
+	}
+	for _, doc := range manifests(t, "StatefulSet") {
+		var s appsv1.StatefulSet
+		assert.NilError(t, yaml.UnmarshalStrict(doc, &s))
+		specs[s.Name] = s.Spec.Template.Spec
 	}
 	return specs
 }
@@ -116,23 +138,13 @@ func TestDeployedComponentsAreHighlyAvailable(t *testing.T) {
 	deploy := filepath.Join("..", "..", "artifacts", "deploy")
 	replicas := map[string]int32{}
 	spread := map[string]bool{}
-	files, err := filepath.Glob(filepath.Join(deploy, "*", "deployment.yaml"))
-	assert.NilError(t, err)
-	for _, file := range files {
-		raw, err := os.ReadFile(file)
-		assert.NilError(t, err)
-		for _, doc := range strings.Split(string(raw), "\n---\n") {
-			var d appsv1.Deployment
-			if yaml.Unmarshal([]byte(doc), &d) != nil || d.Kind != "Deployment" {
-				continue
-			}
-			assert.Assert(t, d.Spec.Replicas != nil, d.Name)
-			replicas[d.Name] = *d.Spec.Replicas
-			for _, c := range d.Spec.Template.Spec.TopologySpreadConstraints {
-				spread[d.Name] = spread[d.Name] || (c.TopologyKey == "kubernetes.io/hostname" &&
-					c.LabelSelector.MatchLabels["app.kubernetes.io/name"] == d.Name &&
-					c.WhenUnsatisfiable == corev1.ScheduleAnyway)
-			}
+	for _, d := range deployments(t) {
+		assert.Assert(t, d.Spec.Replicas != nil, d.Name)
+		replicas[d.Name] = *d.Spec.Replicas
+		for _, c := range d.Spec.Template.Spec.TopologySpreadConstraints {
+			spread[d.Name] = spread[d.Name] || (c.TopologyKey == "kubernetes.io/hostname" &&
+				c.LabelSelector.MatchLabels["app.kubernetes.io/name"] == d.Name &&
+				c.WhenUnsatisfiable == corev1.ScheduleAnyway)
 		}
 	}
 	assert.DeepEqual(t, replicas, map[string]int32{"datavolume-apiserver": 2, "datavolume-webhook": 2, "datavolume-controller": 2})

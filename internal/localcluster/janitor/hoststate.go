@@ -40,7 +40,7 @@ var nodeSysctls = []string{
 	// Per network namespace: the bridge plugin, kube-proxy and the launcher
 	// set them in the node's; of the host's (read here, in its namespace)
 	// the launcher sets only ip_forward, for the node's traffic out
-	// (nodenet.EnableEgress).
+	// (with nodenet.EnableEgress's rules).
 	"net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
 	"net.ipv4.conf.all.route_localnet",
 	// kube-proxy (off in its configuration; global tables).
